@@ -1,0 +1,42 @@
+"""Gradient-balancing methods, one file each, built by name.
+
+    b = mtl.balancers.get("pcgrad")           # or REGISTRY["pcgrad"]()
+    state = b.init(num_tasks)
+    combined, weights, state = b.update(losses, task_grads, state, key=key)
+
+See :mod:`mtl.balancers.base` for the interface. To add a method: write one
+file with a factory returning a :class:`Balancer`, add one line to ``REGISTRY``
+below, and one entry to the contract test's list in ``tests/test_balancer_contract.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from mtl.balancers.base import Balancer, EmptyState, flatten_task_grads, gramian, weighted_sum
+from mtl.balancers.ew import ew
+from mtl.balancers.gradnorm import gradnorm
+from mtl.balancers.pcgrad import pcgrad
+from mtl.balancers.uw import uw
+
+REGISTRY: dict[str, Callable[..., Balancer]] = {
+    "ew": ew,
+    "uw": uw,
+    "gradnorm": gradnorm,
+    "pcgrad": pcgrad,
+}
+
+
+def get(name: str, **hparams) -> Balancer:
+    """Builds the balancer registered as ``name`` with keyword hyperparameters."""
+    if name not in REGISTRY:
+        raise ValueError(
+            f"unknown balancer {name!r}; choose one of: {', '.join(sorted(REGISTRY))}"
+        )
+    try:
+        return REGISTRY[name](**hparams)
+    except TypeError as e:
+        raise ValueError(f"bad hyperparameters for balancer {name!r}: {e}") from e
+
+
+__all__ = ["Balancer", "EmptyState", "REGISTRY", "get", "flatten_task_grads", "gramian", "weighted_sum"]

@@ -1,0 +1,312 @@
+"""The jit-compiled multi-task train step.
+
+One pure function per (model, balancer): ``state, out = step(state, batch)``,
+where the train state is one explicit pytree (parameters, optimizer state,
+balancer state, step counter, PRNG key) and ``out`` holds the step's task
+losses, task weights and optional gradient diagnostics. No host
+synchronisation happens inside.
+
+How gradients are taken depends on what the balancer needs
+(:attr:`mtl.balancers.Balancer.grads`):
+
+* ``none`` (loss weighting): one forward pass, the balancer turns the losses
+  into weights, one pullback of ``sum_i w_i L_i``.
+* ``shared``: one forward pass and T pullbacks (``vmap`` of the VJP over the
+  rows of the identity) give every task's gradient of the *balanced*
+  parameters (by default the dense shared layers; embeddings too when
+  ``balance_embeddings``). The balancer combines them. All other parameters
+  get the sum of the task gradients: each tower its own task's gradient,
+  embeddings the plain sum.
+* ``shared`` with ``rep_grad=True``: the T pullbacks stop at the shared
+  representation ``z`` (the bottom's or the experts' output); the balancer
+  combines the per-task gradients of ``z`` and one pullback sends the combined
+  gradient through the shared network (LibMTL's ``rep_grad``; MGDA-UB).
+* ``last_shared``: T pullbacks restricted to the last shared layer feed the
+  balancer's weights; the update is one pullback of the weighted loss (GradNorm).
+
+Balancers with ``num_batches = K > 1`` get K batches per step (the first is the
+step's batch, the others are drawn by the loop); balancers with an
+``after_update`` hook get the losses recomputed on the same batch after the
+parameter update (FAMO).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from mtl.balancers.base import Balancer, weighted_sum
+from mtl.models.base import Model
+
+PyTree = Any
+
+
+class TrainState(NamedTuple):
+    """Everything training carries from step to step, as one pytree."""
+
+    params: PyTree
+    opt_state: PyTree
+    balancer_state: PyTree
+    step: jax.Array
+    key: jax.Array
+
+
+def init_train_state(model: Model, balancer: Balancer, optimizer: optax.GradientTransformation,
+                     key: jax.Array) -> TrainState:
+    k_init, k_run = jax.random.split(key)
+    params = model.init(k_init)
+    return TrainState(params, optimizer.init(params), balancer.init(model.num_tasks),
+                      jnp.zeros((), jnp.int32), k_run)
+
+
+# ---------------------------------------------------------------------------
+# Losses
+# ---------------------------------------------------------------------------
+
+
+def task_losses(outputs: jax.Array, labels: jax.Array, kinds: Sequence[str]) -> jax.Array:
+    """Mean loss of each task over the batch: ``(T,)``.
+
+    Binary tasks: sigmoid cross-entropy on logits; regression tasks: squared error.
+    """
+    binary = jnp.asarray([k == "binary" for k in kinds])
+    bce = optax.sigmoid_binary_cross_entropy(outputs, labels)
+    mse = jnp.square(outputs - labels)
+    return jnp.mean(jnp.where(binary[None, :], bce, mse), axis=0)
+
+
+# ---------------------------------------------------------------------------
+# Parameter partitions (equinox-style: masked-out leaves become None)
+# ---------------------------------------------------------------------------
+
+
+def _is_none(x):
+    return x is None
+
+
+def partition(tree: PyTree, mask: PyTree) -> tuple[PyTree, PyTree]:
+    """Splits ``tree`` into (selected, rest) by a boolean ``mask`` of the same structure."""
+    sel = jax.tree_util.tree_map(lambda x, m: x if m else None, tree, mask)
+    rest = jax.tree_util.tree_map(lambda x, m: None if m else x, tree, mask)
+    return sel, rest
+
+
+def combine(a: PyTree, b: PyTree) -> PyTree:
+    """Inverse of :func:`partition`."""
+    return jax.tree_util.tree_map(lambda x, y: y if x is None else x, a, b, is_leaf=_is_none)
+
+
+def default_shared_mask(params: PyTree, balance_embeddings: bool = False) -> PyTree:
+    """The parameters a balancer acts on: the dense shared layers (bottom,
+    experts, shared gates), plus the embedding tables when asked."""
+    return {
+        "embed": jax.tree_util.tree_map(lambda _: bool(balance_embeddings), params["embed"]),
+        "shared": jax.tree_util.tree_map(lambda _: True, params["shared"]),
+        "heads": jax.tree_util.tree_map(lambda _: False, params["heads"]),
+    }
+
+
+def _has_leaves(tree) -> bool:
+    return len(jax.tree_util.tree_leaves(tree)) > 0
+
+
+# ---------------------------------------------------------------------------
+# Diagnostics
+# ---------------------------------------------------------------------------
+
+
+def gradient_diagnostics(task_grads: PyTree) -> dict[str, jax.Array]:
+    """Per-task gradient norms ``(T,)`` and pairwise cosine similarities ``(T, T)``."""
+    from mtl.balancers.base import gramian
+
+    g = gramian(task_grads)
+    norms = jnp.sqrt(jnp.maximum(jnp.diagonal(g), 0.0))
+    denom = jnp.outer(norms, norms)
+    cos = jnp.where(denom > 0, g / jnp.where(denom > 0, denom, 1.0), 0.0)
+    return {"grad_norms": norms, "grad_cos": cos}
+
+
+# ---------------------------------------------------------------------------
+# The step
+# ---------------------------------------------------------------------------
+
+
+def make_train_step(
+    model: Model,
+    balancer: Balancer,
+    optimizer: optax.GradientTransformation,
+    task_kinds: Sequence[str],
+    *,
+    rep_grad: bool = False,
+    balance_embeddings: bool = False,
+    shared_mask_fn: Callable[[PyTree], PyTree] | None = None,
+    diagnostics: bool = False,
+) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
+    """Builds the pure train step ``step(state, batch) -> (state, out)``.
+
+    Args:
+      model: the multi-task model.
+      balancer: the gradient-balancing method.
+      optimizer: an optax transformation for all parameters.
+      task_kinds: ``"binary"`` or ``"regression"`` per task.
+      rep_grad: take per-task gradients at the shared representation instead of
+        the shared parameters (only for balancers with ``rep_grad=True``).
+      balance_embeddings: include the embedding tables in the balanced set.
+      shared_mask_fn: custom filter ``params -> bool mask`` of the balanced
+        parameters (overrides the default and ``balance_embeddings``).
+      diagnostics: also return per-task gradient norms and pairwise cosines
+        (of the balanced parameters, or of the representation with ``rep_grad``);
+        costs T pullbacks for loss-weighting methods that would not need them.
+
+    ``batch`` is a dict with ``numeric (B, F)``, ``categorical (B, C)``,
+    ``labels (B, T)``; with ``balancer.num_batches = K > 1`` every array has a
+    leading axis ``K``. ``out`` has ``losses (T,)``, ``weights (T,)`` and, with
+    diagnostics, ``grad_norms (T,)`` and ``grad_cos (T, T)``.
+    """
+    kinds = tuple(task_kinds)
+    t = len(kinds)
+    if t != model.num_tasks:
+        raise ValueError(f"model {model.name!r} has {model.num_tasks} tasks but the data has {t}")
+    if rep_grad and not balancer.rep_grad:
+        raise ValueError(f"balancer {balancer.name!r} is not defined on representation gradients (rep_grad=True)")
+    if rep_grad and balancer.grads == "none" and not diagnostics:
+        rep_grad = False  # nothing to take at the representation: plain loss weighting
+    k_batches = balancer.num_batches
+    eye = jnp.eye(t, dtype=jnp.float32)
+
+    def loss_fn(params, batch, key):
+        out = model.apply(params, batch["numeric"], batch["categorical"], train=True, key=key)
+        return task_losses(out, batch["labels"], kinds)
+
+    def mask_of(params):
+        if shared_mask_fn is not None:
+            return shared_mask_fn(params)
+        return default_shared_mask(params, balance_embeddings)
+
+    def last_shared_mask(params):
+        return {
+            "embed": jax.tree_util.tree_map(lambda _: False, params["embed"]),
+            "shared": model.last_shared(params["shared"]),
+            "heads": jax.tree_util.tree_map(lambda _: False, params["heads"]),
+        }
+
+    def per_task_param_grads(params, batch, key, mask):
+        """losses (T,), balanced per-task grads (T, ...) and a pullback."""
+        bal, rest = partition(params, mask)
+        if not _has_leaves(bal):
+            raise ValueError(
+                f"model {model.name!r} has no shared parameters to balance; use balancer 'ew' "
+                "(or another loss-weighting method)"
+            )
+        losses, pull = jax.vjp(lambda b, r: loss_fn(combine(b, r), batch, key), bal, rest)
+        jb, jr = jax.vmap(pull)(eye)
+        return losses, jb, jr, pull
+
+    def per_task_rep_grads(params, batch, key):
+        """losses (T,), per-task grads of z (T, ...), and what is needed to finish."""
+        k1, k2 = jax.random.split(key)
+        emb_shared = {"embed": params["embed"], "shared": params["shared"]}
+
+        def encode(p):
+            h = model.embed(p["embed"], batch["numeric"], batch["categorical"])
+            return model.encode(p["shared"], h, train=True, key=k1), h
+
+        (z, h), pull_enc = jax.vjp(encode, emb_shared)
+
+        def decode(heads, z, h):
+            out = model.decode(heads, z, h, train=True, key=k2)
+            return task_losses(out, batch["labels"], kinds)
+
+        losses, pull_dec = jax.vjp(decode, params["heads"], z, h)
+        g_heads, g_z, g_h = jax.vmap(pull_dec)(eye)
+        return losses, g_z, (g_heads, g_h, pull_enc)
+
+    def one_batch(tree, i):
+        return jax.tree_util.tree_map(lambda x: x[i], tree)
+
+    def step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+        key, k_model, k_bal = jax.random.split(state.key, 3)
+        params = state.params
+        out: dict[str, jax.Array] = {}
+        first_batch = one_batch(batch, 0) if k_batches > 1 else batch
+
+        if balancer.grads == "none" and not diagnostics:
+            losses, pull = jax.vjp(lambda p: loss_fn(p, first_batch, k_model), params)
+            lb = jnp.stack([losses] * k_batches) if k_batches > 1 else losses
+            _, weights, bstate = balancer.update(lb, None, state.balancer_state, key=k_bal)
+            (grads,) = pull(weights.astype(losses.dtype))
+
+        elif balancer.grads == "last_shared":
+            mask = last_shared_mask(params)
+            losses, jb, _, pull = per_task_param_grads(params, first_batch, k_model, mask)
+            _, weights, bstate = balancer.update(losses, jb, state.balancer_state, key=k_bal)
+            grads = combine(*pull(weights.astype(losses.dtype)))
+            if diagnostics:
+                out.update(gradient_diagnostics(jb))
+
+        elif rep_grad:
+            if k_batches > 1:
+                parts = [per_task_rep_grads(params, one_batch(batch, i), jax.random.fold_in(k_model, i))
+                         for i in range(k_batches)]
+                losses_k = jnp.stack([p[0] for p in parts])
+                gz_k = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *[p[1] for p in parts])
+                losses, gz, (g_heads, g_h, pull_enc) = parts[0]
+                combined, weights, bstate = balancer.update(losses_k, gz_k, state.balancer_state, key=k_bal)
+            else:
+                losses, gz, (g_heads, g_h, pull_enc) = per_task_rep_grads(params, first_batch, k_model)
+                if balancer.grads == "none":
+                    _, weights, bstate = balancer.update(losses, None, state.balancer_state, key=k_bal)
+                    combined = weighted_sum(gz, weights)
+                else:
+                    combined, weights, bstate = balancer.update(losses, gz, state.balancer_state, key=k_bal)
+            if combined is None:
+                combined = weighted_sum(gz, weights)
+            if balancer.grads == "none":  # loss weighting: heads and h use the weights too
+                g_heads_sum, g_h_sum = weighted_sum(g_heads, weights), weighted_sum(g_h, weights)
+            else:
+                g_heads_sum = jax.tree_util.tree_map(lambda g: g.sum(0), g_heads)
+                g_h_sum = g_h.sum(0)
+            (g_emb_shared,) = pull_enc((combined, g_h_sum))
+            grads = {"embed": g_emb_shared["embed"], "shared": g_emb_shared["shared"], "heads": g_heads_sum}
+            if diagnostics:
+                out.update(gradient_diagnostics(gz))
+
+        else:  # per-task gradients of the balanced parameters
+            mask = mask_of(params)
+            if k_batches > 1:
+                parts = [per_task_param_grads(params, one_batch(batch, i), jax.random.fold_in(k_model, i), mask)
+                         for i in range(k_batches)]
+                losses, jb, jr, _ = parts[0]
+                losses_k = jnp.stack([p[0] for p in parts])
+                jb_k = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *[p[1] for p in parts])
+                combined, weights, bstate = balancer.update(losses_k, jb_k, state.balancer_state, key=k_bal)
+            else:
+                losses, jb, jr, _ = per_task_param_grads(params, first_batch, k_model, mask)
+                if balancer.grads == "none":  # diagnostics requested for a loss-weighting method
+                    _, weights, bstate = balancer.update(losses, None, state.balancer_state, key=k_bal)
+                    combined = None
+                else:
+                    combined, weights, bstate = balancer.update(losses, jb, state.balancer_state, key=k_bal)
+            if combined is None:
+                combined = weighted_sum(jb, weights)
+            if balancer.grads == "none":
+                rest_grads = weighted_sum(jr, weights)
+            else:
+                rest_grads = jax.tree_util.tree_map(lambda g: g.sum(0), jr)
+            grads = combine(combined, rest_grads)
+            if diagnostics:
+                out.update(gradient_diagnostics(jb))
+
+        updates, opt_state = optimizer.update(grads, state.opt_state, params)
+        new_params = optax.apply_updates(params, updates)
+        if balancer.after_update is not None:
+            losses_after = loss_fn(new_params, first_batch, k_model)
+            bstate = balancer.after_update(bstate, losses, losses_after)
+        out["losses"] = losses
+        out["weights"] = weights.astype(jnp.float32)
+        return TrainState(new_params, opt_state, bstate, state.step + 1, key), out
+
+    return step

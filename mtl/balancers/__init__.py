@@ -18,12 +18,32 @@ from mtl.balancers.ew import ew
 from mtl.balancers.gradnorm import gradnorm
 from mtl.balancers.pcgrad import pcgrad
 from mtl.balancers.uw import uw
+from mtl.balancers.cagrad import cagrad
+from mtl.balancers.dwa import dwa
+from mtl.balancers.famo import famo
+from mtl.balancers.gls import gls
+from mtl.balancers.graddrop import graddrop
+from mtl.balancers.gradvac import gradvac
+from mtl.balancers.imtl import imtl
+from mtl.balancers.metabalance import metabalance
+from mtl.balancers.rlw import rlw
+from mtl.balancers.stch import stch
 
 REGISTRY: dict[str, Callable[..., Balancer]] = {
     "ew": ew,
     "uw": uw,
     "gradnorm": gradnorm,
     "pcgrad": pcgrad,
+    "dwa": dwa,
+    "rlw": rlw,
+    "gls": gls,
+    "famo": famo,
+    "stch": stch,
+    "graddrop": graddrop,
+    "gradvac": gradvac,
+    "imtl": imtl,
+    "cagrad": cagrad,
+    "metabalance": metabalance,
 }
 
 

@@ -1,0 +1,142 @@
+"""IMTL: impartial multi-task learning (Liu et al., ICLR 2021).
+
+Two parts, usable alone or together (``mode``):
+
+**IMTL-G** (gradient balance, ``mode="grad"``). Find ``alpha`` with
+``sum_i alpha_i = 1`` such that the update ``d = sum_i alpha_i g_i`` has equal
+projections on every unit task gradient ``u_i = g_i / |g_i|``:
+
+    d . u_1 = d . u_i   for all i.
+
+Closed form (paper, Eq. 7): with ``D = [g_1 - g_2, ..., g_1 - g_T]`` and
+``U = [u_1 - u_2, ..., u_1 - u_T]`` (rows),
+
+    alpha_{2:T} = g_1 U^T (D U^T)^{-1},       alpha_1 = 1 - sum_{i>=2} alpha_i.
+
+Everything is a function of the Gramian ``G = J J^T`` (``g_i . u_j =
+G_ij / sqrt(G_jj)``), so this implementation solves the equivalent ``T x T``
+linear system
+
+    sum_i alpha_i = 1,      (N G alpha)_i - (N G alpha)_r = 0  (i != r),
+
+with ``N = diag(1 / |g_i|)`` and ``r`` the first task with a non-zero
+gradient, by a pseudo-inverse (minimum-norm ``alpha``). For linearly
+independent gradients this is exactly the paper's closed form; it stays finite
+for degenerate inputs: identical gradients give ``alpha_i = 1/T``; a task with a
+zero gradient has no direction and drops out of the equal-projection
+constraints. The Gramian is divided by its mean diagonal first (``alpha`` is
+scale invariant) for conditioning.
+
+**IMTL-L** (loss balance, ``mode="loss"``). Each task gets a learnable scale
+``s_i`` (initialised to 0) and the scaled loss ``e^{s_i} L_i - s_i``; the
+network sees weights ``e^{s_i}`` and ``s_i`` descends
+
+    d/ds_i (e^{s_i} L_i - s_i) = e^{s_i} L_i - 1,
+
+whose zero makes every scaled loss ``e^{s_i} L_i = 1``. The scales are updated
+inside ``update`` with their own Adam (explicit state, as in
+:mod:`mtl.balancers.uw`); their gradient is this per-task derivative, not
+weighted by ``alpha``, as in the paper and LibMTL (each scaled loss
+back-propagates to its own ``s_i``).
+
+**Hybrid** (``mode="hybrid"``, the default and the paper's full method):
+IMTL-G applied to the gradients of the scaled losses ``e^{s_i} g_i``; the
+update is ``sum_i alpha_i e^{s_i} g_i`` and the returned weights are
+``alpha_i e^{s_i}``.
+
+``grads`` is ``"shared"`` for ``grad``/``hybrid`` and ``"none"`` for ``loss``
+(then ``combined = None`` and the weights ``e^{s_i}`` are applied to the
+losses). The paper computes IMTL-G on gradients at the shared representation,
+so ``rep_grad=True``. The paper also trains the task-specific parameters on
+the scaled losses; what the heads receive is the train step's business.
+
+Reference: L. Liu, Y. Li, Z. Kuang, J.-H. Xue, Y. Chen, W. Yang, Q. Liao,
+W. Zhang. "Towards Impartial Multi-task Learning." ICLR 2021.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from mtl.balancers.base import Balancer, gramian, weighted_sum
+
+MODES = ("hybrid", "grad", "loss")
+
+
+class IMTLState(NamedTuple):
+    log_scales: jax.Array  # (T,) s_i (stay 0 in mode "grad")
+    opt_state: Any
+
+
+def imtl_g_weights(gram: jax.Array) -> jax.Array:
+    """IMTL-G ``alpha`` (summing to 1) from the ``(T, T)`` Gramian."""
+    t = gram.shape[0]
+    gram = gram.astype(jnp.float32)
+    scale = jnp.trace(gram) / t
+    gram = gram / jnp.where(scale > 0, scale, 1.0)
+    sq = jnp.maximum(jnp.diagonal(gram), 0.0)
+    nonzero = sq > 1e-20
+    inv_norm = jnp.where(nonzero, 1.0 / jnp.sqrt(jnp.where(nonzero, sq, 1.0)), 0.0)
+    proj = inv_norm[:, None] * gram  # (N G)_ik: alpha -> projections u_i . d
+    ref = jnp.argmax(nonzero)  # first task with a non-zero gradient (0 if none)
+    rows = jnp.where(nonzero[:, None], proj - proj[ref][None, :], 0.0)
+    is_ref = jnp.arange(t) == ref
+    a = jnp.where(is_ref[:, None], jnp.ones((t, t), jnp.float32), rows)
+    rhs = is_ref.astype(jnp.float32)
+    return jnp.linalg.pinv(a, rtol=1e-6) @ rhs
+
+
+def imtl(*, mode: str = "hybrid", learning_rate: float = 1e-3, init_log_scale: float = 0.0) -> Balancer:
+    """IMTL-G, IMTL-L or both.
+
+    Args:
+      mode: ``"hybrid"`` (IMTL-G on the scaled losses' gradients, default),
+        ``"grad"`` (IMTL-G only) or ``"loss"`` (IMTL-L only).
+      learning_rate: Adam step size for the loss scales ``s`` (the network's
+        usual rate; LibMTL optimises them with the network's optimiser).
+      init_log_scale: initial ``s_i`` (0: scale 1).
+
+    Returns:
+      A :class:`Balancer`; ``update`` returns ``(combined, weights, state)``.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown IMTL mode {mode!r}; choose one of {MODES}")
+    opt = optax.adam(learning_rate)
+    learn_scales = mode in ("hybrid", "loss")
+
+    def init(num_tasks: int) -> IMTLState:
+        s = jnp.full((num_tasks,), init_log_scale if learn_scales else 0.0, jnp.float32)
+        return IMTLState(s, opt.init(s))
+
+    def step_scales(losses, state):
+        s = state.log_scales
+        losses = jax.lax.stop_gradient(losses).astype(jnp.float32)
+        grad_s = jnp.exp(s) * losses - 1.0
+        grad_s = jnp.where(jnp.isfinite(grad_s), grad_s, 0.0)
+        updates, opt_state = opt.update(grad_s, state.opt_state, s)
+        return IMTLState(optax.apply_updates(s, updates), opt_state)
+
+    def update(losses, task_grads, state, *, key=None):
+        del key
+        scale = jnp.exp(state.log_scales)
+        if mode == "loss":
+            return None, scale, step_scales(losses, state)
+        gram = gramian(task_grads).astype(jnp.float32)
+        if mode == "hybrid":
+            gram = scale[:, None] * gram * scale[None, :]
+        alpha = imtl_g_weights(gram)
+        weights = alpha * scale if mode == "hybrid" else alpha
+        new_state = step_scales(losses, state) if mode == "hybrid" else state
+        return weighted_sum(task_grads, weights), weights, new_state
+
+    return Balancer(
+        init=init,
+        update=update,
+        grads="none" if mode == "loss" else "shared",
+        rep_grad=True,
+        name="imtl",
+    )

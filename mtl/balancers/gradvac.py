@@ -57,15 +57,22 @@ class GradVacState(NamedTuple):
     targets: jax.Array  # (T, T) phihat_ij, EMA of the cosine similarity
 
 
+def visiting_orders(key: jax.Array, num_tasks: int) -> jax.Array:
+    """One random permutation of the tasks per task, ``(T, T)``, drawn from ``key``."""
+    keys = jax.random.split(key, num_tasks)
+    return jax.vmap(lambda k: jax.random.permutation(k, num_tasks))(keys)
+
+
 def gradvac_coefficients(
-    gram: jax.Array, targets: jax.Array, key: jax.Array, beta: float, update_target_always: bool = True
+    gram: jax.Array, targets: jax.Array, orders: jax.Array, beta: float, update_target_always: bool = True
 ) -> tuple[jax.Array, jax.Array]:
     """Runs the GradVac loop on the Gramian.
 
     Args:
       gram: ``(T, T)`` Gramian of the task gradients.
       targets: ``(T, T)`` current targets ``phihat``.
-      key: PRNG key for the visiting orders.
+      orders: ``(T, T)`` integer array; row ``i`` is the order in which task
+        ``i`` visits the tasks (its own index is skipped).
       beta: EMA rate of the targets.
       update_target_always: update ``phihat_ij`` at every visit (paper) or only
         when the correction fires (LibMTL).
@@ -75,8 +82,6 @@ def gradvac_coefficients(
     """
     t = gram.shape[0]
     dtype = gram.dtype
-    keys = jax.random.split(key, t)
-    orders = jax.vmap(lambda k: jax.random.permutation(k, t))(keys)  # (T, T)
     norms = jnp.sqrt(jnp.maximum(jnp.diagonal(gram), 0.0))
 
     def vaccinate_one(i, order, target_row):
@@ -125,7 +130,8 @@ def gradvac(*, beta: float = 0.5, update_target_always: bool = True) -> Balancer
     def update(losses, task_grads, state, *, key):
         del losses
         gram = gramian(task_grads).astype(jnp.float32)
-        coeffs, targets = gradvac_coefficients(gram, state.targets, key, beta, update_target_always)
+        orders = visiting_orders(key, gram.shape[0])
+        coeffs, targets = gradvac_coefficients(gram, state.targets, orders, beta, update_target_always)
         weights = coeffs.sum(axis=0)
         return weighted_sum(task_grads, weights), weights, GradVacState(targets.astype(jnp.float32))
 

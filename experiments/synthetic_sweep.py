@@ -105,6 +105,12 @@ def orderings(rows):
         holds = deg[mm] < deg[om] < deg[sb]
         lines.append(f"- {metric} loss increase from rho=1.0 to 0.5: {order} -> paper's 'MMoE degrades least, "
                      f"Shared-Bottom most' {'HOLDS' if holds else 'does NOT hold'}")
+        pair = [rho for rho in (0.9, 0.5) if get[(mm, rho)][f"{metric}_mean"] < get[(om, rho)][f"{metric}_mean"]]
+        lines.append(f"- {metric} loss, MMoE < OMoE at rho<1: holds at rho in {pair or 'none'} of (0.9, 0.5)")
+        small = "Shared-Bottom (16, small)"
+        worst = [rho for rho in CORRELATIONS
+                 if get[(small, rho)][f"{metric}_mean"] == max(get[(m, rho)][f"{metric}_mean"] for m in MODELS)]
+        lines.append(f"- {metric} loss, the small 16-unit Shared-Bottom is worst at rho in {worst or 'none'}")
     return lines
 
 

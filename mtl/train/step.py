@@ -109,6 +109,17 @@ def default_shared_mask(params: PyTree, balance_embeddings: bool = False) -> PyT
     }
 
 
+def _pullback_rows(pull, eye):
+    """``pull(e_i)`` for every row of ``eye``, stacked along a new leading axis."""
+    if PULLBACK_MODE == "vmap":
+        return jax.vmap(pull)(eye)
+    rows = [pull(eye[i]) for i in range(eye.shape[0])]
+    return jax.tree_util.tree_map(lambda *x: jnp.stack(x), *rows)
+
+
+PULLBACK_MODE = "loop"
+
+
 def _has_leaves(tree) -> bool:
     return len(jax.tree_util.tree_leaves(tree)) > 0
 
@@ -202,7 +213,7 @@ def make_train_step(
                 "(or another loss-weighting method)"
             )
         losses, pull = jax.vjp(lambda b, r: loss_fn(combine(b, r), batch, key), bal, rest)
-        jb, jr = jax.vmap(pull)(eye)
+        jb, jr = _pullback_rows(pull, eye)
         return losses, jb, jr, pull
 
     def per_task_rep_grads(params, batch, key):

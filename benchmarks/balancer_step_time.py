@@ -1,0 +1,122 @@
+"""Step time of every balancer relative to equal weighting, side by side.
+
+    python -m benchmarks.balancer_step_time                 # T=2 and T=7, all methods
+    python -m benchmarks.balancer_step_time --tasks=2 --methods=ew,pcgrad,mgda
+
+Model and batch follow the field notes' measurement: MMoE with 400 input
+floats, 8 experts 400->256->128, towers 128->64->1, batch 1024, Adam. For each
+T, every method's jitted train step is compiled, then the steps run
+round-robin (one step of each method per round, ``--rounds`` rounds), so that
+machine noise hits all methods alike; the table gives median milliseconds, the
+ratio to ``ew``, and the solver's share: the median time of the balancer's
+``update`` alone on a Jacobian of the shared parameters' shape, divided by the
+method's step time. Targets (issue 4): every Jacobian method within 2x of
+``ew`` at T=2 on CPU, solver share below 10%. Methods with ``num_batches > 1``
+compute K Jacobians per step by design.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import app, flags
+
+import mtl.balancers as mb
+import mtl.models as mm
+from mtl.train import init_train_state, make_train_step
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("tasks", "2,7", "Comma-separated task counts.")
+flags.DEFINE_string("methods", "", "Comma-separated balancer names (default: all registered).")
+flags.DEFINE_integer("rounds", 20, "Round-robin rounds (one step of every method per round).")
+flags.DEFINE_integer("batch", 1024, "Batch size.")
+flags.DEFINE_bool("rep_grad", False, "Per-task gradients at the shared representation.")
+
+
+def _setup(t, batch_size):
+    model = mm.get("mmoe", num_tasks=t, num_numeric=400, num_experts=8, expert_hidden=(256, 128),
+                   tower_hidden=(64,))
+    rng = np.random.default_rng(0)
+    batch = {"numeric": jnp.asarray(rng.normal(size=(batch_size, 400)), jnp.float32),
+             "categorical": jnp.zeros((batch_size, 0), jnp.int32),
+             "labels": jnp.asarray(rng.integers(0, 2, (batch_size, t)), jnp.float32)}
+    return model, batch
+
+
+def _stack(batch, k):
+    return batch if k == 1 else jax.tree_util.tree_map(lambda x: jnp.stack([x] * k), batch)
+
+
+def measure(t, names, rounds, batch_size, rep_grad=False):
+    model, batch = _setup(t, batch_size)
+    opt = optax.adam(1e-3)
+    kinds = ("binary",) * t
+    runners = {}
+    for name in names:
+        b = mb.get(name)
+        if rep_grad and not b.rep_grad:
+            continue
+        step = jax.jit(make_train_step(model, b, opt, kinds, rep_grad=rep_grad))
+        state = init_train_state(model, b, opt, jax.random.key(0))
+        kb = _stack(batch, b.num_batches)
+        state, _ = step(state, kb)
+        jax.block_until_ready(state)
+        # the solver alone, on a Jacobian shaped like the balanced parameters
+        shared = state.params["shared"]
+        lead = (b.num_batches, t) if b.num_batches > 1 else (t,)
+        keys = jax.random.split(jax.random.key(1), len(jax.tree_util.tree_leaves(shared)))
+        jac = jax.tree_util.tree_unflatten(
+            jax.tree_util.tree_structure(shared),
+            [jax.random.normal(k, (*lead, *x.shape)) for k, x in zip(keys, jax.tree_util.tree_leaves(shared))])
+        losses = jnp.ones(lead)
+        upd = jax.jit(lambda l, g, s, k, b=b: b.update(l, g if b.needs_grads else None, s, key=k))
+        bstate = b.init(t)
+        jax.block_until_ready(upd(losses, jac, bstate, jax.random.key(0)))
+        runners[name] = {"step": step, "state": state, "batch": kb, "upd": upd, "jac": jac, "losses": losses,
+                         "bstate": bstate, "times": [], "solver": []}
+    for r in range(rounds):
+        for name, x in runners.items():
+            t0 = time.perf_counter()
+            x["state"], _ = x["step"](x["state"], x["batch"])
+            jax.block_until_ready(x["state"])
+            x["times"].append(time.perf_counter() - t0)
+            if x["upd"] is not None:
+                t0 = time.perf_counter()
+                jax.block_until_ready(x["upd"](x["losses"], x["jac"], x["bstate"], jax.random.key(r)))
+                x["solver"].append(time.perf_counter() - t0)
+    base = np.median(runners["ew"]["times"]) if "ew" in runners else None
+    rows = []
+    for name, x in runners.items():
+        ms = np.median(x["times"]) * 1e3
+        solver = np.median(x["solver"]) * 1e3
+        b = mb.get(name)
+        rows.append({"method": name, "grads": b.grads, "K": b.num_batches, "ms": ms,
+                     "ratio": ms / (base * 1e3) if base else float("nan"), "solver_share": solver / ms})
+    return rows
+
+
+def main(_):
+    names = FLAGS.methods.split(",") if FLAGS.methods else sorted(mb.REGISTRY)
+    if "ew" not in names:
+        names = ["ew", *names]
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; MMoE 400->8x(256,128), towers (64,), "
+          f"batch {FLAGS.batch}, rep_grad={FLAGS.rep_grad}, {FLAGS.rounds} round-robin rounds")
+    for t in map(int, FLAGS.tasks.split(",")):
+        rows = measure(t, names, FLAGS.rounds, FLAGS.batch, FLAGS.rep_grad)
+        print(f"\nT = {t}")
+        print(f"{'method':14s} {'grads':12s} {'K':>2s} {'step ms':>9s} {'x ew':>6s} {'solver %':>9s}  target")
+        for r in sorted(rows, key=lambda r: r["ratio"]):
+            target = ""
+            if t == 2 and r["grads"] == "shared":
+                ok = r["ratio"] <= 2.0 and r["solver_share"] < 0.10
+                target = "ok" if ok else "MISSED" + (" (K batches)" if r["K"] > 1 else "")
+            print(f"{r['method']:14s} {r['grads']:12s} {r['K']:>2d} {r['ms']:9.2f} {r['ratio']:6.2f} "
+                  f"{100 * r['solver_share']:8.1f}%  {target}")
+
+
+if __name__ == "__main__":
+    app.run(main)

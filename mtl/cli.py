@@ -6,6 +6,8 @@ arguments for the library (the rest of ``mtl`` never reads a config). It writes
 * ``DIR/config.json``: the resolved config;
 * ``DIR/metrics.jsonl``: one JSON line per epoch (train losses, mean task
   weights, optional gradient diagnostics, and ``{split: {task: {metric: value}}}``);
+* ``DIR/steps.jsonl`` (with ``--config.diagnostics=step``): one line per train
+  step with its task losses, weights, gradient norms and pairwise cosines;
 * ``DIR/summary.json``: ``best_epoch``, ``validation`` and ``test`` at the best
   validation epoch, ``train_seconds``, and what was run (model, balancer,
   dataset protocol, seed, parameter count).
@@ -89,7 +91,9 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = T
                    vocab_sizes=data.vocab_sizes, **_kwargs(config.model.get("hparams")))
     steps_per_epoch = max(1, len(data.train) // min(config.batch_size, len(data.train)))
     balancer = build_balancer(config.balancer.name, _kwargs(config.balancer.get("hparams")), steps_per_epoch)
-    diagnostics = bool(config.get("diagnostics", ""))
+    diagnostics = str(config.get("diagnostics", "") or "")
+    if diagnostics not in ("", "epoch", "step"):
+        raise ValueError(f"config.diagnostics must be '', 'epoch' or 'step', got {diagnostics!r}")
 
     metrics_path = workdir / "metrics.jsonl"
     metrics_file = metrics_path.open("w")
@@ -97,6 +101,20 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = T
     def on_epoch(record):
         metrics_file.write(json.dumps(record) + "\n")
         metrics_file.flush()
+
+    steps_file = (workdir / "steps.jsonl").open("w") if diagnostics == "step" else None
+    names = data.task_names
+
+    def on_steps(epoch, first_step, outs):
+        for i in range(len(outs["losses"])):
+            rec = {"epoch": epoch, "step": first_step + i,
+                   "losses": dict(zip(names, map(float, outs["losses"][i]))),
+                   "weights": dict(zip(names, map(float, outs["weights"][i])))}
+            if "grad_norms" in outs:
+                rec["grad_norms"] = dict(zip(names, map(float, outs["grad_norms"][i])))
+                rec["grad_cos"] = {f"{names[a]}|{names[b]}": float(outs["grad_cos"][i][a, b])
+                                   for a in range(len(names)) for b in range(a + 1, len(names))}
+            steps_file.write(json.dumps(rec) + "\n")
 
     from mtl.models import count_params
 
@@ -119,15 +137,19 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = T
             steps_per_call=int(config.get("steps_per_call", 100)),
             rep_grad=bool(config.balancer.get("rep_grad", False)),
             balance_embeddings=bool(config.balancer.get("balance_embeddings", False)),
-            diagnostics=diagnostics, select_by=config.get("select_by", "auto"),
-            on_epoch=on_epoch, progress=progress,
+            diagnostics=bool(diagnostics), select_by=config.get("select_by", "auto"),
+            on_epoch=on_epoch, on_steps=on_steps if steps_file else None, progress=progress,
         )
     except NonFiniteLossError as e:
         metrics_file.close()
+        if steps_file:
+            steps_file.close()
         (workdir / "summary.json").write_text(json.dumps({**info, "error": str(e), "epoch": e.epoch,
                                                           "step": e.step, "task": e.task}, indent=2))
         raise
     metrics_file.close()
+    if steps_file:
+        steps_file.close()
     out = {
         "best_epoch": summary["best_epoch"],
         "validation": summary["validation"],

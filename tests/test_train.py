@@ -233,3 +233,15 @@ def test_cli_unknown_names_list_choices(tmp_path, key, value, message):
     assert r.returncode == 2
     import re
     assert re.search(message, r.stderr), r.stderr[-2000:]
+
+
+def test_cli_step_diagnostics(tmp_path):
+    r = _cli("--config=experiments/configs/synthetic.py:smoke", f"--workdir={tmp_path}", "--config.epochs=1",
+             "--config.balancer.name=pcgrad", "--config.diagnostics=step", "--noprogress")
+    assert r.returncode == 0, r.stderr[-3000:]
+    steps = [json.loads(x) for x in (tmp_path / "steps.jsonl").read_text().splitlines()]
+    assert len(steps) == 2000 // 128 and steps[0]["step"] == 0
+    assert -1.0 <= steps[0]["grad_cos"]["task1|task2"] <= 1.0 and steps[0]["grad_norms"]["task1"] > 0
+    epoch = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    mean_cos = np.mean([s["grad_cos"]["task1|task2"] for s in steps])
+    assert epoch["grad_cos"]["task1|task2"] == pytest.approx(mean_cos, rel=1e-4, abs=1e-6)

@@ -12,7 +12,8 @@ Keys:
   balancer.name (see mtl.balancers.REGISTRY), balancer.hparams (factory keywords),
   balancer.rep_grad (per-task gradients at the shared representation),
   balancer.balance_embeddings (include embedding tables in the balanced set),
-  diagnostics ('' off, 'epoch' per-epoch averages of gradient cosines/norms),
+  diagnostics ('' off; 'epoch': per-epoch averages of per-task gradient norms and
+    pairwise cosines in metrics.jsonl; 'step': also every step in steps.jsonl),
   data.name (see mtl.data.LOADERS) and the loader's keyword arguments.
 """
 

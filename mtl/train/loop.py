@@ -92,6 +92,7 @@ def fit(
     diagnostics: bool = False,
     select_by: str = "auto",
     on_epoch: Callable[[dict], None] | None = None,
+    on_steps: Callable[[int, int, dict], None] | None = None,
     progress: bool = True,
     eval_train: bool = False,
 ) -> dict[str, Any]:
@@ -107,6 +108,9 @@ def fit(
       select_by: ``"auc"``, ``"loss"`` or ``"auto"`` (AUC when every task is
         binary, else loss); the best validation epoch is reported.
       on_epoch: called with each epoch's record (e.g. to append to metrics.jsonl).
+      on_steps: called after every compiled call with ``(epoch, first_global_step,
+        outputs)``, the per-step outputs (``losses``, ``weights``, diagnostics)
+        as numpy arrays with a leading step axis (per-step logging).
       eval_train: also evaluate on the training split each epoch.
 
     Returns:
@@ -194,6 +198,8 @@ def fit(
                 raise NonFiniteLossError(epoch, done + int(s_), global_step + done + int(s_), names[t_], float(losses[s_, t_]))
             for k, v in outs.items():
                 sums[k] = sums.get(k, 0.0) + v[:m].sum(axis=0)
+            if on_steps is not None:
+                on_steps(epoch, global_step + done, {k: v[:m] for k, v in outs.items()})
             done += m
             if bar is not None:
                 bar.update(m)

@@ -10,11 +10,20 @@ from __future__ import annotations
 
 from typing import Callable
 
+from mtl.data.ali_ccp import load_ali_ccp
+from mtl.data.aliexpress import load_aliexpress
 from mtl.data.base import MultiTaskData, Split, TaskSpec
+from mtl.data.census_income import load_census_income
+from mtl.data.errors import DataError
 from mtl.data.synthetic import load_synthetic
+from mtl.data.tabular import load_tabular
 
 LOADERS: dict[str, Callable[..., MultiTaskData]] = {
     "synthetic": load_synthetic,
+    "census_income": load_census_income,
+    "ali_ccp": load_ali_ccp,
+    "aliexpress": load_aliexpress,
+    "tabular": load_tabular,
 }
 
 
@@ -25,4 +34,4 @@ def load(name: str, **kwargs) -> MultiTaskData:
     return LOADERS[name](**kwargs)
 
 
-__all__ = ["LOADERS", "MultiTaskData", "Split", "TaskSpec", "load"]
+__all__ = ["LOADERS", "DataError", "MultiTaskData", "Split", "TaskSpec", "load"]

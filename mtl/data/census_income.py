@@ -146,7 +146,7 @@ def read_census_file(path: str | os.PathLike, *, max_rows: int | None = None) ->
                 raise DataError(f"value {col[bad]!r} is not a number", path=path, line=bad + 1, column=name)
             numeric[name] = values.astype(np.float64)
         else:
-            categorical[name] = factorize([v.strip() for v in col])
+            categorical[name] = factorize(col, strip=True)
     return Frame.single_file(path, categorical, numeric)
 
 

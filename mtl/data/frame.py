@@ -42,15 +42,23 @@ class Factor:
         return Factor(self.codes[idx], self.values)
 
 
-def factorize(values: Sequence[str]) -> Factor:
-    """Codes a sequence of strings; O(N) dictionary pass plus a sort of the distinct values."""
-    table: dict[str, int] = {}
-    codes = np.fromiter((table.setdefault(v, len(table)) for v in values), dtype=np.int32, count=len(values))
-    uniq = np.array(list(table), dtype=str) if table else np.zeros((0,), dtype="<U1")
-    order = np.argsort(uniq, kind="stable")
-    remap = np.empty(len(order), np.int32)
-    remap[order] = np.arange(len(order), dtype=np.int32)
-    return Factor(remap[codes] if len(codes) else codes, uniq[order])
+def factorize(values: Sequence[str] | np.ndarray, *, strip: bool = False) -> Factor:
+    """Codes strings (optionally stripped of surrounding whitespace) against their sorted distinct values."""
+    if isinstance(values, np.ndarray) and values.dtype.kind == "U":
+        uniq, codes = np.unique(values, return_inverse=True)
+        codes = codes.astype(np.int32).reshape(-1)
+    else:  # one dictionary pass in first-seen order, then re-coded to sorted order
+        table: dict[str, int] = {}
+        first_seen = np.fromiter((table.setdefault(v, len(table)) for v in values), np.int32, count=len(values))
+        seen = np.array(list(table), dtype=str) if table else np.zeros((0,), dtype="<U1")
+        order = np.argsort(seen, kind="stable")
+        remap = np.empty(len(order), np.int32)
+        remap[order] = np.arange(len(order), dtype=np.int32)
+        codes, uniq = remap[first_seen], seen[order]
+    if strip:  # strip the few distinct values, not every row, then merge values equal after stripping
+        uniq, merge = np.unique(np.char.strip(uniq), return_inverse=True)
+        codes = merge.astype(np.int32).reshape(-1)[codes] if len(codes) else codes
+    return Factor(codes, uniq)
 
 
 @dataclasses.dataclass
@@ -59,7 +67,9 @@ class Frame:
 
     Attributes:
       categorical: name -> :class:`Factor`, in column order.
-      numeric: name -> (N,) float64, NaN where missing, in column order.
+      numeric: name -> (N,) float64, NaN where missing, in column order; values are
+        rounded to float32 precision (what models see and what the TFDS builders
+        store), so every reader of the same file gives the same numbers.
       sources: the source files; ``source_ids[i]`` indexes it for row ``i``.
       lines: (N,) 1-based line number of each row in its source file.
     """
@@ -78,6 +88,8 @@ class Frame:
         for name, a in self.numeric.items():
             if a.shape != (n,):
                 raise ValueError(f"numeric column {name!r} has shape {a.shape}, expected ({n},)")
+            # float32 precision: what models see, and what the TFDS builders store
+            self.numeric[name] = np.asarray(a, np.float32).astype(np.float64)
 
     @property
     def num_rows(self) -> int:

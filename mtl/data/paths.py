@@ -35,6 +35,7 @@ def resolve_dataset_dir(
     folder: str,
     has_files,
     how_to_get: str,
+    subfolders: bool = False,
 ) -> pathlib.Path:
     """Finds the folder holding a dataset's files.
 
@@ -44,6 +45,7 @@ def resolve_dataset_dir(
       folder: the dataset's usual folder name under a data root (e.g. ``ali_ccp``).
       has_files: predicate ``Path -> bool``: does this folder hold the files?
       how_to_get: one sentence on where the files come from, for the error.
+      subfolders: also look one level below ``data_dir`` and ``data_dir/folder``.
     """
     source = "data_dir"
     if data_dir is None or str(data_dir) == "":
@@ -58,12 +60,14 @@ def resolve_dataset_dir(
     root = pathlib.Path(data_dir).expanduser()
     if not root.is_dir():
         raise DataError(f"{dataset}: {source}={root} is not a folder. {how_to_get}")
-    for candidate in (root, root / folder):
+    candidates = [root, root / folder]
+    if subfolders:
+        candidates += [sub for c in (root, root / folder) if c.is_dir() for sub in sorted(c.iterdir()) if sub.is_dir()]
+    for candidate in candidates:
         if candidate.is_dir() and has_files(candidate):
             return candidate
-    raise DataError(
-        f"{dataset}: neither {root} nor {root / folder} holds the dataset files ({source}). {how_to_get}"
-    )
+    where = f"{root} or {root / folder}" + (" (or a folder inside them)" if subfolders else "")
+    raise DataError(f"{dataset}: no dataset files in {where} ({source}). {how_to_get}")
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> pathlib.Path:

@@ -81,7 +81,7 @@ def standardize(x: np.ndarray, train_idx: np.ndarray) -> tuple[np.ndarray, float
     train = train[~np.isnan(train)]
     mean = float(train.mean()) if train.size else 0.0
     std = float(train.std()) if train.size else 1.0
-    if not np.isfinite(std) or std <= 0:
+    if not np.isfinite(std) or std <= 1e-9 * max(1.0, abs(mean)):  # constant column (up to rounding)
         std = 1.0
     z = (np.where(missing, mean, x) - mean) / std
     return z.astype(np.float32), mean, std, missing
@@ -122,6 +122,7 @@ def build_multitask_data(
     missing_indicators: bool = False,
     allow_single_class: bool = False,
     split_sources: Mapping[str, str] | None = None,
+    single_class_hint: str = "use more rows, another seed, or allow_single_class=True.",
 ) -> MultiTaskData:
     """Encodes ``frame`` columns with training statistics and cuts the splits.
 
@@ -133,6 +134,7 @@ def build_multitask_data(
       categorical, numeric: feature column names, in model order.
       info: provenance to record; vocabulary and scaling facts are added.
       split_sources: optional ``{split: description}`` for error messages.
+      single_class_hint: what the single-class error suggests.
     """
     labels = np.asarray(labels, np.float64)
     train_idx = splits["train"]
@@ -154,8 +156,7 @@ def build_multitask_data(
                     raise DataError(
                         f"split {name!r} ({_describe(name, split_sources)}, {len(idx)} rows) has a single class "
                         f"for binary task {task.name!r}: every label is {_fmt(values[0])}. AUC is undefined; "
-                        "use more rows, another split (split=..., seed=...), separate files "
-                        "(validation_path=/test_path=), or allow_single_class=True."
+                        + single_class_hint
                     )
 
     cat_cols, vocab_sizes, encodings = [], [], {}
@@ -215,9 +216,31 @@ def _describe(split: str, split_sources: Mapping[str, str] | None) -> str:
     return "no source recorded"
 
 
-def derive_ctcvr(click: np.ndarray, conversion: np.ndarray) -> np.ndarray:
-    """ESMM's click-through-and-conversion label: ``click AND conversion``."""
-    return ((click == 1) & (conversion == 1)).astype(np.float64)
+ESMM_TASKS = ("click", "conversion", "ctcvr")
+_TASK_ALIASES = {"purchase": "conversion", "ctr": "click", "cvr": "conversion"}
+
+
+def esmm_task_labels(frame: Frame, tasks: str | Sequence[str]) -> tuple[np.ndarray, list[TaskSpec]]:
+    """Labels for click / conversion data from the frame's numeric ``click`` and ``conversion`` columns.
+
+    ``tasks`` picks any of ``click``, ``conversion`` (alias ``purchase``) and ``ctcvr``
+    (ESMM's click-AND-conversion label over all impressions), in order.
+    """
+    names = split_list(tasks)
+    if not names:
+        raise DataError(f"tasks must name some of {ESMM_TASKS}, got {tasks!r}")
+    columns, specs = [], []
+    for name in names:
+        canonical = _TASK_ALIASES.get(name, name)
+        if canonical not in ESMM_TASKS:
+            raise DataError(f"unknown task {name!r}; choose from {ESMM_TASKS} (or alias 'purchase')")
+        if canonical == "ctcvr":
+            col = ((frame.numeric["click"] == 1) & (frame.numeric["conversion"] == 1)).astype(np.float64)
+        else:
+            col = frame.numeric[canonical]
+        columns.append(col)
+        specs.append(TaskSpec(name, "binary"))
+    return np.stack(columns, axis=1), specs
 
 
 def split_list(value: str | Sequence[str] | None) -> list[str]:

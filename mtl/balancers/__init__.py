@@ -28,6 +28,16 @@ from mtl.balancers.imtl import imtl
 from mtl.balancers.metabalance import metabalance
 from mtl.balancers.rlw import rlw
 from mtl.balancers.stch import stch
+from mtl.balancers.aligned_mtl import aligned_mtl
+from mtl.balancers.db_mtl import db_mtl
+from mtl.balancers.excess_mtl import excess_mtl
+from mtl.balancers.fairgrad import fairgrad
+from mtl.balancers.mgda import mgda
+from mtl.balancers.moco import moco
+from mtl.balancers.modo import modo
+from mtl.balancers.nash_mtl import nash_mtl
+from mtl.balancers.sdmgrad import sdmgrad
+from mtl.balancers.upgrad import upgrad
 
 REGISTRY: dict[str, Callable[..., Balancer]] = {
     "ew": ew,
@@ -44,6 +54,16 @@ REGISTRY: dict[str, Callable[..., Balancer]] = {
     "imtl": imtl,
     "cagrad": cagrad,
     "metabalance": metabalance,
+    "mgda": mgda,
+    "nash_mtl": nash_mtl,
+    "aligned_mtl": aligned_mtl,
+    "db_mtl": db_mtl,
+    "moco": moco,
+    "fairgrad": fairgrad,
+    "upgrad": upgrad,
+    "sdmgrad": sdmgrad,
+    "modo": modo,
+    "excess_mtl": excess_mtl,
 }
 
 

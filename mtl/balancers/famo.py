@@ -29,8 +29,11 @@ code (``set_min_losses``). ``rep_grad`` is irrelevant (no per-task gradients)
 and left True.
 
 Defaults: ``learning_rate=0.025`` (paper, official code and LibMTL),
-``gamma=1e-3`` (LibMTL's default; the official experiments use 1e-5 to 1e-2
-by data set), ``eps=1e-8``. The official code also clips the shared
+``gamma=1e-3`` (LibMTL's default and the official QM9 script's; the official
+CelebA script uses 1e-2, ``famo.py`` defaults to 1e-2 and
+``methods/weight_methods.py`` to 1e-5), ``eps=1e-8``. ``D_i`` is clamped at 0
+before adding ``eps`` (the official code does not clamp; it only matters if a
+loss falls below ``Lmin``). The official code also clips the shared
 gradient's norm at 1; that is the train step's optimiser's business and is not
 done here.
 

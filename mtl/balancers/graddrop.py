@@ -28,7 +28,9 @@ Where it applies (``rep_grad``):
   ``(T, ...)``): each parameter entry is one coordinate; every parameter's
   gradient is already a sum over the batch, so no batch sum is taken. This is
   the "GradDrop on parameters" variant; the paper's experiments use the
-  activation form.
+  activation form. If representation gradients are fed to a balancer built
+  with ``rep_grad=False``, every (example, feature) entry is its own
+  coordinate: per-example sign dropout, not the paper's batch-level mask.
 
 Deliberate differences from the paper / LibMTL:
 

@@ -41,15 +41,18 @@ def _kwargs(cfg) -> dict:
     return {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
 
 
-def build_balancer(name: str, hparams: dict, steps_per_epoch: int):
-    """Builds a balancer; fills ``steps_per_epoch`` for factories that take it."""
+def build_balancer(name: str, hparams: dict, steps_per_epoch: int, rep_grad: bool = False):
+    """Builds a balancer. Facts of the run that some factories take as keywords
+    (``steps_per_epoch`` for epoch-based methods such as DWA; ``rep_grad`` for
+    methods that behave differently on representation gradients, such as
+    GradDrop) are filled in unless the config sets them."""
     import mtl.balancers as mb
 
     if name not in mb.REGISTRY:
         mb.get(name)  # raises with the list of choices
     params = inspect.signature(mb.REGISTRY[name]).parameters
-    if "steps_per_epoch" in params and "steps_per_epoch" not in hparams:
-        hparams = {**hparams, "steps_per_epoch": steps_per_epoch}
+    context = {"steps_per_epoch": steps_per_epoch, "rep_grad": rep_grad}
+    hparams = {**{k: v for k, v in context.items() if k in params}, **hparams}
     return mb.get(name, **hparams)
 
 
@@ -90,7 +93,8 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = T
     model = mm.get(config.model.name, num_tasks=len(data.tasks), num_numeric=len(data.numeric_names),
                    vocab_sizes=data.vocab_sizes, **_kwargs(config.model.get("hparams")))
     steps_per_epoch = max(1, len(data.train) // min(config.batch_size, len(data.train)))
-    balancer = build_balancer(config.balancer.name, _kwargs(config.balancer.get("hparams")), steps_per_epoch)
+    balancer = build_balancer(config.balancer.name, _kwargs(config.balancer.get("hparams")), steps_per_epoch,
+                              bool(config.balancer.get("rep_grad", False)))
     diagnostics = str(config.get("diagnostics", "") or "")
     if diagnostics not in ("", "epoch", "step"):
         raise ValueError(f"config.diagnostics must be '', 'epoch' or 'step', got {diagnostics!r}")

@@ -199,6 +199,8 @@ def parse_numbers(raw: RawFile, column: str, *, what: str = "numeric column") ->
     values = raw.columns[column]
     missing = missing_mask(values)
     try:
+        if _has_underscore(values):  # float() accepts '1_000'; a data file should not
+            raise ValueError
         return np.where(missing, "nan", values).astype(np.float64)
     except ValueError:
         i = _first_non_number(values, ~missing)
@@ -220,6 +222,8 @@ def parse_label(raw: RawFile, column: str, kind: str) -> np.ndarray:
             column=column,
         )
     try:
+        if _has_underscore(values):
+            raise ValueError
         x = values.astype(np.float64)
     except ValueError:
         i = _first_non_number(values, np.ones(len(values), bool))
@@ -252,6 +256,8 @@ def infer_column_type(values: np.ndarray, *, max_categorical_distinct: int) -> t
     if present.size == 0:
         return "categorical", "all values missing"
     try:
+        if _has_underscore(present):
+            raise ValueError
         x = present.astype(np.float64)
     except ValueError:
         example = next((str(v) for v in present[:10000] if not _parses(v)), "")
@@ -267,11 +273,17 @@ def infer_column_type(values: np.ndarray, *, max_categorical_distinct: int) -> t
 
 
 def _parses(v: str) -> bool:
+    if "_" in v:
+        return False
     try:
         float(v)
         return True
     except ValueError:
         return False
+
+
+def _has_underscore(values: np.ndarray) -> bool:
+    return bool(values.size) and bool((np.char.find(values, "_") >= 0).any())
 
 
 def _missing_column_error(path: str, names: Sequence[str], header: Sequence[str], role: str) -> DataError:

@@ -34,7 +34,8 @@ Not defined on representation gradients (``rep_grad=False``, as in LibMTL): the
 buffer would have to follow the representation's batch-dependent shape.
 
 Reference: B. Lin, W. Jiang, F. Ye, Y. Zhang, P. Chen, Y.-C. Chen, S. Liu,
-J. T. Kwok. "Dual-Balancing for Multi-Task Learning." arXiv:2308.12029, 2023.
+I. W. Tsang, J. T. Kwok. "Dual-Balancing for Multi-Task Learning."
+arXiv:2308.12029, 2023 (Neural Networks, 2025).
 Code: github.com/median-research-group/LibMTL (``LibMTL/weighting/DB_MTL.py``).
 """
 
@@ -87,7 +88,7 @@ def db_mtl(*, beta: float = 0.9, beta_sigma: float = 0.0) -> Balancer:
         log_grads = _task_scale(task_grads, inv_loss)
         if state.grad_buffer is not None:
             buf = jax.tree_util.tree_map(
-                lambda g, b: g + beta_k.astype(g.dtype) * (b - g), log_grads, state.grad_buffer)
+                lambda g, b: (g + beta_k * (b - g)).astype(b.dtype), log_grads, state.grad_buffer)
             norms = jnp.sqrt(jnp.maximum(jnp.diagonal(gramian(buf)).astype(jnp.float32), 0.0))
             alpha = jnp.max(norms) / (norms + 1e-8)
             return weighted_sum(buf, alpha), alpha, DBMTLState(step, buf, state.norm_buffer)

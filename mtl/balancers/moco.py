@@ -104,8 +104,8 @@ def moco(*, beta: float = 0.5, beta_sigma: float = 0.5, gamma: float = 0.1, gamm
         scale = losses / (jnp.sqrt(jnp.maximum(jnp.diagonal(gram), 0.0)) + 1e-8)  # h_i = scale_i g_i
         if state.y is not None:
             y = jax.tree_util.tree_map(
-                lambda yy, g: yy - beta_k.astype(g.dtype)
-                * (yy - g * scale.astype(g.dtype).reshape((-1,) + (1,) * (g.ndim - 1))),
+                lambda yy, g: (yy - beta_k * (yy - g * scale.reshape((-1,) + (1,) * (g.ndim - 1))))
+                .astype(yy.dtype),
                 state.y, task_grads)
             gram_y = gramian(y).astype(jnp.float32)
             lambd = lambda_step(state.lambd, gram_y, gamma_k)

@@ -1,0 +1,147 @@
+"""Ali-CCP and AliExpress loaders and builders on the public samples."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from mtl.data import DataError, load
+from mtl.data import ali_ccp, aliexpress
+
+
+def same(a, b):
+    for name in ("train", "validation", "test"):
+        x, y = getattr(a, name), getattr(b, name)
+        np.testing.assert_array_equal(x.categorical, y.categorical)
+        np.testing.assert_array_equal(x.numeric, y.numeric)
+        np.testing.assert_array_equal(x.labels, y.labels)
+
+
+# ---------------------------------------------------------------- Ali-CCP
+
+
+def test_ali_ccp_torch_rechub_sample(data_dir, tmp_path):
+    data = load("ali_ccp", data_dir=data_dir, sample=True, cache_dir=tmp_path)
+    assert data.info["format"] == "torch_rechub" and data.info["sample"] is True
+    assert {k: len(v) for k, v in data.splits().items()} == {"train": 100, "validation": 50, "test": 50}
+    assert data.task_names == ("click", "conversion")
+    counts = {k: v.labels.sum(axis=0).tolist() for k, v in data.splits().items()}
+    assert counts == {"train": [7, 1], "validation": [3, 1], "test": [2, 1]}
+    assert data.categorical_names == ali_ccp.SPARSE_FIELDS and data.numeric_names == ali_ccp.DENSE_FIELDS
+
+
+def test_ali_ccp_ctcvr_and_purchase_alias(data_dir, tmp_path):
+    data = load("ali_ccp", data_dir=data_dir, sample=True, tasks="click,ctcvr,purchase", cache_dir=tmp_path)
+    assert data.task_names == ("click", "ctcvr", "purchase")
+    for split in data.splits().values():
+        click, ctcvr, conversion = split.labels.T
+        np.testing.assert_array_equal(ctcvr, click * conversion)
+    with pytest.raises(DataError, match=r"unknown task 'cvr_only'; choose from \('click', 'conversion', 'ctcvr'\)"):
+        load("ali_ccp", data_dir=data_dir, sample=True, tasks="click,cvr_only", cache_dir=tmp_path)
+
+
+def test_ali_ccp_paddlerec_sample(data_dir, tmp_path):
+    with pytest.raises(DataError, match=r"split 'validation' .* single class for binary task 'click'"):
+        load("ali_ccp", data_dir=data_dir, sample=True, format="paddlerec", cache_dir=tmp_path)
+    data = load("ali_ccp", data_dir=data_dir, sample=True, format="paddlerec", tasks="click,ctcvr",
+                allow_single_class=True, cache_dir=tmp_path)  # fmt: skip
+    assert {k: len(v) for k, v in data.splits().items()} == {"train": 9, "validation": 1, "test": 10}
+    assert data.numeric_names == tuple(f"n_{f}" for f in ali_ccp.MULTI_VALUED_FIELDS)
+    assert data.test.labels.sum(axis=0).tolist() == [1, 0]  # test_small.txt: one click, no conversion
+    frame = ali_ccp.read_paddlerec_file(data_dir / "ali_ccp" / "paddlerec_esmm_samples" / "train_small.txt")
+    assert frame.numeric["n_210"][:3].tolist() == [3, 5, 11]
+    assert frame.numeric["n_150_14"][0] == 191
+    assert frame.categorical["210"].strings()[0] == "1"  # first id of field 210 on line 1
+    assert frame.categorical["509"].strings()[0] == "<missing>"
+    assert frame.numeric["click"][:3].tolist() == [1, 0, 1] and frame.numeric["conversion"][:3].tolist() == [1, 0, 0]
+
+
+def test_ali_ccp_bad_inputs(tmp_path, data_dir, monkeypatch):
+    with pytest.raises(DataError, match=r"Only the small public samples are there: pass sample=True"):
+        load("ali_ccp", data_dir=data_dir, cache_dir=tmp_path)
+    bad = tmp_path / "ali_ccp"
+    bad.mkdir()
+    (bad / "train.txt").write_text("1,0,0,101:1,210:2\n2,1,0,101:3,2104\n")
+    (bad / "test.txt").write_text("1,0,0,101:1\n")
+    with pytest.raises(DataError, match=r"train.txt, line 2: feature '2104' is not field_id:feature_id"):
+        load("ali_ccp", data_dir=tmp_path, cache_dir=tmp_path / "cache")
+    (bad / "train.txt").write_text("1,0,0,101:1\n2,2,0,101:3\n")
+    with pytest.raises(DataError, match=r"train.txt, line 2, column 'click': label value '2' is not 0 or 1"):
+        load("ali_ccp", data_dir=tmp_path, cache_dir=tmp_path / "cache")
+    shutil.rmtree(bad)
+    bad.mkdir()
+    for name in ali_ccp.TORCH_RECHUB_FILES[False].values():
+        (bad / name).write_text("click,purchase,101\n0,0,1\n")
+    with pytest.raises(DataError, match=r"ali_ccp_train.csv, line 1: not a torch-rechub Ali-CCP file: columns \['121'"):
+        load("ali_ccp", data_dir=tmp_path, cache_dir=tmp_path / "cache")
+
+
+def test_ali_ccp_tfds_builder_round_trip(data_dir, tmp_path):
+    from mtl.data.builders.ali_ccp import AliCcp
+    from mtl.data.builders.columnar import prepare
+
+    manual = data_dir / "ali_ccp" / "torch_rechub_samples"
+    builder = prepare(AliCcp, data_dir=tmp_path / "tfds", manual_dir=manual, config="torch_rechub")
+    assert {k: v.num_examples for k, v in builder.info.splits.items()} == {"train": 100, "validation": 50, "test": 50}
+    assert len(builder.as_data_source("validation")) == 50
+    for fmt, extra in (("torch_rechub", {}), ("paddlerec", {"allow_single_class": True})):
+        kwargs = dict(data_dir=data_dir, sample=True, format=fmt, cache_dir=tmp_path / "cache", **extra)
+        same(load("ali_ccp", **kwargs, reader="tfds"), load("ali_ccp", **kwargs))
+
+
+# ---------------------------------------------------------------- AliExpress
+
+
+def test_aliexpress_sample(data_dir, tmp_path):
+    data = load("aliexpress", data_dir=data_dir, sample=True, cache_dir=tmp_path)
+    assert {k: len(v) for k, v in data.splits().items()} == {"train": 90, "validation": 10, "test": 20}
+    assert data.categorical_names == aliexpress.CATEGORICAL and data.numeric_names == aliexpress.NUMERICAL
+    assert len(data.categorical_names) == 16 and len(data.numeric_names) == 63
+    assert sum(s.labels[:, 0].sum() for s in (data.train, data.validation)) == 60  # clicks in the train sample
+    assert data.info["dropped_columns"] == ["search_id"]
+    other_seed = load("aliexpress", data_dir=data_dir, sample=True, seed=1, allow_single_class=True, cache_dir=tmp_path)
+    np.testing.assert_array_equal(other_seed.test.numeric, data.test.numeric)  # test file is fixed
+    assert not np.array_equal(other_seed.validation.numeric, data.validation.numeric)
+
+
+def test_aliexpress_country_layout_and_ctcvr(data_dir, tmp_path):
+    country = tmp_path / "data" / "aliexpress" / "AliExpress_ES"
+    country.mkdir(parents=True)
+    shutil.copy(data_dir / "aliexpress" / "aliexpress_train_sample.csv", country / "train.csv")
+    shutil.copy(data_dir / "aliexpress" / "aliexpress_test_sample.csv", country / "test.csv")
+    with pytest.raises(DataError, match=r"AliExpress \(NL\): no dataset files"):
+        load("aliexpress", data_dir=tmp_path / "data", cache_dir=tmp_path / "cache")
+    data = load("aliexpress", data_dir=tmp_path / "data", country="es", tasks="click,ctcvr", cache_dir=tmp_path / "c")
+    assert data.info["country"] == "ES" and data.task_names == ("click", "ctcvr")
+    direct = load("aliexpress", data_dir=country, country="ES", tasks="click,ctcvr", cache_dir=tmp_path / "c")
+    same(data, direct)
+
+
+def test_aliexpress_bad_inputs(data_dir, tmp_path):
+    with pytest.raises(DataError, match=r"Only the small public sample is there: pass sample=True"):
+        load("aliexpress", data_dir=data_dir, cache_dir=tmp_path)
+    folder = tmp_path / "AliExpress_NL"
+    folder.mkdir()
+    lines = (data_dir / "aliexpress" / "aliexpress_train_sample.csv").read_text().splitlines()
+    fields = lines[5].split(",")
+    fields[-1] = "3"
+    lines[5] = ",".join(fields)
+    (folder / "train.csv").write_text("\n".join(lines) + "\n")
+    shutil.copy(data_dir / "aliexpress" / "aliexpress_test_sample.csv", folder / "test.csv")
+    with pytest.raises(DataError, match=r"train.csv, line 6, column 'conversion': label value '3' is not 0 or 1"):
+        load("aliexpress", data_dir=folder, cache_dir=tmp_path / "cache")
+
+
+def test_aliexpress_tfds_builder_round_trip(data_dir, tmp_path):
+    from mtl.data.builders.aliexpress import AliExpress
+    from mtl.data.builders.columnar import prepare, read_frame
+
+    builder = prepare(AliExpress, data_dir=tmp_path / "tfds", manual_dir=data_dir / "aliexpress", config="sample")
+    assert {k: v.num_examples for k, v in builder.info.splits.items()} == {"train": 100, "test": 20}
+    frame = read_frame(builder, "test")
+    direct = aliexpress.read_aliexpress_file(data_dir / "aliexpress" / "aliexpress_test_sample.csv")
+    assert frame.lines.tolist() == direct.lines.tolist() == list(range(2, 22))
+    for name in direct.numeric:
+        np.testing.assert_array_equal(frame.numeric[name], direct.numeric[name])
+    kwargs = dict(data_dir=data_dir, sample=True, cache_dir=tmp_path / "cache")
+    same(load("aliexpress", **kwargs, reader="tfds"), load("aliexpress", **kwargs))

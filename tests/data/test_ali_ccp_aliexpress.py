@@ -100,8 +100,8 @@ def test_aliexpress_sample(data_dir, tmp_path):
     assert sum(s.labels[:, 0].sum() for s in (data.train, data.validation)) == 60  # clicks in the train sample
     assert data.info["dropped_columns"] == ["search_id"]
     other_seed = load("aliexpress", data_dir=data_dir, sample=True, seed=1, allow_single_class=True, cache_dir=tmp_path)
-    np.testing.assert_array_equal(other_seed.test.numeric, data.test.numeric)  # test file is fixed
-    assert not np.array_equal(other_seed.validation.numeric, data.validation.numeric)
+    np.testing.assert_array_equal(other_seed.test.labels, data.test.labels)  # the test file is fixed
+    assert not np.array_equal(other_seed.validation.labels, data.validation.labels)
 
 
 def test_aliexpress_country_layout_and_ctcvr(data_dir, tmp_path):

@@ -61,7 +61,11 @@ LABELS = ("click", "conversion")
 
 TORCH_RECHUB_FILES = {
     False: {"train": "ali_ccp_train.csv", "validation": "ali_ccp_val.csv", "test": "ali_ccp_test.csv"},
-    True: {"train": "ali_ccp_train_sample.csv", "validation": "ali_ccp_val_sample.csv", "test": "ali_ccp_test_sample.csv"},
+    True: {
+        "train": "ali_ccp_train_sample.csv",
+        "validation": "ali_ccp_val_sample.csv",
+        "test": "ali_ccp_test_sample.csv",
+    },
 }
 PADDLEREC_FILES = {False: ("train.txt", "test.txt"), True: ("train_small.txt", "test_small.txt")}
 
@@ -159,11 +163,15 @@ def read_paddlerec_file(path: str | os.PathLike) -> Frame:
                 continue
             fields = line.split(",")
             if len(fields) < 3:
-                raise DataError(f"has {len(fields)} fields; expected id,click,conversion,field:feature,...", path=path, line=number)
+                raise DataError(
+                    f"has {len(fields)} fields; expected id,click,conversion,field:feature,...", path=path, line=number
+                )
             label = []
             for name, value in zip(LABELS, fields[1:3]):
                 if value not in ("0", "1"):
-                    raise DataError(f"label value {value!r} is not 0 or 1 (binary task)", path=path, line=number, column=name)
+                    raise DataError(
+                        f"label value {value!r} is not 0 or 1 (binary task)", path=path, line=number, column=name
+                    )
                 label.append(float(value))
             first: dict[str, str] = {}
             count = [0] * len(MULTI_VALUED_FIELDS)

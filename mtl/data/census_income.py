@@ -224,7 +224,10 @@ def task_labels(frame: Frame, task_group: int) -> tuple[np.ndarray, list[TaskSpe
         row = int(np.flatnonzero(np.isin(income.codes, np.flatnonzero(np.isin(income.values, unexpected))))[0])
         path, line = frame.locate(row)
         raise DataError(
-            f"income value {unexpected[0]!r} is neither of {INCOME_VALUES}", path=path, line=line, column=COLUMNS[INCOME]
+            f"income value {unexpected[0]!r} is neither of {INCOME_VALUES}",
+            path=path,
+            line=line,
+            column=COLUMNS[INCOME],
         )
     marital = frame.categorical[COLUMNS[MARITAL]]
     if NEVER_MARRIED not in set(marital.values):
@@ -304,7 +307,8 @@ def load_census_income(
         if check_row_counts:
             _check_rows(train, NUM_TRAIN_ROWS, str(train_path))
         frame, (train_rows, test_rows) = concat_frames([train, test])
-        validation_half, test_half = np.split(test_rows[np.random.default_rng(seed).permutation(len(test_rows))], [len(test_rows) // 2])
+        shuffled = test_rows[np.random.default_rng(seed).permutation(len(test_rows))]
+        validation_half, test_half = np.split(shuffled, [len(test_rows) // 2])
         splits = {"train": train_rows, "validation": validation_half, "test": test_half}
         description = (
             f"paper: train on {TRAIN_FILE} ({len(train_rows):,} rows); {TEST_FILE} permuted with "

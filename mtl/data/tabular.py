@@ -353,7 +353,8 @@ def load_tabular(
             "tabular: no label columns given; pass label_columns='a,b' (--config.data.label_columns=a,b)", path=path
         )
     regression = split_list(regression_columns)
-    forced_cat, forced_num, dropped = split_list(categorical_columns), split_list(numeric_columns), split_list(drop_columns)
+    forced_cat, forced_num = split_list(categorical_columns), split_list(numeric_columns)
+    dropped = split_list(drop_columns)
 
     main = read_delimited(path, delimiter=delimiter)
     others = {}
@@ -385,10 +386,13 @@ def load_tabular(
     not_labels = [c for c in regression if c not in labels]
     if not_labels:
         raise DataError(f"regression_columns {not_labels} are not among label_columns {labels}", path=main.path)
-    for role, names in (("categorical_columns", forced_cat), ("numeric_columns", forced_num), ("drop_columns", dropped)):
+    roles = (("categorical_columns", forced_cat), ("numeric_columns", forced_num), ("drop_columns", dropped))
+    for role, names in roles:
         clash = [c for c in names if c in labels]
         if clash:
-            raise DataError(f"{role} {clash} are label columns; a label cannot also be a feature or dropped", path=main.path)
+            raise DataError(
+                f"{role} {clash} are label columns; a label cannot also be a feature or dropped", path=main.path
+            )
     both = sorted(set(forced_cat) & set(forced_num))
     if both:
         raise DataError(f"columns {both} are in both categorical_columns and numeric_columns", path=main.path)
@@ -417,6 +421,7 @@ def load_tabular(
     if verbose:
         print(f"tabular: columns of {main.path} (delimiter {_delimiter_name(main.delimiter)}, {main.num_rows} rows)")
         print(format_column_table(table))
+        print("(override with categorical_columns=..., numeric_columns=..., drop_columns=...)")
 
     tasks = [TaskSpec(c, "regression" if c in regression else "binary") for c in labels]
     frames, label_parts = [], []
@@ -445,7 +450,8 @@ def load_tabular(
         f_train, f_cut = fractions[0], fractions[names.index(cut)]
         if f_train + f_cut <= 0:
             raise DataError(f"split {split!r} leaves nothing to cut {cut} from {main.path}", path=main.path)
-        train_rows, cut_rows = permutation_split(main.num_rows, (f_train / (f_train + f_cut), f_cut / (f_train + f_cut)), seed)
+        total = f_train + f_cut
+        train_rows, cut_rows = permutation_split(main.num_rows, (f_train / total, f_cut / total), seed)
         splits = {"train": parts[0][train_rows], cut: parts[0][cut_rows], given: parts[1]}
         sources = {"train": f"part of {main.path}", cut: f"part of {main.path}", given: raw.path}
         protocol = f"random train/{cut} split of one file, {given} file"

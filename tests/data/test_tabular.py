@@ -158,7 +158,8 @@ def test_vocabulary_from_train_only_and_oov_bucket(tmp_path):
     assert data.validation.categorical[:, 0].tolist() == [2, 0]  # red, green -> OOV 0
     assert data.test.categorical[:, 0].tolist() == [1, 0]  # blue, missing (unseen in train) -> 0
     np.testing.assert_allclose(data.train.numeric.mean(), 0.0, atol=1e-6)
-    np.testing.assert_allclose(data.validation.numeric[:, 0], (np.array([1, 2]) - 19.5) / np.arange(40).std(), rtol=1e-5)
+    expected = (np.array([1, 2]) - 19.5) / np.arange(40).std()
+    np.testing.assert_allclose(data.validation.numeric[:, 0], expected, rtol=1e-5)
 
 
 def test_missing_values(tmp_path):

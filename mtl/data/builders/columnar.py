@@ -80,14 +80,17 @@ class ColumnarBuilder(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, frame: Frame) -> Iterator[tuple[int, dict]]:
         cat_names, num_names = self.categorical_columns, self.numeric_columns
-        missing = [c for c in cat_names if c not in frame.categorical] + [c for c in num_names if c not in frame.numeric]
+        missing = [c for c in cat_names if c not in frame.categorical]
+        missing += [c for c in num_names if c not in frame.numeric]
         if missing:
             raise ValueError(f"{self.name}: the parsed files lack columns {missing}")
         n = frame.num_rows
         cats = np.empty((n, len(cat_names)), dtype=object)
         for j, name in enumerate(cat_names):
             cats[:, j] = frame.categorical[name].strings()
-        nums = np.stack([frame.numeric[c] for c in num_names], axis=1).astype(np.float32) if num_names else np.zeros((n, 0), np.float32)
+        nums = np.zeros((n, len(num_names)), np.float32)
+        for j, name in enumerate(num_names):
+            nums[:, j] = frame.numeric[name]
         lines = frame.lines
         for i in range(n):
             yield i, {"row": i, "line": int(lines[i]), "categorical": cats[i], "numeric": nums[i]}

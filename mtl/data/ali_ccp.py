@@ -76,12 +76,14 @@ COLUMNS = {
 }
 
 
-def _torch_rechub_files(folder: pathlib.Path, sample: bool) -> dict[str, pathlib.Path] | None:
+def torch_rechub_files_in(folder: pathlib.Path, sample: bool) -> dict[str, pathlib.Path] | None:
+    """The three torch-rechub files (full or sample) in ``folder``, or ``None``."""
     files = {k: folder / name for k, name in TORCH_RECHUB_FILES[sample].items()}
     return files if all(p.is_file() for p in files.values()) else None
 
 
-def _paddlerec_files(folder: pathlib.Path, sample: bool) -> dict[str, list[pathlib.Path]] | None:
+def paddlerec_files_in(folder: pathlib.Path, sample: bool) -> dict[str, list[pathlib.Path]] | None:
+    """PaddleRec ESMM train and test files (full or sample) in ``folder``, or ``None``."""
     train_name, test_name = PADDLEREC_FILES[sample]
     if (folder / train_name).is_file() and (folder / test_name).is_file():
         return {"train": [folder / train_name], "test": [folder / test_name]}
@@ -101,7 +103,7 @@ def find_ali_ccp_files(data_dir=None, *, format: str = "auto", sample: bool = Fa
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
     wanted = ("torch_rechub", "paddlerec") if format == "auto" else (format,)
-    finders = {"torch_rechub": _torch_rechub_files, "paddlerec": _paddlerec_files}
+    finders = {"torch_rechub": torch_rechub_files_in, "paddlerec": paddlerec_files_in}
 
     errors = []
     for f in wanted:  # "auto": torch-rechub anywhere first, then PaddleRec

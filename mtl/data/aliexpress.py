@@ -48,7 +48,8 @@ HOW_TO_GET = (
 COLUMNS = ((ID_COLUMN,) + CATEGORICAL, NUMERICAL + LABELS)
 
 
-def _files_in(folder: pathlib.Path, country: str, sample: bool) -> dict[str, pathlib.Path] | None:
+def files_in(folder: pathlib.Path, country: str, sample: bool) -> dict[str, pathlib.Path] | None:
+    """``{"train", "test"}`` files of a country (or the sample) in ``folder``, or ``None``."""
     if sample:
         options = [(folder / SAMPLE_FILES[0], folder / SAMPLE_FILES[1])]
     else:
@@ -72,7 +73,7 @@ def find_aliexpress_files(data_dir=None, *, country: str = "NL", sample: bool = 
             data_dir,
             dataset=f"AliExpress ({'sample' if sample else country})",
             folder=DATASET,
-            has_files=lambda d: _files_in(d, country, sample) is not None,
+            has_files=lambda d: files_in(d, country, sample) is not None,
             how_to_get=HOW_TO_GET,
             subfolders=True,
         )
@@ -84,7 +85,7 @@ def find_aliexpress_files(data_dir=None, *, country: str = "NL", sample: bool = 
                 raise e from None
             raise DataError(f"{e} Only the small public sample is there: pass sample=True to use it.") from None
         raise
-    return _files_in(folder, country, sample)
+    return files_in(folder, country, sample)
 
 
 def read_aliexpress_file(path: str | os.PathLike) -> Frame:

@@ -158,7 +158,8 @@ def _is_float(v: str) -> bool:
         return False
 
 
-def _census_files(folder: pathlib.Path) -> tuple[pathlib.Path | None, pathlib.Path | None]:
+def files_in(folder: pathlib.Path) -> tuple[pathlib.Path | None, pathlib.Path | None]:
+    """``(train file, test file)`` in ``folder``, ``.gz`` preferred; ``None`` where absent."""
     train = paths.first_existing(folder, (TRAIN_FILE + ".gz", TRAIN_FILE))
     test = paths.first_existing(folder, (TEST_FILE + ".gz", TEST_FILE))
     return train, test
@@ -170,10 +171,10 @@ def find_census_files(data_dir=None) -> tuple[pathlib.Path, pathlib.Path | None,
         data_dir,
         dataset="Census-Income (KDD)",
         folder=DATASET,
-        has_files=lambda d: _census_files(d)[1] is not None,
+        has_files=lambda d: files_in(d)[1] is not None,
         how_to_get=HOW_TO_GET,
     )
-    train, test = _census_files(folder)
+    train, test = files_in(folder)
     return folder, train, test
 
 

@@ -53,7 +53,7 @@ class AliCcp(ColumnarBuilder):
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         folder = dl_manager.manual_dir
         fmt = self.builder_config.name
-        finder = ali_ccp._torch_rechub_files if fmt == "torch_rechub" else ali_ccp._paddlerec_files
+        finder = ali_ccp.torch_rechub_files_in if fmt == "torch_rechub" else ali_ccp.paddlerec_files_in
         files = finder(folder, False) or finder(folder, True)
         if files is None:
             raise FileNotFoundError(f"no Ali-CCP {fmt} files in {folder}.\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")

@@ -47,7 +47,7 @@ class AliExpress(ColumnarBuilder):
         folder = dl_manager.manual_dir
         name = self.builder_config.name
         sample = name == "sample"
-        files = aliexpress._files_in(folder, "NL" if sample else name, sample)
+        files = aliexpress.files_in(folder, "NL" if sample else name, sample)
         if files is None:
             raise FileNotFoundError(f"no AliExpress {name} files in {folder}.\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
         return {split: self._generate_examples(aliexpress.read_aliexpress_file(p)) for split, p in files.items()}

@@ -66,7 +66,7 @@ def _manual_files(dl_manager) -> dict | None:
         folder = dl_manager.manual_dir
     except AssertionError:  # no manual folder, or it is empty: download instead
         return None
-    train, test = census._census_files(folder)
+    train, test = census.files_in(folder)
     if test is None:
         return None
     return {"test": test} if train is None else {"train": train, "test": test}

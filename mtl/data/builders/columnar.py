@@ -96,6 +96,13 @@ class ColumnarBuilder(tfds.core.GeneratorBasedBuilder):
             yield i, {"row": i, "line": int(lines[i]), "categorical": cats[i], "numeric": nums[i]}
 
 
+def candidate_dirs(manual_dir: pathlib.Path, folder: str) -> list[pathlib.Path]:
+    """Where a builder looks for its files: the manual folder, ``<manual>/<folder>``, and their subfolders."""
+    manual_dir = pathlib.Path(manual_dir)
+    tops = [d for d in (manual_dir, manual_dir / folder) if d.is_dir()]
+    return tops + [sub for d in tops for sub in sorted(d.iterdir()) if sub.is_dir()]
+
+
 def prepare(
     builder_cls,
     *,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import tensorflow_datasets as tfds
 
 from mtl.data import ali_ccp
-from mtl.data.builders.columnar import ColumnarBuilder, ColumnarConfig
+from mtl.data.builders.columnar import ColumnarBuilder, ColumnarConfig, candidate_dirs
 from mtl.data.frame import concat_frames
 
 
@@ -40,7 +40,8 @@ class AliCcp(ColumnarBuilder):
     torch-rechub (examples/ranking/data/ali-ccp: ali_ccp_train.csv, ali_ccp_val.csv,
     ali_ccp_test.csv) for the `torch_rechub` config, or with PaddleRec's ESMM scripts
     (train/*.txt and test/*.txt) for the `paddlerec` config. Put the files in the manual
-    folder (tfds.download.DownloadConfig(manual_dir=...)). The small public samples
+    folder (tfds.download.DownloadConfig(manual_dir=...)), its ali_ccp/ subfolder, or a
+    folder one level below either. The small public samples
     (ali_ccp_*_sample.csv, train_small.txt / test_small.txt) are accepted too.
     """
 
@@ -54,7 +55,10 @@ class AliCcp(ColumnarBuilder):
         folder = dl_manager.manual_dir
         fmt = self.builder_config.name
         finder = ali_ccp.torch_rechub_files_in if fmt == "torch_rechub" else ali_ccp.paddlerec_files_in
-        files = finder(folder, False) or finder(folder, True)
+        files = None
+        for sample in (False, True):  # full files anywhere first, then the samples
+            for candidate in candidate_dirs(folder, ali_ccp.DATASET):
+                files = files or finder(candidate, sample)
         if files is None:
             raise FileNotFoundError(f"no Ali-CCP {fmt} files in {folder}.\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
         read = ali_ccp.READERS[fmt]

@@ -1,7 +1,8 @@
 """AliExpress (MTReclib format) as a TFDS dataset (``array_record``); manual download only.
 
-One config per country (``NL``, ``ES``, ``FR``, ``US``, ``RU``: the manual folder
-holds ``AliExpress_<country>/train.csv`` and ``test.csv``, or is that folder)
+One config per country (``NL``, ``ES``, ``FR``, ``US``, ``RU``: the manual folder,
+or its ``aliexpress/`` subfolder, holds ``AliExpress_<country>/train.csv`` and
+``test.csv``, or is that folder)
 and ``sample`` (``aliexpress_{train,test}_sample.csv``). Splits ``train`` and
 ``test``; rows are raw (``search_id`` and the 16 categorical columns as strings,
 the 63 numerical columns and the ``click`` / ``conversion`` labels as numbers).
@@ -12,7 +13,7 @@ from __future__ import annotations
 import tensorflow_datasets as tfds
 
 from mtl.data import aliexpress
-from mtl.data.builders.columnar import ColumnarBuilder, ColumnarConfig
+from mtl.data.builders.columnar import ColumnarBuilder, ColumnarConfig, candidate_dirs
 
 
 class AliExpress(ColumnarBuilder):
@@ -47,7 +48,9 @@ class AliExpress(ColumnarBuilder):
         folder = dl_manager.manual_dir
         name = self.builder_config.name
         sample = name == "sample"
-        files = aliexpress.files_in(folder, "NL" if sample else name, sample)
+        files = None
+        for candidate in candidate_dirs(folder, aliexpress.DATASET):
+            files = files or aliexpress.files_in(candidate, "NL" if sample else name, sample)
         if files is None:
             raise FileNotFoundError(f"no AliExpress {name} files in {folder}.\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
         return {split: self._generate_examples(aliexpress.read_aliexpress_file(p)) for split, p in files.items()}

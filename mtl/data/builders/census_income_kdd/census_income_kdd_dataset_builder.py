@@ -7,8 +7,9 @@ values stripped of their leading space. Task labels are defined by the loader
 
 Sources, in order of preference:
 
-1. the manual folder (``DownloadConfig(manual_dir=...)``), holding
-   ``census-income.test(.gz)`` and optionally ``census-income.data(.gz)``: only
+1. the manual folder (``DownloadConfig(manual_dir=...)``) or its
+   ``census_income_kdd/`` subfolder, holding ``census-income.test(.gz)`` and
+   optionally ``census-income.data(.gz)``: only
    the splits whose file is there are built (offline use);
 2. otherwise both files are downloaded from UCI (:data:`URLS`).
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 import tensorflow_datasets as tfds
 
 from mtl.data import census_income as census
-from mtl.data.builders.columnar import ColumnarBuilder, ColumnarConfig
+from mtl.data.builders.columnar import ColumnarBuilder, ColumnarConfig, candidate_dirs
 
 URLS = {
     "train": census.URL_BASE + census.TRAIN_FILE + ".gz",
@@ -66,9 +67,10 @@ def _manual_files(dl_manager) -> dict | None:
         folder = dl_manager.manual_dir
     except AssertionError:  # no manual folder, or it is empty: download instead
         return None
-    train, test = census.files_in(folder)
-    if test is None:
-        return None
-    return {"test": test} if train is None else {"train": train, "test": test}
+    for candidate in candidate_dirs(folder, census.DATASET):
+        train, test = census.files_in(candidate)
+        if test is not None:
+            return {"test": test} if train is None else {"train": train, "test": test}
+    return None
 
 

@@ -141,6 +141,7 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = T
             steps_per_call=int(config.get("steps_per_call", 100)),
             rep_grad=bool(config.balancer.get("rep_grad", False)),
             balance_embeddings=bool(config.balancer.get("balance_embeddings", False)),
+            weight_heads=bool(config.balancer.get("weight_heads", False)),
             diagnostics=bool(diagnostics), select_by=config.get("select_by", "auto"),
             on_epoch=on_epoch, on_steps=on_steps if steps_file else None, progress=progress,
         )

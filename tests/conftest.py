@@ -26,3 +26,9 @@ def data_dir():
             pytest.fail(f"CI must provide the shared data at {d}")
         pytest.skip(f"real data not found at {d}; set MTL_DATA_DIR to a folder laid out like ../shared/data")
     return d
+
+from hypothesis import settings
+
+# Property tests draw the same examples on every run (no flaky CI).
+settings.register_profile("mtl", derandomize=True, deadline=None)
+settings.load_profile("mtl")

@@ -245,3 +245,22 @@ def test_cli_step_diagnostics(tmp_path):
     epoch = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
     mean_cos = np.mean([s["grad_cos"]["task1|task2"] for s in steps])
     assert epoch["grad_cos"]["task1|task2"] == pytest.approx(mean_cos, rel=1e-4, abs=1e-6)
+
+
+def test_weight_heads_scales_task_specific_gradients():
+    def update(losses, task_grads, state, *, key=None):
+        w = jnp.array([2.0, 0.5])
+        return weighted_sum(task_grads, w), w, state
+
+    b = Balancer(lambda t: EmptyState(), update, grads="shared", name="fixed")
+    m, batch = _setup("shared_bottom")
+    opt = optax.sgd(1.0)
+    s0 = init_train_state(m, b, opt, jax.random.key(0))
+    plain, _ = make_train_step(m, b, opt, KINDS)(s0, batch)
+    weighted, _ = make_train_step(m, b, opt, KINDS, weight_heads=True)(s0, batch)
+    tower = lambda s: np.asarray(s.params["heads"]["towers"][0]["w"])
+    d_plain, d_weighted = tower(s0) - tower(plain), tower(s0) - tower(weighted)
+    np.testing.assert_allclose(d_weighted[0], 2.0 * d_plain[0], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(d_weighted[1], 0.5 * d_plain[1], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(np.asarray(plain.params["shared"]["bottom"][0]["w"]),
+                               np.asarray(weighted.params["shared"]["bottom"][0]["w"]), rtol=1e-6)

@@ -12,6 +12,7 @@ Keys:
   balancer.name (see mtl.balancers.REGISTRY), balancer.hparams (factory keywords),
   balancer.rep_grad (per-task gradients at the shared representation),
   balancer.balance_embeddings (include embedding tables in the balanced set),
+  balancer.weight_heads (scale task-specific gradients by the balancer's weights),
   diagnostics ('' off; 'epoch': per-epoch averages of per-task gradient norms and
     pairwise cosines in metrics.jsonl; 'step': also every step in steps.jsonl),
   data.name (see mtl.data.LOADERS) and the loader's keyword arguments.
@@ -33,7 +34,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.diagnostics = ""
     c.model = ml_collections.ConfigDict({"name": "mmoe", "hparams": ml_collections.ConfigDict()})
     c.balancer = ml_collections.ConfigDict(
-        {"name": "ew", "hparams": ml_collections.ConfigDict(), "rep_grad": False, "balance_embeddings": False}
+        {"name": "ew", "hparams": ml_collections.ConfigDict(), "rep_grad": False, "balance_embeddings": False,
+         "weight_heads": False}
     )
     c.data = ml_collections.ConfigDict({"name": "synthetic"})
     return c

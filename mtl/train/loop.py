@@ -24,7 +24,7 @@ from mtl import metrics as mtl_metrics
 from mtl.balancers.base import Balancer
 from mtl.data.base import MultiTaskData, Split
 from mtl.models.base import Model
-from mtl.train.step import TrainState, init_train_state, make_train_step
+from mtl.train.step import TrainState, grads_template, init_takes_template, init_train_state, make_train_step
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -90,6 +90,7 @@ def fit(
     rep_grad: bool = False,
     balance_embeddings: bool = False,
     diagnostics: bool = False,
+    weight_heads: bool = False,
     select_by: str = "auto",
     on_epoch: Callable[[dict], None] | None = None,
     on_steps: Callable[[int, int, dict], None] | None = None,
@@ -112,6 +113,8 @@ def fit(
         outputs)``, the per-step outputs (``losses``, ``weights``, diagnostics)
         as numpy arrays with a leading step axis (per-step logging).
       eval_train: also evaluate on the training split each epoch.
+      rep_grad, balance_embeddings, diagnostics, weight_heads: see
+        :func:`mtl.train.make_train_step`.
 
     Returns:
       A summary dict: ``best_epoch``, ``validation`` and ``test`` (``{task:
@@ -137,11 +140,17 @@ def fit(
     k_batches = balancer.num_batches
 
     step_fn = make_train_step(model, balancer, optimizer, kinds, rep_grad=rep_grad,
-                              balance_embeddings=balance_embeddings, diagnostics=diagnostics)
+                              balance_embeddings=balance_embeddings, diagnostics=diagnostics,
+                              weight_heads=weight_heads)
     root = jax.random.key(seed)
     k_state, k_data = jax.random.split(root)
-    state = init_train_state(model, balancer, optimizer, k_state)
     train = _to_device(data.train)
+    template = None
+    if init_takes_template(balancer):
+        one = {k: jax.ShapeDtypeStruct((batch_size, *v.shape[1:]), v.dtype) for k, v in train.items()}
+        template = grads_template(model, jax.eval_shape(model.init, k_state), one, rep_grad=rep_grad,
+                                  balance_embeddings=balance_embeddings)
+    state = init_train_state(model, balancer, optimizer, k_state, grads_like=template)
     evals = {"validation": _to_device(data.validation), "test": _to_device(data.test)}
     if eval_train:
         evals["train"] = train

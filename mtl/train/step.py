@@ -54,12 +54,46 @@ class TrainState(NamedTuple):
     key: jax.Array
 
 
+def init_takes_template(balancer: Balancer) -> bool:
+    """Whether ``balancer.init`` accepts ``grads_like`` (methods whose state is
+    shaped like one task's gradient: MoCo, DB-MTL, ExcessMTL)."""
+    import inspect
+
+    try:
+        return "grads_like" in inspect.signature(balancer.init).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def grads_template(model: Model, params: PyTree, batch: dict, *, rep_grad: bool = False,
+                   balance_embeddings: bool = False, shared_mask_fn=None) -> PyTree:
+    """Shapes of one task's gradient as the balancer will see it: the balanced
+    parameters, or the shared representation ``z`` of a batch with ``rep_grad``."""
+    if rep_grad:
+        def encode(p, b):
+            h = model.embed(p["embed"], b["numeric"], b["categorical"])
+            return model.encode(p["shared"], h)
+
+        return jax.eval_shape(encode, params, batch)
+    mask = shared_mask_fn(params) if shared_mask_fn is not None else default_shared_mask(params, balance_embeddings)
+    sel, _ = partition(params, mask)
+    return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), sel)
+
+
 def init_train_state(model: Model, balancer: Balancer, optimizer: optax.GradientTransformation,
-                     key: jax.Array) -> TrainState:
+                     key: jax.Array, *, grads_like: PyTree = None) -> TrainState:
+    """Initial parameters, optimizer state and balancer state.
+
+    ``grads_like`` (see :func:`grads_template`) is passed to balancers whose
+    ``init`` takes it; without it they fall back to their template-free form.
+    """
     k_init, k_run = jax.random.split(key)
     params = model.init(k_init)
-    return TrainState(params, optimizer.init(params), balancer.init(model.num_tasks),
-                      jnp.zeros((), jnp.int32), k_run)
+    if grads_like is not None and init_takes_template(balancer):
+        bstate = balancer.init(model.num_tasks, grads_like=grads_like)
+    else:
+        bstate = balancer.init(model.num_tasks)
+    return TrainState(params, optimizer.init(params), bstate, jnp.zeros((), jnp.int32), k_run)
 
 
 # ---------------------------------------------------------------------------
@@ -155,6 +189,7 @@ def make_train_step(
     balance_embeddings: bool = False,
     shared_mask_fn: Callable[[PyTree], PyTree] | None = None,
     diagnostics: bool = False,
+    weight_heads: bool = False,
 ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
     """Builds the pure train step ``step(state, batch) -> (state, out)``.
 
@@ -171,6 +206,11 @@ def make_train_step(
       diagnostics: also return per-task gradient norms and pairwise cosines
         (of the balanced parameters, or of the representation with ``rep_grad``);
         costs T pullbacks for loss-weighting methods that would not need them.
+      weight_heads: for gradient-based methods, scale each task's gradient of
+        the unbalanced parameters (towers, per-task gates, embeddings by
+        default) by the balancer's weight ``w_i`` instead of using the plain
+        sum, as the official Nash-MTL and FairGrad code does (its update is
+        ``backward(sum_i w_i L_i)``). Default False, as LibMTL.
 
     ``batch`` is a dict with ``numeric (B, F)``, ``categorical (B, C)``,
     ``labels (B, T)``; with ``balancer.num_batches = K > 1`` every array has a
@@ -275,7 +315,7 @@ def make_train_step(
                     combined, weights, bstate = balancer.update(losses, gz, state.balancer_state, key=k_bal)
             if combined is None:
                 combined = weighted_sum(gz, weights)
-            if balancer.grads == "none":  # loss weighting: heads and h use the weights too
+            if balancer.grads == "none" or weight_heads:  # heads and h use the weights too
                 g_heads_sum, g_h_sum = weighted_sum(g_heads, weights), weighted_sum(g_h, weights)
             else:
                 g_heads_sum = jax.tree_util.tree_map(lambda g: g.sum(0), g_heads)
@@ -303,7 +343,7 @@ def make_train_step(
                     combined, weights, bstate = balancer.update(losses, jb, state.balancer_state, key=k_bal)
             if combined is None:
                 combined = weighted_sum(jb, weights)
-            if balancer.grads == "none":
+            if balancer.grads == "none" or weight_heads:
                 rest_grads = weighted_sum(jr, weights)
             else:
                 rest_grads = jax.tree_util.tree_map(lambda g: g.sum(0), jr)

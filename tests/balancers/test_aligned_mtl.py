@@ -26,8 +26,10 @@ def test_aligned_gramian_is_lambda_min_times_identity(seed, t, extra):
     gram = jac @ jac.T
     w = np.asarray(_matrix(jnp.asarray(gram, jnp.float32)), np.float64)
     aligned = w @ jac
-    lam_min = np.linalg.eigvalsh(gram)[0]
-    np.testing.assert_allclose(aligned @ aligned.T, lam_min * np.eye(t), atol=2e-3 * lam_min)
+    eig = np.linalg.eigvalsh(gram)
+    lam_min = eig[0]
+    # float32 eigh: errors scale with the largest eigenvalue
+    np.testing.assert_allclose(aligned @ aligned.T, lam_min * np.eye(t), atol=2e-3 * lam_min + 2e-5 * eig[-1])
     # the update is the sum of the aligned gradients
     d, weights, _ = _update(jac)
     np.testing.assert_allclose(d, aligned.sum(0), rtol=2e-3, atol=1e-4 * np.sqrt(lam_min))

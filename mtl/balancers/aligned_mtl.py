@@ -38,7 +38,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mtl.balancers.base import Balancer, EmptyState, gramian, weighted_sum
+from mtl.balancers.base import Balancer, gramian_balancer
 
 SCALE_MODES = ("min", "median", "rmse")
 
@@ -79,14 +79,5 @@ def aligned_mtl(*, scale_mode: str = "min") -> Balancer:
     if scale_mode not in SCALE_MODES:
         raise ValueError(f"scale_mode must be one of {SCALE_MODES}, got {scale_mode!r}")
 
-    def init(num_tasks: int) -> EmptyState:
-        del num_tasks
-        return EmptyState()
-
-    def update(losses, task_grads, state, *, key=None):
-        del losses, key
-        gram = gramian(task_grads).astype(jnp.float32)
-        weights = aligned_matrix(gram, scale_mode=scale_mode).sum(axis=1)
-        return weighted_sum(task_grads, weights), weights, state
-
-    return Balancer(init=init, update=update, grads="shared", rep_grad=True, name="aligned_mtl")
+    return gramian_balancer(lambda gram: aligned_matrix(gram, scale_mode=scale_mode).sum(axis=1),
+                            name="aligned_mtl", rep_grad=True)

@@ -303,3 +303,27 @@ def alpha_fair_weights(gram: jax.Array, *, alpha: float = 1.0, num_iters: int = 
     w = jax.lax.fori_loop(0, num_iters, newton_step, w0)
     w = w * jnp.where(valid, s, 1.0) ** (-alpha / (1.0 + alpha))
     return jnp.where(valid, w, ones)
+
+
+def gramian_balancer(weights_fn: Callable[[jax.Array], jax.Array], *, name: str, rep_grad: bool = True,
+                     max_norm: float = 0.0) -> Balancer:
+    """A stateless method whose update is ``sum_i w_i g_i`` with ``w = weights_fn(J J^T)``.
+
+    Most Jacobian methods only need the ``T x T`` Gramian to find their weights
+    (field notes); this builds their :class:`Balancer`. ``max_norm > 0`` clips
+    the combined gradient's global norm (as Nash-MTL's and FairGrad's code do).
+    """
+
+    def init(num_tasks: int) -> EmptyState:
+        del num_tasks
+        return EmptyState()
+
+    def update(losses, task_grads, state, *, key=None):
+        del losses, key
+        weights = weights_fn(gramian(task_grads).astype(jnp.float32))
+        combined = weighted_sum(task_grads, weights)
+        if max_norm > 0:
+            combined, _ = clip_by_global_norm(combined, max_norm)
+        return combined, weights, state
+
+    return Balancer(init=init, update=update, grads="shared", rep_grad=rep_grad, name=name)

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from mtl.balancers.base import Balancer, EmptyState, alpha_fair_weights, clip_by_global_norm, gramian, weighted_sum
+from mtl.balancers.base import Balancer, alpha_fair_weights, gramian_balancer
 
 
 def fairgrad_weights(gram, *, alpha: float = 1.0, num_iters: int = 25):
@@ -63,16 +63,6 @@ def fairgrad(*, alpha: float = 1.0, max_norm: float = 1.0, num_iters: int = 25) 
     if alpha <= 0:
         raise ValueError("fairgrad alpha must be > 0")
 
-    def init(num_tasks: int) -> EmptyState:
-        del num_tasks
-        return EmptyState()
-
-    def update(losses, task_grads, state, *, key=None):
-        del losses, key
-        gram = gramian(task_grads).astype(jnp.float32)
-        t = gram.shape[0]
-        weights = t * fairgrad_weights(gram, alpha=alpha, num_iters=num_iters)
-        combined, _ = clip_by_global_norm(weighted_sum(task_grads, weights), max_norm)
-        return combined, weights, state
-
-    return Balancer(init=init, update=update, grads="shared", rep_grad=False, name="fairgrad")
+    return gramian_balancer(
+        lambda gram: gram.shape[0] * fairgrad_weights(gram, alpha=alpha, num_iters=num_iters),
+        name="fairgrad", rep_grad=False, max_norm=max_norm)

@@ -43,7 +43,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mtl.balancers.base import Balancer, EmptyState, gramian, weighted_sum
+from mtl.balancers.base import Balancer, gramian_balancer
 
 
 def box_qp_lower(gram: jax.Array, u: jax.Array, *, num_iters: int = 50, tol: float = 1e-7) -> jax.Array:
@@ -113,14 +113,6 @@ def upgrad(*, norm_eps: float = 1e-4, reg_eps: float = 1e-4, num_iters: int = 50
       A :class:`Balancer`; ``update`` returns ``d = sum_j w_j g_j`` and ``w``.
     """
 
-    def init(num_tasks: int) -> EmptyState:
-        del num_tasks
-        return EmptyState()
-
-    def update(losses, task_grads, state, *, key=None):
-        del losses, key
-        gram = gramian(task_grads).astype(jnp.float32)
-        weights = upgrad_weights(gram, norm_eps=norm_eps, reg_eps=reg_eps, num_iters=num_iters)
-        return weighted_sum(task_grads, weights), weights, state
-
-    return Balancer(init=init, update=update, grads="shared", rep_grad=False, name="upgrad")
+    return gramian_balancer(
+        lambda gram: upgrad_weights(gram, norm_eps=norm_eps, reg_eps=reg_eps, num_iters=num_iters),
+        name="upgrad", rep_grad=False)

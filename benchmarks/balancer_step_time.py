@@ -8,9 +8,11 @@ floats, 8 experts 400->256->128, towers 128->64->1, batch 1024, Adam. For each
 T, every method's jitted train step is compiled, then the steps run
 round-robin (one step of each method per round, ``--rounds`` rounds), so that
 machine noise hits all methods alike; the table gives median milliseconds, the
-ratio to ``ew``, and the solver's share: the median time of the balancer's
-``update`` alone on a Jacobian of the shared parameters' shape, divided by the
-method's step time. Targets (issue 4): every Jacobian method within 2x of
+ratio to ``ew``, the balancer's share (``update %``: the median time of the
+balancer's ``update`` alone on a random Jacobian shaped like what the step gives
+it, divided by the method's step time) and the solver's share (``solver %``: the
+same minus the time of the Gramian and one weighted sum, which every Gramian
+method needs to combine gradients at all). Targets (issue 4): every Jacobian method within 2x of
 ``ew`` at T=2 on CPU, solver share below 10%. Methods with ``num_batches > 1``
 compute K Jacobians per step by design.
 """
@@ -27,7 +29,8 @@ from absl import app, flags
 
 import mtl.balancers as mb
 import mtl.models as mm
-from mtl.train import init_train_state, make_train_step
+from mtl.balancers.base import gramian, weighted_sum
+from mtl.train.step import grads_template, init_takes_template, init_train_state, make_train_step
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("tasks", "2,7", "Comma-separated task counts.")
@@ -61,24 +64,35 @@ def measure(t, names, rounds, batch_size, rep_grad=False):
         if rep_grad and not b.rep_grad:
             continue
         step = jax.jit(make_train_step(model, b, opt, kinds, rep_grad=rep_grad))
-        state = init_train_state(model, b, opt, jax.random.key(0))
+        template = grads_template(model, model.init(jax.random.key(0)), batch, rep_grad=rep_grad)
+        grads_like = template if init_takes_template(b) else None
+        state = init_train_state(model, b, opt, jax.random.key(0), grads_like=grads_like)
         kb = _stack(batch, b.num_batches)
         state, _ = step(state, kb)
         jax.block_until_ready(state)
-        # the solver alone, on a Jacobian shaped like the balanced parameters
-        shared = state.params["shared"]
+        # the balancer alone, on a random Jacobian shaped like what the step gives it
         lead = (b.num_batches, t) if b.num_batches > 1 else (t,)
-        keys = jax.random.split(jax.random.key(1), len(jax.tree_util.tree_leaves(shared)))
-        jac = jax.tree_util.tree_unflatten(
-            jax.tree_util.tree_structure(shared),
-            [jax.random.normal(k, (*lead, *x.shape)) for k, x in zip(keys, jax.tree_util.tree_leaves(shared))])
+        leaves = [x for x in jax.tree_util.tree_leaves(template)]
+        keys = jax.random.split(jax.random.key(1), len(leaves))
+        jac = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template),
+                                           [jax.random.normal(k, (*lead, *x.shape)) for k, x in zip(keys, leaves)])
         losses = jnp.ones(lead)
         upd = jax.jit(lambda l, g, s, k, b=b: b.update(l, g if b.needs_grads else None, s, key=k))
-        bstate = b.init(t)
+        bstate = b.init(t, grads_like=grads_like) if grads_like is not None else b.init(t)
         jax.block_until_ready(upd(losses, jac, bstate, jax.random.key(0)))
         runners[name] = {"step": step, "state": state, "batch": kb, "upd": upd, "jac": jac, "losses": losses,
                          "bstate": bstate, "times": [], "solver": []}
+    # the part every Jacobian method shares: the Gramian and one weighted sum
+    base_jac = next(x["jac"] for x in runners.values())
+    if next(iter(mb.get(n).num_batches for n in runners)) > 1:
+        base_jac = jax.tree_util.tree_map(lambda g: g[0], base_jac)
+    shared_part = jax.jit(lambda g: weighted_sum(g, gramian(g).sum(0)))
+    jax.block_until_ready(shared_part(base_jac))
+    shared_times = []
     for r in range(rounds):
+        t0 = time.perf_counter()
+        jax.block_until_ready(shared_part(base_jac))
+        shared_times.append(time.perf_counter() - t0)
         for name, x in runners.items():
             t0 = time.perf_counter()
             x["state"], _ = x["step"](x["state"], x["batch"])
@@ -89,13 +103,16 @@ def measure(t, names, rounds, batch_size, rep_grad=False):
                 jax.block_until_ready(x["upd"](x["losses"], x["jac"], x["bstate"], jax.random.key(r)))
                 x["solver"].append(time.perf_counter() - t0)
     base = np.median(runners["ew"]["times"]) if "ew" in runners else None
+    shared_ms = np.median(shared_times) * 1e3
     rows = []
     for name, x in runners.items():
         ms = np.median(x["times"]) * 1e3
         solver = np.median(x["solver"]) * 1e3
         b = mb.get(name)
+        own = max(0.0, solver - shared_ms) if b.grads == "shared" else solver
         rows.append({"method": name, "grads": b.grads, "K": b.num_batches, "ms": ms,
-                     "ratio": ms / (base * 1e3) if base else float("nan"), "solver_share": solver / ms})
+                     "ratio": ms / (base * 1e3) if base else float("nan"), "update_share": solver / ms,
+                     "solver_share": own / ms})
     return rows
 
 
@@ -108,14 +125,15 @@ def main(_):
     for t in map(int, FLAGS.tasks.split(",")):
         rows = measure(t, names, FLAGS.rounds, FLAGS.batch, FLAGS.rep_grad)
         print(f"\nT = {t}")
-        print(f"{'method':14s} {'grads':12s} {'K':>2s} {'step ms':>9s} {'x ew':>6s} {'solver %':>9s}  target")
+        print(f"{'method':14s} {'grads':12s} {'K':>2s} {'step ms':>9s} {'x ew':>6s} {'update %':>9s} "
+              f"{'solver %':>9s}  target")
         for r in sorted(rows, key=lambda r: r["ratio"]):
             target = ""
             if t == 2 and r["grads"] == "shared":
                 ok = r["ratio"] <= 2.0 and r["solver_share"] < 0.10
                 target = "ok" if ok else "MISSED" + (" (K batches)" if r["K"] > 1 else "")
             print(f"{r['method']:14s} {r['grads']:12s} {r['K']:>2d} {r['ms']:9.2f} {r['ratio']:6.2f} "
-                  f"{100 * r['solver_share']:8.1f}%  {target}")
+                  f"{100 * r['update_share']:8.1f}% {100 * r['solver_share']:8.1f}%  {target}")
 
 
 if __name__ == "__main__":

@@ -119,7 +119,8 @@ def fit(
     Returns:
       A summary dict: ``best_epoch``, ``validation`` and ``test`` (``{task:
       {metric: value}}`` at the best epoch), ``train_seconds``, ``history``
-      (the epoch records), ``params`` (best parameters) and ``state``.
+      (the epoch records), ``train_compilations`` (how often the compiled
+      train call was traced: 1), ``params`` (best parameters) and ``state``.
 
     Raises:
       NonFiniteLossError: a task loss became NaN/inf; ``on_epoch`` has already
@@ -253,6 +254,7 @@ def fit(
         "epochs_run": len(history),
         "train_seconds": train_seconds,
         "history": history,
+        "train_compilations": run_chunk._cache_size(),
         "params": best_params,
         "state": state,
     }

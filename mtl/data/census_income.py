@@ -43,6 +43,8 @@ through the TFDS builder :mod:`mtl.data.builders.census_income_kdd` instead
 from __future__ import annotations
 
 import gzip
+import hashlib
+import logging
 import os
 import pathlib
 
@@ -59,6 +61,9 @@ TRAIN_FILE = "census-income.data"
 TEST_FILE = "census-income.test"
 NUM_TRAIN_ROWS = 199_523
 NUM_TEST_ROWS = 99_762
+#: sha256 of the decompressed UCI ``census-income.test`` (51,918,813 bytes; its row
+#: and duplicate counts match UCI's ``.names``). Checked on every parse.
+TEST_CONTENT_SHA256 = "98402b1ab879573d0a7f38a699a40258080e25e33d3401e7bf9c96d3fa0fab8c"
 NUM_COLUMNS = 42
 
 URL_BASE = "https://archive.ics.uci.edu/ml/machine-learning-databases/census-income-mld/"
@@ -120,6 +125,8 @@ def read_census_file(path: str | os.PathLike, *, max_rows: int | None = None) ->
         raw = f.read()
     if raw[:2] == b"\x1f\x8b":  # gzip magic (TFDS names downloads without the .gz suffix)
         raw = gzip.decompress(raw)
+    if max_rows is None and path.name.startswith(TEST_FILE):
+        check_test_content(raw, path)
     text = raw.decode("latin-1")
     del raw
     lines = text.splitlines()
@@ -148,6 +155,21 @@ def read_census_file(path: str | os.PathLike, *, max_rows: int | None = None) ->
         else:
             categorical[name] = factorize(col, strip=True)
     return Frame.single_file(path, categorical, numeric)
+
+
+def check_test_content(raw: bytes, path) -> bool:
+    """Compares the decompressed test file with UCI's (sha256); warns on a mismatch.
+
+    A mismatch is a warning, not an error: a re-encoded copy (other line endings)
+    can still be the same data, and the row count and label values are checked
+    as errors anyway.
+    """
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != TEST_CONTENT_SHA256:
+        logging.warning("%s: content sha256 %s differs from UCI's census-income.test (%s); "
+                        "rows and labels are still checked", path, digest, TEST_CONTENT_SHA256)
+        return False
+    return True
 
 
 def _is_float(v: str) -> bool:

@@ -223,3 +223,16 @@ def test_tfds_reader_gives_the_same_dataset(tmp_path, data_dir):
         np.testing.assert_array_equal(a.numeric, b.numeric)
         np.testing.assert_array_equal(a.labels, b.labels)
     assert os.listdir(tmp_path / "cache" / "tfds")
+
+
+def test_test_file_content_checksum(data_dir, caplog):
+    import gzip
+    import logging
+
+    from mtl.data.census_income import check_test_content
+
+    raw = gzip.decompress((data_dir / "census_income_kdd" / "census-income.test.gz").read_bytes())
+    assert check_test_content(raw, "census-income.test.gz")
+    with caplog.at_level(logging.WARNING):
+        assert not check_test_content(raw[:-10], "cut.gz")
+    assert "differs from UCI" in caplog.text and "cut.gz" in caplog.text

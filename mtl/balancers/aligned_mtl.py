@@ -24,7 +24,7 @@ Aligned-MTL-UB (the official ``amtlub``) is this same balancer applied to the
 gradients of the shared representation: ``rep_grad=True`` is allowed.
 
 Deliberate differences: none in the weights (``torch.symeig`` becomes
-``jnp.linalg.eigh`` inside jit; the eigenvalue cut-off is a mask instead of
+``small_eigh`` (cyclic Jacobi) inside jit; the eigenvalue cut-off is a mask instead of
 slicing). The official balancer can also rescale the decoders' gradients
 (``scale_decoder_grad``, off by default); that is the train step's business.
 
@@ -38,7 +38,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mtl.balancers.base import Balancer, gramian_balancer
+from mtl.balancers.base import Balancer, gramian_balancer, small_eigh
 
 SCALE_MODES = ("min", "median", "rmse")
 
@@ -46,7 +46,7 @@ SCALE_MODES = ("min", "median", "rmse")
 def aligned_matrix(gram: jax.Array, *, scale_mode: str = "min") -> jax.Array:
     """The symmetric alignment matrix ``W`` with ``J_hat = W J`` for Gramian ``gram``."""
     t = gram.shape[0]
-    lam, v = jnp.linalg.eigh(gram)
+    lam, v = small_eigh(gram)
     tol = jnp.max(lam) * t * jnp.finfo(gram.dtype).eps
     keep = lam > jnp.maximum(tol, jnp.finfo(gram.dtype).tiny)
     rank = jnp.sum(keep)

@@ -172,7 +172,7 @@ def min_norm_weights(gram: jax.Array, *, num_iters: int = 50, tol: float = 1e-6)
         m = jnp.where(supp[:, None] & supp[None, :], g, eye * (1.0 - s)[:, None])
         kkt = jnp.block([[m, s[:, None]], [s[None, :], jnp.zeros((1, 1), dtype)]])
         rhs = jnp.concatenate([jnp.zeros((t,), dtype), jnp.ones((1,), dtype)])
-        return jnp.where(supp, jnp.linalg.solve(kkt, rhs)[:t], 0.0)
+        return jnp.where(supp, small_solve(kkt, rhs)[:t], 0.0)
 
     def body(_, carry):
         w, supp, minor, done = carry
@@ -291,7 +291,7 @@ def alpha_fair_weights(gram: jax.Array, *, alpha: float = 1.0, num_iters: int = 
     def newton_step(_, w):
         grad = g @ w - w ** (-inv_a)
         hess = g + jnp.diag(inv_a * w ** (-inv_a - 1.0))
-        delta = jnp.linalg.solve(hess, grad)
+        delta = small_solve(hess, grad)
         pos = delta > 0
         t_max = jnp.minimum(1.0, jnp.min(jnp.where(pos, 0.99 * w / jnp.where(pos, delta, 1.0), 1.0)))
         cands = w[None, :] - (t_max * steps)[:, None] * delta[None, :]
@@ -327,3 +327,62 @@ def gramian_balancer(weights_fn: Callable[[jax.Array], jax.Array], *, name: str,
         return combined, weights, state
 
     return Balancer(init=init, update=update, grads="shared", rep_grad=rep_grad, name=name)
+
+
+# ---------------------------------------------------------------------------
+# Small dense linear algebra in plain jnp.
+#
+# The T x T systems of the solvers are tiny, but on XLA:CPU any LAPACK custom
+# call (solve, eigh, pinv, cholesky) inside the train step was measured to add
+# ~2.4 ms per call site to a 1.1M-parameter step (benchmarks/balancer_step_time;
+# the custom call itself takes microseconds), about 5% of the step. These
+# unrolled versions avoid it and are exact up to floating-point error.
+# ---------------------------------------------------------------------------
+
+
+def small_solve(a: jax.Array, b: jax.Array) -> jax.Array:
+    """Solves ``a x = b`` for a small square ``a`` (Gauss-Jordan, partial pivoting).
+
+    Unrolled over the static size; a singular pivot yields inf/nan like LAPACK.
+    """
+    n = a.shape[0]
+    vec = b.ndim == 1
+    m = jnp.concatenate([a, b[:, None] if vec else b], axis=1)
+    rows = jnp.arange(n)
+    for k in range(n):
+        p = jnp.argmax(jnp.where(rows >= k, jnp.abs(m[:, k]), -1.0))
+        rk, rp = m[k], m[p]
+        m = m.at[p].set(rk).at[k].set(rp)
+        m = m.at[k].set(m[k] / m[k, k])
+        factor = jnp.where(rows == k, 0.0, m[:, k])
+        m = m - factor[:, None] * m[k][None, :]
+    x = m[:, n:]
+    return x[:, 0] if vec else x
+
+
+def small_eigh(a: jax.Array, *, sweeps: int = 10) -> tuple[jax.Array, jax.Array]:
+    """Eigen-decomposition of a small symmetric matrix by cyclic Jacobi rotations.
+
+    Returns ``(eigenvalues ascending, eigenvectors as columns)`` like
+    ``jnp.linalg.eigh``. Each sweep visits every off-diagonal pair once;
+    convergence is quadratic, so a handful of sweeps reaches float precision
+    for the T <= ~16 Gramians of multi-task learning.
+    """
+    n = a.shape[0]
+    if n == 1:
+        return jnp.diagonal(a), jnp.ones((1, 1), a.dtype)
+    pairs = jnp.asarray([(p, q) for p in range(n) for q in range(p + 1, n)] * sweeps, jnp.int32)
+    eye = jnp.eye(n, dtype=a.dtype)
+
+    def rotate(carry, pq):
+        m, v = carry
+        p, q = pq[0], pq[1]
+        theta = 0.5 * jnp.arctan2(2.0 * m[p, q], m[q, q] - m[p, p])
+        c, s = jnp.cos(theta), jnp.sin(theta)
+        r = eye.at[p, p].set(c).at[q, q].set(c).at[p, q].set(s).at[q, p].set(-s)
+        return (r.T @ m @ r, v @ r), None
+
+    (m, v), _ = jax.lax.scan(rotate, (a, eye), pairs)
+    w = jnp.diagonal(m)
+    order = jnp.argsort(w)
+    return w[order], v[:, order]

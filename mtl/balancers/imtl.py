@@ -62,7 +62,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mtl.balancers.base import Balancer, gramian, weighted_sum
+from mtl.balancers.base import Balancer, gramian, small_eigh, small_solve, weighted_sum
 
 MODES = ("hybrid", "grad", "loss")
 
@@ -87,7 +87,34 @@ def imtl_g_weights(gram: jax.Array) -> jax.Array:
     is_ref = jnp.arange(t) == ref
     a = jnp.where(is_ref[:, None], jnp.ones((t, t), jnp.float32), rows)
     rhs = is_ref.astype(jnp.float32)
-    return jnp.linalg.pinv(a, rtol=1e-6) @ rhs
+    return min_norm_lstsq(a, rhs)
+
+
+def min_norm_lstsq(a: jax.Array, b: jax.Array, rcond: float = 1e-6) -> jax.Array:
+    """Minimum-norm least-squares solution of ``a x = b`` (``pinv(a) @ b``).
+
+    Full rank: an exact plain-jnp solve. Rank deficient (identical or zero
+    task gradients): through the symmetric eigen-decomposition of ``a^T a`` (plain-jnp Jacobi,
+    see ``base.small_eigh``; a LAPACK pinv inside the step costs ~2.4 ms on CPU):
+    eigenvalues below ``rcond`` times the largest are treated as zero, i.e.
+    singular values below ``sqrt(rcond)`` of the largest (``a^T a`` squares the
+    condition number, and float32 leaves it ~1e-7 of noise).
+    """
+    lam, v = small_eigh(a.T @ a)
+    keep = lam > rcond * jnp.maximum(jnp.max(lam), jnp.finfo(a.dtype).tiny)
+    inv = jnp.where(keep, 1.0 / jnp.where(keep, lam, 1.0), 0.0)
+    x_min_norm = v @ (inv * (v.T @ (a.T @ b)))
+    if a.shape[0] != a.shape[1]:
+        return x_min_norm
+    # nonsingular (square a): the exact solve, without a^T a's squared conditioning;
+    # an exactly singular a gives a zero pivot (inf/nan) and takes the branch above
+    x = small_solve(a, b)
+    scale = jnp.max(jnp.abs(a)) * jnp.max(jnp.abs(jnp.where(jnp.isfinite(x), x, 0.0))) + jnp.max(jnp.abs(b))
+    ok = jnp.all(jnp.isfinite(x)) & (jnp.max(jnp.abs(a @ x - b)) <= 1e-4 * scale)
+    # a near-null direction (float noise on identical gradients) blows x up where
+    # pinv's cut-off would drop it: keep the minimum-norm solution then
+    ok &= jnp.max(jnp.abs(x)) <= 1e3 * (jnp.max(jnp.abs(x_min_norm)) + 1.0)
+    return jnp.where(ok, x, x_min_norm)
 
 
 def imtl(*, mode: str = "hybrid", learning_rate: float = 1e-3, init_log_scale: float = 0.0) -> Balancer:

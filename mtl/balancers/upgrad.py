@@ -43,7 +43,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mtl.balancers.base import Balancer, gramian_balancer
+from mtl.balancers.base import Balancer, gramian_balancer, small_solve
 
 
 def box_qp_lower(gram: jax.Array, u: jax.Array, *, num_iters: int = 50, tol: float = 1e-7) -> jax.Array:
@@ -59,7 +59,7 @@ def box_qp_lower(gram: jax.Array, u: jax.Array, *, num_iters: int = 50, tol: flo
     def free_solution(free):
         # G_FF x_F = -q_F, x_B = 0
         m = jnp.where(free[:, None] & free[None, :], gram, eye * (~free)[:, None])
-        return jnp.where(free, jnp.linalg.solve(m, jnp.where(free, -q, 0.0)), 0.0)
+        return jnp.where(free, small_solve(m, jnp.where(free, -q, 0.0)), 0.0)
 
     def body(_, carry):
         x, free, inner, done = carry

@@ -8,6 +8,7 @@ Keys:
   seed, epochs, batch_size, eval_batch_size, learning_rate, weight_decay,
   patience (early-stopping epochs without validation improvement; 0 = off),
   steps_per_call (train steps fused into one compiled call, between progress updates),
+  select_by ('auto', 'auc' or 'loss': how the best validation epoch is chosen),
   model.name (see mtl.models.REGISTRY), model.hparams (constructor keywords),
   balancer.name (see mtl.balancers.REGISTRY), balancer.hparams (factory keywords),
   balancer.rep_grad (per-task gradients at the shared representation),
@@ -32,6 +33,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.patience = 0
     c.steps_per_call = 100
     c.diagnostics = ""
+    c.select_by = "auto"
     c.model = ml_collections.ConfigDict({"name": "mmoe", "hparams": ml_collections.ConfigDict()})
     c.balancer = ml_collections.ConfigDict(
         {"name": "ew", "hparams": ml_collections.ConfigDict(), "rep_grad": False, "balance_embeddings": False,

@@ -28,14 +28,8 @@ flags.DEFINE_string("rundir", "runs/census_income", "Where each run's files go."
 flags.DEFINE_integer("seeds", 3, "Seeds per cell.")
 flags.DEFINE_integer("epochs", 30, "Maximum epochs (early stopping, patience 5).")
 
-# Sizes chosen on the validation split of seed 0 (group 1): experts / bottom of 64-128 units,
-# towers of 32, 8-dimensional embeddings, Adam 1e-3, batch 256.
-MODELS = {
-    "Shared-Bottom": ("shared_bottom", {"bottom_hidden": (128, 64), "tower_hidden": (32,), "embed_dim": 8}),
-    "MMoE": ("mmoe", {"num_experts": 8, "expert_hidden": (64,), "tower_hidden": (32,), "embed_dim": 8}),
-    "PLE": ("ple", {"num_levels": 2, "num_shared_experts": 2, "num_task_experts": 2, "expert_hidden": (64,),
-                    "tower_hidden": (32,), "embed_dim": 8}),
-}
+# Sizes: experiments/configs/census_income.py MODEL_SIZES; Adam 1e-3, batch 256.
+MODELS = {"Shared-Bottom": "shared_bottom", "MMoE": "mmoe", "PLE": "ple"}
 REFERENCE = {  # field notes, test_split protocol, 3 seeds
     "LightGBM (single task, field notes)": {1: (0.9507, 0.9949), 2: (0.8945, None)},
     "torch-rechub MMoE, 10 epochs (field notes)": {1: (0.9321, 0.9945), 2: (0.8791, None)},
@@ -48,12 +42,10 @@ def main(_):
     t0 = time.perf_counter()
     rows, protocol = [], None
     for group in (1, 2):
-        for label, (model, hparams) in MODELS.items():
+        for label, model in MODELS.items():
             aucs, epochs, secs = [], [], []
             for seed in range(FLAGS.seeds):
-                c = get_config(f"group{group}")
-                c.model.name = model
-                c.model.hparams = hparams
+                c = get_config(f"group{group},{model}")
                 c.data.data_dir = FLAGS.data_dir
                 c.seed = seed
                 c.data.seed = seed
@@ -78,7 +70,7 @@ def main(_):
     md = ["# Census-Income (KDD): test AUC, equal weighting", "",
           f"Protocol: **{protocol}**. Regenerate: `python -m experiments.census_table --data_dir=../shared/data`. "
           f"Seeds 0..{FLAGS.seeds - 1}; test AUC at the best validation epoch (mean validation AUC, patience 5, "
-          f"at most {FLAGS.epochs} epochs); Adam 1e-3, batch 256; sizes in `experiments/census_table.py`. "
+          f"at most {FLAGS.epochs} epochs); Adam 1e-3, batch 256; sizes in `experiments/configs/census_income.py`. "
           "Mean ± std over seeds.", "",
           "| model | income > 50K (group 1) | never married (group 1) | education ≥ college (group 2) | never married (group 2) | best epochs (g1; g2) |",
           "|---|---|---|---|---|---|"]

@@ -97,20 +97,40 @@ def flatten_task_grads(task_grads: PyTree) -> tuple[jax.Array, Callable[[jax.Arr
     return jac, unravel
 
 
+# XLA:CPU reduces along a leading axis of size T slowly (measured: summing a
+# (2, 1.1M) gradient over its task axis took 5.3 ms, the unrolled sum of the T
+# rows 0.3 ms; 22 ms against 1 ms at T = 7). T is small and static, so the helpers
+# below unroll over tasks.
+
+
+def sum_tasks(tree: PyTree) -> PyTree:
+    """``sum_i tree[i]`` over the leading task axis of every leaf (unrolled)."""
+    return jax.tree_util.tree_map(lambda g: sum(g[i] for i in range(g.shape[0])), tree)
+
+
 def weighted_sum(task_grads: PyTree, weights: jax.Array) -> PyTree:
-    """``sum_i weights[i] * task_grads[i]`` leaf by leaf (no flattening)."""
-    return jax.tree_util.tree_map(
-        lambda g: jnp.tensordot(weights.astype(g.dtype), g, axes=1), task_grads
-    )
+    """``sum_i weights[i] * task_grads[i]`` leaf by leaf (no flattening, unrolled over tasks)."""
+
+    def leaf(g):
+        w = weights.astype(g.dtype)
+        return sum(w[i] * g[i] for i in range(g.shape[0]))
+
+    return jax.tree_util.tree_map(leaf, task_grads)
 
 
 def gramian(task_grads: PyTree) -> jax.Array:
-    """The ``(T, T)`` Gramian ``J J^T`` of the task gradients, leaf by leaf."""
-    def leaf_gram(g):
-        m = g.reshape(g.shape[0], -1)
-        return m @ m.T
+    """The ``(T, T)`` Gramian ``J J^T`` of the task gradients, leaf by leaf.
 
-    return sum(jax.tree_util.tree_leaves(jax.tree_util.tree_map(leaf_gram, task_grads)))
+    Computed as the T(T+1)/2 pairwise inner products (3x faster than a
+    ``(T, D) @ (D, T)`` dot at T = 2 on CPU, equal at T = 7).
+    """
+    leaves = jax.tree_util.tree_leaves(task_grads)
+    t = leaves[0].shape[0]
+    entry = {}
+    for i in range(t):
+        for j in range(i, t):
+            entry[i, j] = sum(jnp.sum(g[i] * g[j]) for g in leaves)
+    return jnp.stack([jnp.stack([entry[min(i, j), max(i, j)] for j in range(t)]) for i in range(t)])
 
 
 def num_tasks_of(task_grads: PyTree) -> int:

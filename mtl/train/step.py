@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mtl.balancers.base import Balancer, weighted_sum
+from mtl.balancers.base import Balancer, sum_tasks, weighted_sum
 from mtl.models.base import Model
 
 PyTree = Any
@@ -318,8 +318,8 @@ def make_train_step(
             if balancer.grads == "none" or weight_heads:  # heads and h use the weights too
                 g_heads_sum, g_h_sum = weighted_sum(g_heads, weights), weighted_sum(g_h, weights)
             else:
-                g_heads_sum = jax.tree_util.tree_map(lambda g: g.sum(0), g_heads)
-                g_h_sum = g_h.sum(0)
+                g_heads_sum = sum_tasks(g_heads)
+                g_h_sum = sum_tasks(g_h)
             (g_emb_shared,) = pull_enc((combined, g_h_sum))
             grads = {"embed": g_emb_shared["embed"], "shared": g_emb_shared["shared"], "heads": g_heads_sum}
             if diagnostics:
@@ -346,7 +346,7 @@ def make_train_step(
             if balancer.grads == "none" or weight_heads:
                 rest_grads = weighted_sum(jr, weights)
             else:
-                rest_grads = jax.tree_util.tree_map(lambda g: g.sum(0), jr)
+                rest_grads = sum_tasks(jr)
             grads = combine(combined, rest_grads)
             if diagnostics:
                 out.update(gradient_diagnostics(jb))

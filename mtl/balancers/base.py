@@ -121,11 +121,14 @@ def weighted_sum(task_grads: PyTree, weights: jax.Array) -> PyTree:
 def gramian(task_grads: PyTree) -> jax.Array:
     """The ``(T, T)`` Gramian ``J J^T`` of the task gradients, leaf by leaf.
 
-    Computed as the T(T+1)/2 pairwise inner products (3x faster than a
-    ``(T, D) @ (D, T)`` dot at T = 2 on CPU, equal at T = 7).
+    For T <= 3 it is computed as the T(T+1)/2 pairwise inner products (3x
+    faster than a ``(T, D) @ (D, T)`` dot at T = 2 on CPU); for more tasks as
+    that dot (the pairwise form was slower inside the T = 7 train step).
     """
     leaves = jax.tree_util.tree_leaves(task_grads)
     t = leaves[0].shape[0]
+    if t > 3:
+        return sum(m @ m.T for m in (g.reshape(t, -1) for g in leaves))
     entry = {}
     for i in range(t):
         for j in range(i, t):

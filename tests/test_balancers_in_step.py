@@ -8,7 +8,7 @@ import pytest
 
 import mtl.balancers as mb
 import mtl.models as mm
-from mtl.train.step import grads_template, init_takes_template, init_train_state, make_train_step
+from mtl.train.step import grads_template, init_train_state, make_train_step
 
 NAMES = sorted(mb.REGISTRY)
 
@@ -32,7 +32,7 @@ def test_balancer_trains_in_the_step(name):
     for rep in modes:
         step = jax.jit(make_train_step(model, b, opt, ("binary",) * 3, rep_grad=rep))
         template = None
-        if init_takes_template(b):  # gradient-shaped state: the method as published
+        if b.init_takes_grads_like:  # gradient-shaped state: the method as published
             one = batch if b.num_batches == 1 else jax.tree_util.tree_map(lambda x: x[0], batch)
             template = grads_template(model, model.init(jax.random.key(0)), one, rep_grad=rep)
         state = init_train_state(model, b, opt, jax.random.key(0), grads_like=template)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from mtl.balancers.base import Balancer, EmptyState, flatten_task_grads, gramian, weighted_sum
+from mtl.balancers.base import Balancer, EmptyState, gramian, gramian_balancer, weighted_sum
 from mtl.balancers.ew import ew
 from mtl.balancers.gradnorm import gradnorm
 from mtl.balancers.pcgrad import pcgrad
@@ -79,4 +79,4 @@ def get(name: str, **hparams) -> Balancer:
         raise ValueError(f"bad hyperparameters for balancer {name!r}: {e}") from e
 
 
-__all__ = ["Balancer", "EmptyState", "REGISTRY", "get", "flatten_task_grads", "gramian", "weighted_sum"]
+__all__ = ["Balancer", "EmptyState", "REGISTRY", "get", "gramian", "gramian_balancer", "weighted_sum"]

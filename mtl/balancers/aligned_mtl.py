@@ -79,5 +79,5 @@ def aligned_mtl(*, scale_mode: str = "min") -> Balancer:
     if scale_mode not in SCALE_MODES:
         raise ValueError(f"scale_mode must be one of {SCALE_MODES}, got {scale_mode!r}")
 
-    return gramian_balancer(lambda gram: aligned_matrix(gram, scale_mode=scale_mode).sum(axis=1),
+    return gramian_balancer(lambda gram, losses, key: aligned_matrix(gram, scale_mode=scale_mode).sum(axis=1),
                             name="aligned_mtl", rep_grad=True)

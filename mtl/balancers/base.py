@@ -29,7 +29,6 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-from jax.flatten_util import ravel_pytree
 
 PyTree = Any
 
@@ -57,6 +56,9 @@ class Balancer(NamedTuple):
       after_update: optional hook ``after_update(state, losses_before,
         losses_after) -> state`` called by the train step with the task losses
         recomputed on the same batch after the parameter update (FAMO).
+      init_takes_grads_like: ``init`` also accepts ``grads_like``, a pytree
+        shaped like one task's gradient, for state kept per gradient
+        coordinate (MoCo, DB-MTL, ExcessMTL); the train step passes it.
       name: the registry name.
     """
 
@@ -66,6 +68,7 @@ class Balancer(NamedTuple):
     rep_grad: bool = True
     num_batches: int = 1
     after_update: Optional[Callable[..., PyTree]] = None
+    init_takes_grads_like: bool = False
     name: str = ""
 
     @property
@@ -81,20 +84,6 @@ class EmptyState(NamedTuple):
 # ---------------------------------------------------------------------------
 # Helpers shared by the gradient-based methods.
 # ---------------------------------------------------------------------------
-
-
-def flatten_task_grads(task_grads: PyTree) -> tuple[jax.Array, Callable[[jax.Array], PyTree]]:
-    """Flattens a pytree with leading task axis into a Jacobian ``(T, D)``.
-
-    Returns the Jacobian and ``unravel``, which maps one ``(D,)`` vector back to
-    the pytree of one task's gradient.
-    """
-    leaves = jax.tree_util.tree_leaves(task_grads)
-    num_tasks = leaves[0].shape[0]
-    first = jax.tree_util.tree_map(lambda g: g[0], task_grads)
-    _, unravel = ravel_pytree(first)
-    jac = jnp.concatenate([g.reshape(num_tasks, -1) for g in leaves], axis=1)
-    return jac, unravel
 
 
 # XLA:CPU reduces along a leading axis of size T slowly (measured: summing a
@@ -134,17 +123,6 @@ def gramian(task_grads: PyTree) -> jax.Array:
         for j in range(i, t):
             entry[i, j] = sum(jnp.sum(g[i] * g[j]) for g in leaves)
     return jnp.stack([jnp.stack([entry[min(i, j), max(i, j)] for j in range(t)]) for i in range(t)])
-
-
-def num_tasks_of(task_grads: PyTree) -> int:
-    return jax.tree_util.tree_leaves(task_grads)[0].shape[0]
-
-
-def safe_norm(x: jax.Array, axis=-1, keepdims=False, eps: float = 1e-12) -> jax.Array:
-    """Euclidean norm whose gradient and value stay finite at zero."""
-    sq = jnp.sum(x * x, axis=axis, keepdims=keepdims)
-    safe = jnp.where(sq > eps * eps, sq, 1.0)
-    return jnp.where(sq > eps * eps, jnp.sqrt(safe), 0.0)
 
 
 def min_norm_weights(gram: jax.Array, *, num_iters: int = 50, tol: float = 1e-6) -> jax.Array:
@@ -328,13 +306,14 @@ def alpha_fair_weights(gram: jax.Array, *, alpha: float = 1.0, num_iters: int = 
     return jnp.where(valid, w, ones)
 
 
-def gramian_balancer(weights_fn: Callable[[jax.Array], jax.Array], *, name: str, rep_grad: bool = True,
+def gramian_balancer(weights_fn: Callable[..., jax.Array], *, name: str, rep_grad: bool = True,
                      max_norm: float = 0.0) -> Balancer:
-    """A stateless method whose update is ``sum_i w_i g_i`` with ``w = weights_fn(J J^T)``.
+    """A stateless method whose update is ``sum_i w_i g_i`` with ``w = weights_fn(G, losses, key)``.
 
-    Most Jacobian methods only need the ``T x T`` Gramian to find their weights
-    (field notes); this builds their :class:`Balancer`. ``max_norm > 0`` clips
-    the combined gradient's global norm (as Nash-MTL's and FairGrad's code do).
+    Most Jacobian methods only need the ``T x T`` Gramian ``G = J J^T`` (and at
+    most the losses and a PRNG key) to find their weights (field notes); this
+    builds their :class:`Balancer`. ``max_norm > 0`` clips the combined
+    gradient's global norm (as Nash-MTL's and FairGrad's code do).
     """
 
     def init(num_tasks: int) -> EmptyState:
@@ -342,8 +321,7 @@ def gramian_balancer(weights_fn: Callable[[jax.Array], jax.Array], *, name: str,
         return EmptyState()
 
     def update(losses, task_grads, state, *, key=None):
-        del losses, key
-        weights = weights_fn(gramian(task_grads).astype(jnp.float32))
+        weights = weights_fn(gramian(task_grads).astype(jnp.float32), losses, key)
         combined = weighted_sum(task_grads, weights)
         if max_norm > 0:
             combined, _ = clip_by_global_norm(combined, max_norm)

@@ -49,7 +49,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mtl.balancers.base import Balancer, EmptyState, gramian, weighted_sum
+from mtl.balancers.base import Balancer, gramian_balancer
 
 _EPS = 1e-8
 
@@ -124,13 +124,5 @@ def cagrad(*, c: float = 0.5, rescale: int = 1, num_iters: int = 300) -> Balance
     if rescale not in (0, 1, 2):
         raise ValueError(f"rescale must be 0, 1 or 2, got {rescale}")
 
-    def init(num_tasks: int) -> EmptyState:
-        del num_tasks
-        return EmptyState()
-
-    def update(losses, task_grads, state, *, key=None):
-        del losses, key
-        weights = cagrad_coefficients(gramian(task_grads), c, rescale, num_iters=num_iters)
-        return weighted_sum(task_grads, weights), weights, state
-
-    return Balancer(init=init, update=update, grads="shared", rep_grad=False, name="cagrad")
+    return gramian_balancer(lambda gram, losses, key: cagrad_coefficients(gram, c, rescale, num_iters=num_iters),
+                            name="cagrad", rep_grad=False)

@@ -98,4 +98,4 @@ def db_mtl(*, beta: float = 0.9, beta_sigma: float = 0.0) -> Balancer:
         weights = alpha * inv_loss
         return weighted_sum(task_grads, weights), weights, DBMTLState(step, None, nbuf)
 
-    return Balancer(init=init, update=update, grads="shared", rep_grad=False, name="db_mtl")
+    return Balancer(init=init, update=update, grads="shared", rep_grad=False, init_takes_grads_like=True, name="db_mtl")

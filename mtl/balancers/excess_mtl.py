@@ -107,4 +107,4 @@ def excess_mtl(*, robust_step_size: float = 1e-2) -> Balancer:
         initial = jnp.where(recorded, state.initial_excess, excess)
         return weighted_sum(task_grads, lw), lw, ExcessMTLState(lw, initial, acc, sq_sum)
 
-    return Balancer(init=init, update=update, grads="shared", rep_grad=False, name="excess_mtl")
+    return Balancer(init=init, update=update, grads="shared", rep_grad=False, init_takes_grads_like=True, name="excess_mtl")

@@ -37,7 +37,6 @@ ICML 2024. Official code: github.com/OptMN-Lab/fairgrad.
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 
 from mtl.balancers.base import Balancer, alpha_fair_weights, gramian_balancer
 
@@ -64,5 +63,5 @@ def fairgrad(*, alpha: float = 1.0, max_norm: float = 1.0, num_iters: int = 25) 
         raise ValueError("fairgrad alpha must be > 0")
 
     return gramian_balancer(
-        lambda gram: gram.shape[0] * fairgrad_weights(gram, alpha=alpha, num_iters=num_iters),
+        lambda gram, losses, key: gram.shape[0] * fairgrad_weights(gram, alpha=alpha, num_iters=num_iters),
         name="fairgrad", rep_grad=False, max_norm=max_norm)

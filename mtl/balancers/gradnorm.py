@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mtl.balancers.base import Balancer, flatten_task_grads
+from mtl.balancers.base import Balancer, gramian
 
 
 class GradNormState(NamedTuple):
@@ -59,8 +59,7 @@ def gradnorm(*, alpha: float = 1.5, learning_rate: float = 0.025) -> Balancer:
         losses = jax.lax.stop_gradient(losses).astype(jnp.float32)
         t = losses.shape[0]
         l0 = jnp.where(state.initialised, state.initial_losses, losses)
-        jac, _ = flatten_task_grads(task_grads)
-        norms = jnp.sqrt(jnp.sum(jnp.square(jac.astype(jnp.float32)), axis=1))  # |grad_W L_i|
+        norms = jnp.sqrt(jnp.maximum(jnp.diagonal(gramian(task_grads)).astype(jnp.float32), 0.0))  # |grad_W L_i|
 
         def grad_loss(w):
             g = w * norms

@@ -45,7 +45,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mtl.balancers.base import Balancer, EmptyState, gramian, min_norm_weights, weighted_sum
+from mtl.balancers.base import Balancer, gramian_balancer, min_norm_weights
 
 NORMALIZATIONS = ("none", "l2", "loss", "loss+")
 
@@ -81,16 +81,8 @@ def mgda(*, normalization: str = "none", num_iters: int = 50) -> Balancer:
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"mgda normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
 
-    def init(num_tasks: int) -> EmptyState:
-        del num_tasks
-        return EmptyState()
+    def weights(gram, losses, key):
+        n = gradient_normalizers(gram, jax.lax.stop_gradient(losses).astype(jnp.float32), normalization)
+        return min_norm_weights(gram / (n[:, None] * n[None, :]), num_iters=num_iters)
 
-    def update(losses, task_grads, state, *, key=None):
-        del key
-        gram = gramian(task_grads).astype(jnp.float32)
-        losses = jax.lax.stop_gradient(losses).astype(jnp.float32)
-        n = gradient_normalizers(gram, losses, normalization)
-        weights = min_norm_weights(gram / (n[:, None] * n[None, :]), num_iters=num_iters)
-        return weighted_sum(task_grads, weights), weights, state
-
-    return Balancer(init=init, update=update, grads="shared", rep_grad=True, name="mgda")
+    return gramian_balancer(weights, name="mgda", rep_grad=True)

@@ -115,4 +115,4 @@ def moco(*, beta: float = 0.5, beta_sigma: float = 0.5, gamma: float = 0.1, gamm
         lambd = lambda_step(state.lambd, gram_y, gamma_k)
         return weighted_sum(task_grads, lambd * scale), lambd, MoCoState(step, lambd, None, gram_y)
 
-    return Balancer(init=init, update=update, grads="shared", rep_grad=False, name="moco")
+    return Balancer(init=init, update=update, grads="shared", rep_grad=False, init_takes_grads_like=True, name="moco")

@@ -27,7 +27,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mtl.balancers.base import Balancer, EmptyState, gramian, weighted_sum
+from mtl.balancers.base import Balancer, gramian_balancer
 
 
 def pcgrad_coefficients(gram: jax.Array, key: jax.Array) -> jax.Array:
@@ -55,15 +55,5 @@ def pcgrad_coefficients(gram: jax.Array, key: jax.Array) -> jax.Array:
 def pcgrad() -> Balancer:
     """PCGrad (no hyperparameters). Needs per-task gradients and ``key``."""
 
-    def init(num_tasks: int) -> EmptyState:
-        del num_tasks
-        return EmptyState()
-
-    def update(losses, task_grads, state, *, key):
-        del losses
-        gram = gramian(task_grads)
-        coeffs = pcgrad_coefficients(gram, key)
-        weights = coeffs.sum(axis=0)
-        return weighted_sum(task_grads, weights), weights, state
-
-    return Balancer(init=init, update=update, grads="shared", name="pcgrad")
+    return gramian_balancer(lambda gram, losses, key: pcgrad_coefficients(gram, key).sum(axis=0),
+                            name="pcgrad", rep_grad=True)

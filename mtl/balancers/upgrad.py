@@ -114,5 +114,5 @@ def upgrad(*, norm_eps: float = 1e-4, reg_eps: float = 1e-4, num_iters: int = 50
     """
 
     return gramian_balancer(
-        lambda gram: upgrad_weights(gram, norm_eps=norm_eps, reg_eps=reg_eps, num_iters=num_iters),
+        lambda gram, losses, key: upgrad_weights(gram, norm_eps=norm_eps, reg_eps=reg_eps, num_iters=num_iters),
         name="upgrad", rep_grad=False)

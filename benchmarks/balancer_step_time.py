@@ -30,7 +30,7 @@ from absl import app, flags
 import mtl.balancers as mb
 import mtl.models as mm
 from mtl.balancers.base import gramian, weighted_sum
-from mtl.train.step import grads_template, init_takes_template, init_train_state, make_train_step
+from mtl.train.step import grads_template, init_train_state, make_train_step
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("tasks", "2,7", "Comma-separated task counts.")
@@ -65,7 +65,7 @@ def measure(t, names, rounds, batch_size, rep_grad=False):
             continue
         step = jax.jit(make_train_step(model, b, opt, kinds, rep_grad=rep_grad))
         template = grads_template(model, model.init(jax.random.key(0)), batch, rep_grad=rep_grad)
-        grads_like = template if init_takes_template(b) else None
+        grads_like = template if b.init_takes_grads_like else None
         state = init_train_state(model, b, opt, jax.random.key(0), grads_like=grads_like)
         kb = _stack(batch, b.num_batches)
         state, _ = step(state, kb)

@@ -24,7 +24,7 @@ from mtl import metrics as mtl_metrics
 from mtl.balancers.base import Balancer
 from mtl.data.base import MultiTaskData, Split
 from mtl.models.base import Model
-from mtl.train.step import TrainState, grads_template, init_takes_template, init_train_state, make_train_step
+from mtl.train.step import grads_template, init_train_state, make_train_step, stack_trees
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -147,9 +147,9 @@ def fit(
     k_state, k_data = jax.random.split(root)
     train = _to_device(data.train)
     template = None
-    if init_takes_template(balancer):
-        one = {k: jax.ShapeDtypeStruct((batch_size, *v.shape[1:]), v.dtype) for k, v in train.items()}
-        template = grads_template(model, jax.eval_shape(model.init, k_state), one, rep_grad=rep_grad,
+    if balancer.init_takes_grads_like:
+        template = grads_template(model, jax.eval_shape(model.init, k_state), _batch_template(train, batch_size, 1),
+                                  rep_grad=rep_grad,
                                   balance_embeddings=balance_embeddings)
     state = init_train_state(model, balancer, optimizer, k_state, grads_like=template)
     evals = {"validation": _to_device(data.validation), "test": _to_device(data.test)}
@@ -178,7 +178,7 @@ def fit(
             if k_batches > 1:
                 extra = jax.random.randint(k, (k_batches - 1, batch_size), 0, n)
                 batches = [batch] + [_gather(arrays, extra[j]) for j in range(k_batches - 1)]
-                batch = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *batches)
+                batch = stack_trees(batches)
             zeros = jax.tree_util.tree_map(lambda sd: jnp.zeros(sd.shape, sd.dtype), out_shape)
             return jax.lax.cond(v, lambda s_: step_fn(s_, batch), lambda s_: (s_, zeros), s)
 

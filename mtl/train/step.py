@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mtl.balancers.base import Balancer, sum_tasks, weighted_sum
+from mtl.balancers.base import Balancer, gramian, sum_tasks, weighted_sum
 from mtl.models.base import Model
 
 PyTree = Any
@@ -54,17 +54,6 @@ class TrainState(NamedTuple):
     key: jax.Array
 
 
-def init_takes_template(balancer: Balancer) -> bool:
-    """Whether ``balancer.init`` accepts ``grads_like`` (methods whose state is
-    shaped like one task's gradient: MoCo, DB-MTL, ExcessMTL)."""
-    import inspect
-
-    try:
-        return "grads_like" in inspect.signature(balancer.init).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def grads_template(model: Model, params: PyTree, batch: dict, *, rep_grad: bool = False,
                    balance_embeddings: bool = False, shared_mask_fn=None) -> PyTree:
     """Shapes of one task's gradient as the balancer will see it: the balanced
@@ -75,8 +64,7 @@ def grads_template(model: Model, params: PyTree, batch: dict, *, rep_grad: bool 
             return model.encode(p["shared"], h)
 
         return jax.eval_shape(encode, params, batch)
-    mask = shared_mask_fn(params) if shared_mask_fn is not None else default_shared_mask(params, balance_embeddings)
-    sel, _ = partition(params, mask)
+    sel, _ = partition(params, default_shared_mask(params, balance_embeddings, shared_mask_fn))
     return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), sel)
 
 
@@ -89,7 +77,7 @@ def init_train_state(model: Model, balancer: Balancer, optimizer: optax.Gradient
     """
     k_init, k_run = jax.random.split(key)
     params = model.init(k_init)
-    if grads_like is not None and init_takes_template(balancer):
+    if grads_like is not None and balancer.init_takes_grads_like:
         bstate = balancer.init(model.num_tasks, grads_like=grads_like)
     else:
         bstate = balancer.init(model.num_tasks)
@@ -133,9 +121,13 @@ def combine(a: PyTree, b: PyTree) -> PyTree:
     return jax.tree_util.tree_map(lambda x, y: y if x is None else x, a, b, is_leaf=_is_none)
 
 
-def default_shared_mask(params: PyTree, balance_embeddings: bool = False) -> PyTree:
+def default_shared_mask(params: PyTree, balance_embeddings: bool = False,
+                        shared_mask_fn: Callable[[PyTree], PyTree] | None = None) -> PyTree:
     """The parameters a balancer acts on: the dense shared layers (bottom,
-    experts, shared gates), plus the embedding tables when asked."""
+    experts, shared gates), plus the embedding tables when asked;
+    ``shared_mask_fn(params)`` instead when given."""
+    if shared_mask_fn is not None:
+        return shared_mask_fn(params)
     return {
         "embed": jax.tree_util.tree_map(lambda _: bool(balance_embeddings), params["embed"]),
         "shared": jax.tree_util.tree_map(lambda _: True, params["shared"]),
@@ -143,15 +135,18 @@ def default_shared_mask(params: PyTree, balance_embeddings: bool = False) -> PyT
     }
 
 
+def stack_trees(trees: Sequence[PyTree]) -> PyTree:
+    """Stacks same-structured pytrees leaf by leaf along a new leading axis."""
+    return jax.tree_util.tree_map(lambda *x: jnp.stack(x), *trees)
+
+
 def _pullback_rows(pull, eye):
-    """``pull(e_i)`` for every row of ``eye``, stacked along a new leading axis."""
-    if PULLBACK_MODE == "vmap":
-        return jax.vmap(pull)(eye)
-    rows = [pull(eye[i]) for i in range(eye.shape[0])]
-    return jax.tree_util.tree_map(lambda *x: jnp.stack(x), *rows)
+    """``pull(e_i)`` for every row of ``eye``, stacked along a new leading axis.
 
-
-PULLBACK_MODE = "loop"
+    A loop of pullbacks, not ``jax.vmap(pull)``: vmap was slower on CPU
+    (``python -m benchmarks.xla_cpu_pitfalls``).
+    """
+    return stack_trees([pull(eye[i]) for i in range(eye.shape[0])])
 
 
 def _has_leaves(tree) -> bool:
@@ -165,8 +160,6 @@ def _has_leaves(tree) -> bool:
 
 def gradient_diagnostics(task_grads: PyTree) -> dict[str, jax.Array]:
     """Per-task gradient norms ``(T,)`` and pairwise cosine similarities ``(T, T)``."""
-    from mtl.balancers.base import gramian
-
     g = gramian(task_grads)
     norms = jnp.sqrt(jnp.maximum(jnp.diagonal(g), 0.0))
     denom = jnp.outer(norms, norms)
@@ -232,20 +225,11 @@ def make_train_step(
         out = model.apply(params, batch["numeric"], batch["categorical"], train=True, key=key)
         return task_losses(out, batch["labels"], kinds)
 
-    def mask_of(params):
-        if shared_mask_fn is not None:
-            return shared_mask_fn(params)
-        return default_shared_mask(params, balance_embeddings)
-
-    def last_shared_mask(params):
-        return {
-            "embed": jax.tree_util.tree_map(lambda _: False, params["embed"]),
-            "shared": model.last_shared(params["shared"]),
-            "heads": jax.tree_util.tree_map(lambda _: False, params["heads"]),
-        }
-
     def per_task_param_grads(params, batch, key, mask):
-        """losses (T,), balanced per-task grads (T, ...) and a pullback."""
+        """Losses ``(T,)``, per-task gradients ``(T, ...)`` of the parameters
+        selected by ``mask``, and ``finish(combined, rest_weights) -> grads``,
+        which adds the unbalanced parameters' gradients (their task sum, or
+        their ``rest_weights``-weighted sum) to the combined one."""
         bal, rest = partition(params, mask)
         if not _has_leaves(bal):
             raise ValueError(
@@ -254,10 +238,18 @@ def make_train_step(
             )
         losses, pull = jax.vjp(lambda b, r: loss_fn(combine(b, r), batch, key), bal, rest)
         jb, jr = _pullback_rows(pull, eye)
-        return losses, jb, jr, pull
+
+        def finish(combined, rest_weights):
+            rest_grads = sum_tasks(jr) if rest_weights is None else weighted_sum(jr, rest_weights)
+            return combine(combined, rest_grads)
+
+        return losses, jb, finish
 
     def per_task_rep_grads(params, batch, key):
-        """losses (T,), per-task grads of z (T, ...), and what is needed to finish."""
+        """Losses ``(T,)``, per-task gradients ``(T, ...)`` of the shared
+        representation ``z``, and ``finish(combined, rest_weights) -> grads``,
+        which sends the combined gradient of ``z`` through the shared network
+        in one pullback and adds the task-specific parameters' gradients."""
         k1, k2 = jax.random.split(key)
         emb_shared = {"embed": params["embed"], "shared": params["shared"]}
 
@@ -272,8 +264,14 @@ def make_train_step(
             return task_losses(out, batch["labels"], kinds)
 
         losses, pull_dec = jax.vjp(decode, params["heads"], z, h)
-        g_heads, g_z, g_h = jax.vmap(pull_dec)(eye)
-        return losses, g_z, (g_heads, g_h, pull_enc)
+        g_heads, g_z, g_h = _pullback_rows(pull_dec, eye)
+
+        def finish(combined, rest_weights):
+            total = sum_tasks if rest_weights is None else (lambda g: weighted_sum(g, rest_weights))
+            (g_emb_shared,) = pull_enc((combined, total(g_h)))
+            return {"embed": g_emb_shared["embed"], "shared": g_emb_shared["shared"], "heads": total(g_heads)}
+
+        return losses, g_z, finish
 
     def one_batch(tree, i):
         return jax.tree_util.tree_map(lambda x: x[i], tree)
@@ -291,65 +289,41 @@ def make_train_step(
             (grads,) = pull(weights.astype(losses.dtype))
 
         elif balancer.grads == "last_shared":
-            mask = last_shared_mask(params)
-            losses, jb, _, pull = per_task_param_grads(params, first_batch, k_model, mask)
+            mask = {
+                "embed": jax.tree_util.tree_map(lambda _: False, params["embed"]),
+                "shared": model.last_shared(params["shared"]),
+                "heads": jax.tree_util.tree_map(lambda _: False, params["heads"]),
+            }
+            bal, rest = partition(params, mask)
+            losses, pull = jax.vjp(lambda b, r: loss_fn(combine(b, r), first_batch, k_model), bal, rest)
+            jb, _ = _pullback_rows(pull, eye)  # XLA drops the unused rest: pullbacks stop at the layer
             _, weights, bstate = balancer.update(losses, jb, state.balancer_state, key=k_bal)
             grads = combine(*pull(weights.astype(losses.dtype)))
             if diagnostics:
                 out.update(gradient_diagnostics(jb))
 
-        elif rep_grad:
-            if k_batches > 1:
-                parts = [per_task_rep_grads(params, one_batch(batch, i), jax.random.fold_in(k_model, i))
+        else:  # per-task gradients of the balanced parameters, or of the representation
+            if rep_grad:
+                per_task = per_task_rep_grads
+            else:
+                mask = default_shared_mask(params, balance_embeddings, shared_mask_fn)
+                per_task = lambda p, b, k: per_task_param_grads(p, b, k, mask)  # noqa: E731
+            if k_batches > 1:  # batch 0 gives the update, the others feed the balancer
+                parts = [per_task(params, one_batch(batch, i), k_model if i == 0 else jax.random.fold_in(k_model, i))
                          for i in range(k_batches)]
-                losses_k = jnp.stack([p[0] for p in parts])
-                gz_k = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *[p[1] for p in parts])
-                losses, gz, (g_heads, g_h, pull_enc) = parts[0]
-                combined, weights, bstate = balancer.update(losses_k, gz_k, state.balancer_state, key=k_bal)
+                losses, jac, finish = parts[0]
+                losses_in, jac_in = jnp.stack([p[0] for p in parts]), stack_trees([p[1] for p in parts])
             else:
-                losses, gz, (g_heads, g_h, pull_enc) = per_task_rep_grads(params, first_batch, k_model)
-                if balancer.grads == "none":
-                    _, weights, bstate = balancer.update(losses, None, state.balancer_state, key=k_bal)
-                    combined = weighted_sum(gz, weights)
-                else:
-                    combined, weights, bstate = balancer.update(losses, gz, state.balancer_state, key=k_bal)
+                losses, jac, finish = per_task(params, first_batch, k_model)
+                losses_in, jac_in = losses, jac
+            loss_weighting = balancer.grads == "none"  # only here when diagnostics were asked for
+            combined, weights, bstate = balancer.update(losses_in, None if loss_weighting else jac_in,
+                                                        state.balancer_state, key=k_bal)
             if combined is None:
-                combined = weighted_sum(gz, weights)
-            if balancer.grads == "none" or weight_heads:  # heads and h use the weights too
-                g_heads_sum, g_h_sum = weighted_sum(g_heads, weights), weighted_sum(g_h, weights)
-            else:
-                g_heads_sum = sum_tasks(g_heads)
-                g_h_sum = sum_tasks(g_h)
-            (g_emb_shared,) = pull_enc((combined, g_h_sum))
-            grads = {"embed": g_emb_shared["embed"], "shared": g_emb_shared["shared"], "heads": g_heads_sum}
+                combined = weighted_sum(jac, weights)
+            grads = finish(combined, weights if loss_weighting or weight_heads else None)
             if diagnostics:
-                out.update(gradient_diagnostics(gz))
-
-        else:  # per-task gradients of the balanced parameters
-            mask = mask_of(params)
-            if k_batches > 1:
-                parts = [per_task_param_grads(params, one_batch(batch, i), jax.random.fold_in(k_model, i), mask)
-                         for i in range(k_batches)]
-                losses, jb, jr, _ = parts[0]
-                losses_k = jnp.stack([p[0] for p in parts])
-                jb_k = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *[p[1] for p in parts])
-                combined, weights, bstate = balancer.update(losses_k, jb_k, state.balancer_state, key=k_bal)
-            else:
-                losses, jb, jr, _ = per_task_param_grads(params, first_batch, k_model, mask)
-                if balancer.grads == "none":  # diagnostics requested for a loss-weighting method
-                    _, weights, bstate = balancer.update(losses, None, state.balancer_state, key=k_bal)
-                    combined = None
-                else:
-                    combined, weights, bstate = balancer.update(losses, jb, state.balancer_state, key=k_bal)
-            if combined is None:
-                combined = weighted_sum(jb, weights)
-            if balancer.grads == "none" or weight_heads:
-                rest_grads = weighted_sum(jr, weights)
-            else:
-                rest_grads = sum_tasks(jr)
-            grads = combine(combined, rest_grads)
-            if diagnostics:
-                out.update(gradient_diagnostics(jb))
+                out.update(gradient_diagnostics(jac))
 
         updates, opt_state = optimizer.update(grads, state.opt_state, params)
         new_params = optax.apply_updates(params, updates)

@@ -28,7 +28,7 @@ PyTree = Any
 
 # PyTorch's nn.Linear default initialisation (kaiming_uniform with a=sqrt(5)):
 # U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
-_kernel_init = jax.nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+kernel_init = jax.nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 
 
 class Model(NamedTuple):
@@ -115,7 +115,7 @@ def init_mlp(key, sizes: Sequence[int], stack: tuple[int, ...] = (), bias: bool 
     layers = []
     for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         key, sub = jax.random.split(key)
-        w = _kernel_init(sub, (*stack, fan_in, fan_out), jnp.float32)
+        w = kernel_init(sub, (*stack, fan_in, fan_out), jnp.float32)
         layer = {"w": w}
         if bias:
             layer["b"] = jnp.zeros((*stack, fan_out), jnp.float32)
@@ -130,19 +130,28 @@ def dropout(x, rate: float, key, train: bool):
     return jnp.where(keep, x / (1.0 - rate), 0.0)
 
 
-def mlp(layers: list[dict], x, *, final_activation: bool, dropout_rate: float = 0.0, train=False, key=None):
-    """Applies an MLP to ``x (..., fan_in)`` (no stack axes on the weights)."""
+def _layers(layers, x, affine, *, final_activation, dropout_rate, train, key):
+    """``affine(i, layer, x)`` per layer, ReLU (and dropout) between layers and,
+    with ``final_activation``, after the last."""
     for i, layer in enumerate(layers):
-        x = x @ layer["w"]
-        if "b" in layer:
-            x = x + layer["b"]
-        last = i == len(layers) - 1
-        if not last or final_activation:
+        x = affine(i, layer, x)
+        if i < len(layers) - 1 or final_activation:
             x = jax.nn.relu(x)
             if key is not None:
                 key, sub = jax.random.split(key)
                 x = dropout(x, dropout_rate, sub, train)
     return x
+
+
+def mlp(layers: list[dict], x, *, final_activation: bool, dropout_rate: float = 0.0, train=False, key=None):
+    """Applies an MLP to ``x (..., fan_in)`` (no stack axes on the weights)."""
+
+    def affine(i, layer, x):
+        x = x @ layer["w"]
+        return x + layer["b"] if "b" in layer else x
+
+    return _layers(layers, x, affine, final_activation=final_activation, dropout_rate=dropout_rate,
+                   train=train, key=key)
 
 
 def stacked_mlp(layers: list[dict], x, *, shared_input: bool, final_activation: bool,
@@ -152,20 +161,13 @@ def stacked_mlp(layers: list[dict], x, *, shared_input: bool, final_activation: 
     ``x`` is ``(B, in)`` fed to every copy when ``shared_input`` else ``(S, B, in)``
     (one input per copy). Returns ``(S, B, out)``.
     """
-    for i, layer in enumerate(layers):
-        if i == 0 and shared_input:
-            x = jnp.einsum("bi,sio->sbo", x, layer["w"])
-        else:
-            x = jnp.einsum("sbi,sio->sbo", x, layer["w"])
-        if "b" in layer:
-            x = x + layer["b"][:, None, :]
-        last = i == len(layers) - 1
-        if not last or final_activation:
-            x = jax.nn.relu(x)
-            if key is not None:
-                key, sub = jax.random.split(key)
-                x = dropout(x, dropout_rate, sub, train)
-    return x
+
+    def affine(i, layer, x):
+        x = jnp.einsum("bi,sio->sbo" if i == 0 and shared_input else "sbi,sio->sbo", x, layer["w"])
+        return x + layer["b"][:, None, :] if "b" in layer else x
+
+    return _layers(layers, x, affine, final_activation=final_activation, dropout_rate=dropout_rate,
+                   train=train, key=key)
 
 
 def towers_init(key, num_tasks: int, in_dim: int, tower_hidden: Sequence[int]) -> list[dict]:

@@ -19,14 +19,12 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from mtl.models.base import (Model, _kernel_init, init_embedding, init_mlp, input_dim, make_embed,
+from mtl.models.base import (Model, kernel_init, init_embedding, init_mlp, input_dim, last_layer_mask, make_embed,
                              stacked_mlp, towers_apply, towers_init)
 
 
 def _experts_mask(shared):
-    mask = jax.tree_util.tree_map(lambda _: False, shared)
-    mask["experts"][-1] = jax.tree_util.tree_map(lambda _: True, mask["experts"][-1])
-    return mask
+    return last_layer_mask(shared, "experts")
 
 
 def _experts(shared, h, dropout, train, key):
@@ -48,7 +46,7 @@ def omoe(*, num_tasks: int, num_numeric: int, vocab_sizes: Sequence[int] = (), e
         return {
             "embed": init_embedding(k1, vocab_sizes, embed_dim),
             "shared": {"experts": init_mlp(k2, (d_in, *expert_hidden), stack=(num_experts,)),
-                       "gate": _kernel_init(k3, (d_in, num_experts), jnp.float32)},
+                       "gate": kernel_init(k3, (d_in, num_experts), jnp.float32)},
             "heads": {"towers": towers_init(k4, num_tasks, expert_hidden[-1], tower_hidden)},
         }
 
@@ -81,7 +79,7 @@ def mmoe(*, num_tasks: int, num_numeric: int, vocab_sizes: Sequence[int] = (), e
         return {
             "embed": init_embedding(k1, vocab_sizes, embed_dim),
             "shared": {"experts": init_mlp(k2, (d_in, *expert_hidden), stack=(num_experts,))},
-            "heads": {"gates": _kernel_init(k3, (num_tasks, d_in, num_experts), jnp.float32),
+            "heads": {"gates": kernel_init(k3, (num_tasks, d_in, num_experts), jnp.float32),
                       "towers": towers_init(k4, num_tasks, expert_hidden[-1], tower_hidden)},
         }
 

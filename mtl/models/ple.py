@@ -28,7 +28,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from mtl.models.base import (Model, _kernel_init, init_embedding, init_mlp, input_dim, make_embed,
+from mtl.models.base import (Model, kernel_init, init_embedding, init_mlp, input_dim, make_embed,
                              stacked_mlp, towers_apply, towers_init)
 
 
@@ -56,14 +56,14 @@ def ple(*, num_tasks: int, num_numeric: int, vocab_sizes: Sequence[int] = (), em
                 "shared_experts": init_mlp(k2, (fan_in, *expert_hidden), stack=(es,)),
             }
             if l < num_levels - 1:
-                level["task_gates"] = _kernel_init(k3, (t_, fan_in, et + es), jnp.float32)
-                level["shared_gate"] = _kernel_init(k4, (fan_in, t_ * et + es), jnp.float32)
+                level["task_gates"] = kernel_init(k3, (t_, fan_in, et + es), jnp.float32)
+                level["shared_gate"] = kernel_init(k4, (fan_in, t_ * et + es), jnp.float32)
             levels.append(level)
         last_in = d_in if num_levels == 1 else d_out
         return {
             "embed": init_embedding(keys[0], vocab_sizes, embed_dim),
             "shared": {"levels": levels},
-            "heads": {"gates": _kernel_init(keys[1], (t_, last_in, et + es), jnp.float32),
+            "heads": {"gates": kernel_init(keys[1], (t_, last_in, et + es), jnp.float32),
                       "towers": towers_init(keys[2], t_, d_out, tower_hidden)},
         }
 

@@ -86,10 +86,10 @@ class EmptyState(NamedTuple):
 # ---------------------------------------------------------------------------
 
 
-# XLA:CPU reduces along a leading axis of size T slowly (measured: summing a
-# (2, 1.1M) gradient over its task axis took 5.3 ms, the unrolled sum of the T
-# rows 0.3 ms; 22 ms against 1 ms at T = 7). T is small and static, so the helpers
-# below unroll over tasks.
+# XLA:CPU reduces along a leading axis of size T slowly (summing a (2, 1.1M)
+# gradient over its task axis took 5.5-6.4 ms, the unrolled sum of the T rows
+# 0.4 ms; 22.5 ms against 0.8 ms at T = 7; ``python -m benchmarks.xla_cpu_pitfalls``).
+# T is small and static, so the helpers below unroll over tasks.
 
 
 def sum_tasks(tree: PyTree) -> PyTree:
@@ -333,11 +333,11 @@ def gramian_balancer(weights_fn: Callable[..., jax.Array], *, name: str, rep_gra
 # ---------------------------------------------------------------------------
 # Small dense linear algebra in plain jnp.
 #
-# The T x T systems of the solvers are tiny, but on XLA:CPU any LAPACK custom
-# call (solve, eigh, pinv, cholesky) inside the train step was measured to add
-# ~2.4 ms per call site to a 1.1M-parameter step (benchmarks/balancer_step_time;
-# the custom call itself takes microseconds), about 5% of the step. These
-# unrolled versions avoid it and are exact up to floating-point error.
+# The T x T systems of the solvers are tiny, but on XLA:CPU a LAPACK call
+# (solve, eigh, pinv) in the same compiled program as the dot-product Gramian
+# added ~2.8 ms to a 1.1M-parameter update (the call itself takes microseconds;
+# ``python -m benchmarks.xla_cpu_pitfalls``). These unrolled versions avoid it
+# and are exact up to floating-point error.
 # ---------------------------------------------------------------------------
 
 

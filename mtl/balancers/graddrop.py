@@ -66,7 +66,7 @@ def graddrop_leaf(g: jax.Array, key: jax.Array, leak: float, batch_axis: bool) -
     dtype = g.dtype
     t = g.shape[0]
     # unrolled over the T tasks: XLA:CPU reductions along the leading axis were
-    # measured 6x slower than these row sums
+    # slower than these row sums (benchmarks/xla_cpu_pitfalls.py)
     rows = [g[i].astype(jnp.float32) for i in range(t)]
     # The gradient that decides signs: summed over the batch axis in rep mode.
     signs = [jnp.sum(r, axis=0, keepdims=True) if batch_axis else r for r in rows]

@@ -28,7 +28,7 @@ flags.DEFINE_string("rundir", "runs/census_income", "Where each run's files go."
 flags.DEFINE_integer("seeds", 3, "Seeds per cell.")
 flags.DEFINE_integer("epochs", 30, "Maximum epochs (early stopping, patience 5).")
 
-# Sizes: experiments/configs/census_income.py MODEL_SIZES; Adam 1e-3, batch 256.
+# Sizes and training settings: experiments/configs/census_income.py.
 MODELS = {"Shared-Bottom": "shared_bottom", "MMoE": "mmoe", "PLE": "ple"}
 REFERENCE = {  # field notes, test_split protocol, 3 seeds
     "LightGBM (single task, field notes)": {1: (0.9507, 0.9949), 2: (0.8945, None)},
@@ -49,10 +49,7 @@ def main(_):
                 c.data.data_dir = FLAGS.data_dir
                 c.seed = seed
                 c.data.seed = seed
-                c.epochs = FLAGS.epochs
-                c.patience = 5
-                c.batch_size = 256
-                c.learning_rate = 1e-3
+                c.epochs = FLAGS.epochs  # patience, batch size and learning rate: the config's
                 s = train_and_evaluate(c, pathlib.Path(FLAGS.rundir) / f"g{group}_{model}_s{seed}", progress=False)
                 protocol = s["protocol"]
                 tasks = list(s["test"])

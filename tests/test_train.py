@@ -186,10 +186,8 @@ def test_early_stopping_reports_best_validation_epoch():
     s = fit(m, mb.get("ew"), data, optimizer=optax.adam(3e-2), epochs=30, batch_size=512, patience=2, progress=False)
     val = [np.mean([v["mse"] for v in r["validation"].values()]) for r in s["history"]]
     assert s["best_epoch"] == int(np.argmin(val))
-    assert s["epochs_run"] <= 30
-    assert s["epochs_run"] == len(s["history"])
-    if s["epochs_run"] < 30:
-        assert s["epochs_run"] - 1 - s["best_epoch"] == 2
+    assert s["epochs_run"] == len(s["history"]) < 30  # this learning rate overfits within a few epochs
+    assert s["epochs_run"] - 1 - s["best_epoch"] == 2  # stopped after `patience` epochs without improvement
 
 
 def test_nan_loss_stops_with_epoch_step_task_and_keeps_metrics():

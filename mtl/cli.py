@@ -120,8 +120,6 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = T
                                    for a in range(len(names)) for b in range(a + 1, len(names))}
             steps_file.write(json.dumps(rec) + "\n")
 
-    from mtl.models import count_params
-
     info = {
         "model": config.model.name,
         "balancer": config.balancer.name,
@@ -162,7 +160,7 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = T
         "train_seconds": summary["train_seconds"],
         "epochs_run": summary["epochs_run"],
         "select_by": summary["select_by"],
-        "num_params": count_params(summary["params"]),
+        "num_params": mm.count_params(summary["params"]),
         **info,
     }
     (workdir / "summary.json").write_text(json.dumps(out, indent=2))

@@ -87,8 +87,8 @@ class EmptyState(NamedTuple):
 
 
 # XLA:CPU reduces along a leading axis of size T slowly (summing a (2, 1.1M)
-# gradient over its task axis took 5.5-6.4 ms, the unrolled sum of the T rows
-# 0.4 ms; 22.5 ms against 0.8 ms at T = 7; ``python -m benchmarks.xla_cpu_pitfalls``).
+# gradient over its task axis took 5-6 ms, the unrolled sum of the T rows
+# 0.3-0.4 ms; 21-23 ms against 0.8-0.9 ms at T = 7; ``python -m benchmarks.xla_cpu_pitfalls``).
 # T is small and static, so the helpers below unroll over tasks.
 
 
@@ -335,7 +335,7 @@ def gramian_balancer(weights_fn: Callable[..., jax.Array], *, name: str, rep_gra
 #
 # The T x T systems of the solvers are tiny, but on XLA:CPU a LAPACK call
 # (solve, eigh, pinv) in the same compiled program as the dot-product Gramian
-# added ~2.8 ms to a 1.1M-parameter update (the call itself takes microseconds;
+# added ~3 ms to a 1.1M-parameter update (the call itself takes microseconds;
 # ``python -m benchmarks.xla_cpu_pitfalls``). These unrolled versions avoid it
 # and are exact up to floating-point error.
 # ---------------------------------------------------------------------------

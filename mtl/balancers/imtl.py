@@ -95,7 +95,7 @@ def min_norm_lstsq(a: jax.Array, b: jax.Array, rcond: float = 1e-6) -> jax.Array
 
     Full rank: an exact plain-jnp solve. Rank deficient (identical or zero
     task gradients): through the symmetric eigen-decomposition of ``a^T a`` (plain-jnp Jacobi,
-    see ``base.small_eigh``; a LAPACK pinv in the step can cost ~2.8 ms on CPU, see ``base``):
+    see ``base.small_eigh``; a LAPACK pinv in the step can cost ~3 ms on CPU, see ``base``):
     eigenvalues below ``rcond`` times the largest are treated as zero, i.e.
     singular values below ``sqrt(rcond)`` of the largest (``a^T a`` squares the
     condition number, and float32 leaves it ~1e-7 of noise).

@@ -8,8 +8,9 @@ With experts ``f_1..f_E`` (MLPs on the input ``h``):
 Gates have no bias (the paper's formula). OMoE's one gate is shared, so its
 representation is the gated mixture; MMoE's gates are task-specific, so its
 representation is the stack of expert outputs ``(B, E, d)`` and the gates sit
-with the towers. Defaults follow the paper's synthetic setup: 8 experts of 16
-units, towers of 8.
+with the towers. The experts are one stacked MLP (``shared/experts/...``, its
+last layer ``shared/experts/last``). Defaults follow the paper's synthetic
+setup: 8 experts of 16 units, towers of 8.
 """
 
 from __future__ import annotations
@@ -18,83 +19,113 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+from flax import linen as nn
 
-from mtl.models.base import (Model, kernel_init, init_embedding, init_mlp, input_dim, last_layer_mask, make_embed,
-                             stacked_mlp, towers_apply, towers_init)
-
-
-def _experts_mask(shared):
-    return last_layer_mask(shared, "experts")
+from mtl.models.layers import MLP, Embed, input_dim, torch_linear_init, tower_outputs, towers
+from mtl.models.module import MultiTaskModule, TowerHeads
 
 
-def _experts(shared, h, dropout, train, key):
-    out = stacked_mlp(shared["experts"], h, shared_input=True, final_activation=True,
-                      dropout_rate=dropout, train=train, key=key)  # (E, B, d)
-    return jnp.swapaxes(out, 0, 1)  # (B, E, d)
+class Experts(nn.Module):
+    """``E`` expert MLPs on the shared input (one stacked MLP ``experts``): returns ``(B, E, d)``."""
+
+    num_experts: int
+    hidden: Sequence[int]
+    dropout: float = 0.0
+
+    @nn.compact
+    def __call__(self, h, train: bool = False):
+        experts = MLP(tuple(self.hidden), dropout=self.dropout, copies=self.num_experts, name="experts")
+        return jnp.swapaxes(experts(h, train), 0, 1)
 
 
-def omoe(*, num_tasks: int, num_numeric: int, vocab_sizes: Sequence[int] = (), embed_dim: int = 16,
-         num_experts: int = 8, expert_hidden: Sequence[int] = (16,), tower_hidden: Sequence[int] = (8,),
-         dropout: float = 0.0) -> Model:
+class GatedExperts(nn.Module):
+    """OMoE's shared part: experts mixed by one softmax gate ``(in, E)``: returns ``(B, d)``."""
+
+    in_dim: int
+    num_experts: int
+    hidden: Sequence[int]
+    dropout: float = 0.0
+
+    def setup(self):
+        self.experts = MLP(tuple(self.hidden), dropout=self.dropout, copies=self.num_experts)
+        self.gate = self.param("gate", torch_linear_init(), (self.in_dim, self.num_experts), jnp.float32)
+
+    def gate_probs(self, h):
+        return jax.nn.softmax(h @ self.gate, axis=-1)  # (B, E)
+
+    def __call__(self, h, train: bool = False):
+        experts = jnp.swapaxes(self.experts(h, train), 0, 1)
+        return jnp.einsum("be,bed->bd", self.gate_probs(h), experts)
+
+
+class MMoEHeads(nn.Module):
+    """Per-task softmax gates ``(T, in, E)`` over the experts, then one tower per task."""
+
+    in_dim: int
+    num_tasks: int
+    num_experts: int
+    tower_hidden: Sequence[int] = (8,)
+    dropout: float = 0.0
+
+    def setup(self):
+        self.gates = self.param("gates", torch_linear_init(1), (self.num_tasks, self.in_dim, self.num_experts),
+                                jnp.float32)
+        self.towers = towers(self.num_tasks, tuple(self.tower_hidden), self.dropout, name=None)
+
+    def gate_probs(self, h):
+        return jax.nn.softmax(jnp.einsum("bi,tie->tbe", h, self.gates), axis=-1)  # (T, B, E)
+
+    def __call__(self, z, h, train: bool = False):
+        mixed = jnp.einsum("tbe,bed->tbd", self.gate_probs(h), z)
+        return tower_outputs(self.towers, mixed, train)
+
+
+class OMoE(MultiTaskModule):
     """One-gate mixture of experts (the gate is shared by all tasks)."""
-    vocab_sizes = tuple(int(v) for v in vocab_sizes)
-    d_in = input_dim(num_numeric, vocab_sizes, embed_dim)
-    embed = make_embed(vocab_sizes)
 
-    def init(key):
-        k1, k2, k3, k4 = jax.random.split(key, 4)
-        return {
-            "embed": init_embedding(k1, vocab_sizes, embed_dim),
-            "shared": {"experts": init_mlp(k2, (d_in, *expert_hidden), stack=(num_experts,)),
-                       "gate": kernel_init(k3, (d_in, num_experts), jnp.float32)},
-            "heads": {"towers": towers_init(k4, num_tasks, expert_hidden[-1], tower_hidden)},
-        }
+    num_tasks: int
+    num_numeric: int = 0
+    vocab_sizes: Sequence[int] = ()
+    embed_dim: int = 16
+    num_experts: int = 8
+    expert_hidden: Sequence[int] = (16,)
+    tower_hidden: Sequence[int] = (8,)
+    dropout: float = 0.0
 
-    def encode(shared, h, *, train=False, key=None):
-        experts = _experts(shared, h, dropout, train, key)
-        g = jax.nn.softmax(h @ shared["gate"], axis=-1)  # (B, E)
-        return jnp.einsum("be,bed->bd", g, experts)
+    def setup(self):
+        self.embed = Embed(tuple(self.vocab_sizes), self.embed_dim)
+        self.shared = GatedExperts(input_dim(self.num_numeric, self.vocab_sizes, self.embed_dim), self.num_experts,
+                                   tuple(self.expert_hidden), self.dropout)
+        self.heads = TowerHeads(self.num_tasks, tuple(self.tower_hidden), self.dropout)
 
-    def decode(heads, z, h, *, train=False, key=None):
-        return towers_apply(heads["towers"], z, shared_input=True, dropout_rate=dropout, train=train, key=key)
+    def last_shared_layers(self):
+        return ("experts/last",)
 
-    def gates(params, numeric, categorical):
-        h = embed(params["embed"], numeric, categorical)
-        g = jax.nn.softmax(h @ params["shared"]["gate"], axis=-1)
-        return jnp.broadcast_to(g, (num_tasks, *g.shape))
-
-    return Model(init, embed, encode, decode, _experts_mask, num_tasks, "omoe", gates)
+    def gate_probs(self, numeric, categorical):
+        g = self.shared.gate_probs(self.features(numeric, categorical))
+        return jnp.broadcast_to(g, (self.num_tasks, *g.shape))
 
 
-def mmoe(*, num_tasks: int, num_numeric: int, vocab_sizes: Sequence[int] = (), embed_dim: int = 16,
-         num_experts: int = 8, expert_hidden: Sequence[int] = (16,), tower_hidden: Sequence[int] = (8,),
-         dropout: float = 0.0) -> Model:
+class MMoE(MultiTaskModule):
     """Multi-gate mixture of experts: one softmax gate per task over shared experts."""
-    vocab_sizes = tuple(int(v) for v in vocab_sizes)
-    d_in = input_dim(num_numeric, vocab_sizes, embed_dim)
-    embed = make_embed(vocab_sizes)
 
-    def init(key):
-        k1, k2, k3, k4 = jax.random.split(key, 4)
-        return {
-            "embed": init_embedding(k1, vocab_sizes, embed_dim),
-            "shared": {"experts": init_mlp(k2, (d_in, *expert_hidden), stack=(num_experts,))},
-            "heads": {"gates": kernel_init(k3, (num_tasks, d_in, num_experts), jnp.float32),
-                      "towers": towers_init(k4, num_tasks, expert_hidden[-1], tower_hidden)},
-        }
+    num_tasks: int
+    num_numeric: int = 0
+    vocab_sizes: Sequence[int] = ()
+    embed_dim: int = 16
+    num_experts: int = 8
+    expert_hidden: Sequence[int] = (16,)
+    tower_hidden: Sequence[int] = (8,)
+    dropout: float = 0.0
 
-    def encode(shared, h, *, train=False, key=None):
-        return _experts(shared, h, dropout, train, key)  # (B, E, d)
+    def setup(self):
+        self.embed = Embed(tuple(self.vocab_sizes), self.embed_dim)
+        self.shared = Experts(self.num_experts, tuple(self.expert_hidden), self.dropout)
+        self.heads = MMoEHeads(input_dim(self.num_numeric, self.vocab_sizes, self.embed_dim), self.num_tasks,
+                               self.num_experts, tuple(self.tower_hidden), self.dropout)
 
-    def gate_probs(gate_w, h):
-        return jax.nn.softmax(jnp.einsum("bi,tie->tbe", h, gate_w), axis=-1)  # (T, B, E)
+    def last_shared_layers(self):
+        return ("experts/last",)
 
-    def decode(heads, z, h, *, train=False, key=None):
-        g = gate_probs(heads["gates"], h)
-        mixed = jnp.einsum("tbe,bed->tbd", g, z)
-        return towers_apply(heads["towers"], mixed, shared_input=False, dropout_rate=dropout, train=train, key=key)
-
-    def gates(params, numeric, categorical):
-        return gate_probs(params["heads"]["gates"], embed(params["embed"], numeric, categorical))
-
-    return Model(init, embed, encode, decode, _experts_mask, num_tasks, "mmoe", gates)
+    def gate_probs(self, numeric, categorical):
+        return self.heads.gate_probs(self.features(numeric, categorical))

@@ -16,6 +16,8 @@ read task ``t``'s output of level ``l``:
 with ``x_t^0 = x_s^0 = h``. Gates have no bias. The shared representation
 ``z`` is the last level's expert outputs (and, for ``num_levels > 1``, the task
 inputs its gates read); the last level's gates and the towers are task-specific.
+Parameters: ``shared/levels_<l>/{task_experts, shared_experts, task_gates,
+shared_gate}``; ``heads/{gates, towers}``.
 
 Defaults follow torch-rechub's PLE: 1 shared and 2 task-specific experts, one
 level for CGC; sizes are arguments.
@@ -27,115 +29,172 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+from flax import linen as nn
 
-from mtl.models.base import (Model, kernel_init, init_embedding, init_mlp, input_dim, make_embed,
-                             stacked_mlp, towers_apply, towers_init)
+from mtl.models.layers import MLP, Embed, input_dim, torch_linear_init, tower_outputs, towers
+from mtl.models.module import MultiTaskModule
 
 
-def ple(*, num_tasks: int, num_numeric: int, vocab_sizes: Sequence[int] = (), embed_dim: int = 16,
-        num_levels: int = 2, num_shared_experts: int = 1, num_task_experts: int = 2,
-        expert_hidden: Sequence[int] = (16,), tower_hidden: Sequence[int] = (8,), dropout: float = 0.0,
-        name: str = "ple") -> Model:
-    """Progressive Layered Extraction with ``num_levels`` extraction levels."""
-    if num_levels < 1:
-        raise ValueError(f"num_levels must be >= 1, got {num_levels}")
-    vocab_sizes = tuple(int(v) for v in vocab_sizes)
-    t_, es, et = num_tasks, num_shared_experts, num_task_experts
-    d_in = input_dim(num_numeric, vocab_sizes, embed_dim)
-    d_out = expert_hidden[-1]
-    embed = make_embed(vocab_sizes)
+def mix_task(gate_w, x_task, task_experts, shared_experts, first: bool):
+    """Task outputs ``(T, B, d)`` and gates ``(T, B, Et + Es)``: task ``t`` mixes its
+    experts and the shared ones with its gate on its own input (``(B, in)`` at the
+    first level, ``(T, B, in)`` after)."""
+    t = gate_w.shape[0]
+    logits = jnp.einsum("bi,tie->tbe" if first else "tbi,tie->tbe", x_task, gate_w)
+    g = jax.nn.softmax(logits, axis=-1)
+    experts = jnp.concatenate([task_experts, jnp.broadcast_to(shared_experts, (t, *shared_experts.shape))],
+                              axis=2)  # (T, B, Et+Es, d)
+    return jnp.einsum("tbe,tbed->tbd", g, experts), g
 
-    def init(key):
-        keys = jax.random.split(key, 3 + 4 * num_levels)
-        levels = []
-        for l in range(num_levels):
-            k1, k2, k3, k4 = keys[3 + 4 * l: 7 + 4 * l]
-            fan_in = d_in if l == 0 else d_out
-            level = {
-                "task_experts": init_mlp(k1, (fan_in, *expert_hidden), stack=(t_ * et,)),
-                "shared_experts": init_mlp(k2, (fan_in, *expert_hidden), stack=(es,)),
-            }
-            if l < num_levels - 1:
-                level["task_gates"] = kernel_init(k3, (t_, fan_in, et + es), jnp.float32)
-                level["shared_gate"] = kernel_init(k4, (fan_in, t_ * et + es), jnp.float32)
-            levels.append(level)
-        last_in = d_in if num_levels == 1 else d_out
-        return {
-            "embed": init_embedding(keys[0], vocab_sizes, embed_dim),
-            "shared": {"levels": levels},
-            "heads": {"gates": kernel_init(keys[1], (t_, last_in, et + es), jnp.float32),
-                      "towers": towers_init(keys[2], t_, d_out, tower_hidden)},
-        }
 
-    def run_experts(level, x_task, x_shared, first, train, key):
-        """Returns task experts (T, B, Et, d) and shared experts (B, Es, d)."""
-        k1, k2 = (None, None) if key is None else jax.random.split(key)
-        if first:
-            te = stacked_mlp(level["task_experts"], x_task, shared_input=True, final_activation=True,
-                             dropout_rate=dropout, train=train, key=k1)
+class ExtractionLevel(nn.Module):
+    """One extraction level: ``T * Et`` task experts and ``Es`` shared experts,
+    plus (except on the last level) task gates and the shared gate."""
+
+    in_dim: int
+    num_tasks: int
+    num_shared_experts: int
+    num_task_experts: int
+    expert_hidden: Sequence[int]
+    dropout: float
+    first: bool
+    last: bool
+
+    def setup(self):
+        t_, es, et = self.num_tasks, self.num_shared_experts, self.num_task_experts
+        self.task_experts = MLP(tuple(self.expert_hidden), dropout=self.dropout, copies=t_ * et)
+        self.shared_experts = MLP(tuple(self.expert_hidden), dropout=self.dropout, copies=es)
+        if not self.last:
+            self.task_gates = self.param("task_gates", torch_linear_init(1), (t_, self.in_dim, et + es), jnp.float32)
+            self.shared_gate = self.param("shared_gate", torch_linear_init(), (self.in_dim, t_ * et + es),
+                                          jnp.float32)
+
+    def experts(self, x_task, x_shared, train: bool):
+        """Task experts ``(T, B, Et, d)`` and shared experts ``(B, Es, d)``."""
+        t_, et = self.num_tasks, self.num_task_experts
+        if self.first:
+            te = self.task_experts(x_task, train, True)
         else:
-            xt = jnp.repeat(x_task, et, axis=0)  # (T*Et, B, in)
-            te = stacked_mlp(level["task_experts"], xt, shared_input=False, final_activation=True,
-                             dropout_rate=dropout, train=train, key=k1)
-        se = stacked_mlp(level["shared_experts"], x_shared, shared_input=True, final_activation=True,
-                         dropout_rate=dropout, train=train, key=k2)
-        b = se.shape[1]
-        te = jnp.transpose(te.reshape(t_, et, b, d_out), (0, 2, 1, 3))  # (T, B, Et, d)
+            te = self.task_experts(jnp.repeat(x_task, et, axis=0), train, False)  # (T*Et, B, in)
+        se = self.shared_experts(x_shared, train, True)
+        b, d = se.shape[1], se.shape[2]
+        te = jnp.transpose(te.reshape(t_, et, b, d), (0, 2, 1, 3))
         return te, jnp.swapaxes(se, 0, 1)
 
-    def mix_task(gate_w, x_task, te, se, first):
-        """Task outputs (T, B, d): task t mixes its experts and the shared ones."""
-        if first:
-            logits = jnp.einsum("bi,tie->tbe", x_task, gate_w)
-        else:
-            logits = jnp.einsum("tbi,tie->tbe", x_task, gate_w)
-        g = jax.nn.softmax(logits, axis=-1)
-        experts = jnp.concatenate([te, jnp.broadcast_to(se, (t_, *se.shape))], axis=2)  # (T, B, Et+Es, d)
-        return jnp.einsum("tbe,tbed->tbd", g, experts), g
+    def __call__(self, x_task, x_shared, train: bool = False):
+        """Next level's task inputs ``(T, B, d)`` and shared input ``(B, d)``."""
+        te, se = self.experts(x_task, x_shared, train)
+        new_task, _ = mix_task(self.task_gates, x_task, te, se, self.first)
+        b = se.shape[0]
+        all_experts = jnp.concatenate([jnp.transpose(te, (1, 0, 2, 3)).reshape(b, -1, se.shape[-1]), se], 1)
+        gs = jax.nn.softmax(x_shared @ self.shared_gate, axis=-1)  # (B, T*Et+Es)
+        return new_task, jnp.einsum("be,bed->bd", gs, all_experts)
 
-    def encode(shared, h, *, train=False, key=None):
+
+class Extraction(nn.Module):
+    """The stacked levels: ``z = {task_experts, shared_experts[, gate_in]}`` of the last level."""
+
+    in_dim: int
+    num_tasks: int
+    num_levels: int
+    num_shared_experts: int
+    num_task_experts: int
+    expert_hidden: Sequence[int]
+    dropout: float
+
+    def setup(self):
+        d_out = self.expert_hidden[-1]
+        self.levels = [
+            ExtractionLevel(self.in_dim if l == 0 else d_out, self.num_tasks, self.num_shared_experts,
+                            self.num_task_experts, tuple(self.expert_hidden), self.dropout, l == 0,
+                            l == self.num_levels - 1)
+            for l in range(self.num_levels)
+        ]
+
+    def __call__(self, h, train: bool = False):
         x_task, x_shared = h, h
-        for l, level in enumerate(shared["levels"]):
-            first = l == 0
-            key, sub = (None, None) if key is None else jax.random.split(key)
-            te, se = run_experts(level, x_task, x_shared, first, train, sub)
-            if l == num_levels - 1:
-                z = {"task_experts": te, "shared_experts": se}
-                if not first:
-                    z["gate_in"] = x_task
-                return z
-            new_task, _ = mix_task(level["task_gates"], x_task, te, se, first)
-            all_experts = jnp.concatenate([jnp.transpose(te, (1, 0, 2, 3)).reshape(te.shape[1], t_ * et, d_out), se], 1)
-            gs = jax.nn.softmax(x_shared @ level["shared_gate"], axis=-1)  # (B, T*Et+Es)
-            x_shared = jnp.einsum("be,bed->bd", gs, all_experts)
-            x_task = new_task
-
-    def decode(heads, z, h, *, train=False, key=None):
-        gate_in = z.get("gate_in", h)
-        mixed, _ = mix_task(heads["gates"], gate_in, z["task_experts"], z["shared_experts"], num_levels == 1)
-        return towers_apply(heads["towers"], mixed, shared_input=False, dropout_rate=dropout, train=train, key=key)
-
-    def last_shared(shared):
-        mask = jax.tree_util.tree_map(lambda _: False, shared)
-        last = mask["levels"][-1]
-        for k in ("task_experts", "shared_experts"):
-            last[k][-1] = jax.tree_util.tree_map(lambda _: True, last[k][-1])
-        return mask
-
-    def gates(params, numeric, categorical):
-        h = embed(params["embed"], numeric, categorical)
-        z = encode(params["shared"], h)
-        _, g = mix_task(params["heads"]["gates"], z.get("gate_in", h), z["task_experts"], z["shared_experts"],
-                        num_levels == 1)
-        return g
-
-    return Model(init, embed, encode, decode, last_shared, num_tasks, name, gates)
+        for level in self.levels[:-1]:
+            x_task, x_shared = level(x_task, x_shared, train)
+        te, se = self.levels[-1].experts(x_task, x_shared, train)
+        z = {"task_experts": te, "shared_experts": se}
+        if self.num_levels > 1:
+            z["gate_in"] = x_task
+        return z
 
 
-def cgc(*, num_tasks: int, num_numeric: int, vocab_sizes: Sequence[int] = (), embed_dim: int = 16,
-        num_shared_experts: int = 1, num_task_experts: int = 2, expert_hidden: Sequence[int] = (16,),
-        tower_hidden: Sequence[int] = (8,), dropout: float = 0.0) -> Model:
-    """Customized Gate Control: PLE with a single extraction level."""
-    return ple(num_tasks=num_tasks, num_numeric=num_numeric, vocab_sizes=vocab_sizes, embed_dim=embed_dim,
-               num_levels=1, num_shared_experts=num_shared_experts, num_task_experts=num_task_experts,
-               expert_hidden=expert_hidden, tower_hidden=tower_hidden, dropout=dropout, name="cgc")
+class PLEHeads(nn.Module):
+    """The last level's task gates ``(T, in, Et + Es)`` and one tower per task."""
+
+    in_dim: int
+    num_tasks: int
+    num_gate_experts: int
+    first: bool
+    tower_hidden: Sequence[int]
+    dropout: float
+
+    def setup(self):
+        self.gates = self.param("gates", torch_linear_init(1), (self.num_tasks, self.in_dim, self.num_gate_experts),
+                                jnp.float32)
+        self.towers = towers(self.num_tasks, tuple(self.tower_hidden), self.dropout, name=None)
+
+    def mix(self, z, h):
+        return mix_task(self.gates, z.get("gate_in", h), z["task_experts"], z["shared_experts"], self.first)
+
+    def __call__(self, z, h, train: bool = False):
+        mixed, _ = self.mix(z, h)
+        return tower_outputs(self.towers, mixed, train)
+
+
+class _ExtractionModel(MultiTaskModule):
+    """CGC and PLE: the fields they share; ``levels`` is the number of extraction levels."""
+
+    num_tasks: int
+    num_numeric: int = 0
+    vocab_sizes: Sequence[int] = ()
+    embed_dim: int = 16
+    num_shared_experts: int = 1
+    num_task_experts: int = 2
+    expert_hidden: Sequence[int] = (16,)
+    tower_hidden: Sequence[int] = (8,)
+    dropout: float = 0.0
+
+    @property
+    def levels(self) -> int:
+        raise NotImplementedError
+
+    def setup(self):
+        if self.levels < 1:
+            raise ValueError(f"num_levels must be >= 1, got {self.levels}")
+        d_in = input_dim(self.num_numeric, self.vocab_sizes, self.embed_dim)
+        self.embed = Embed(tuple(self.vocab_sizes), self.embed_dim)
+        self.shared = Extraction(d_in, self.num_tasks, self.levels, self.num_shared_experts,
+                                 self.num_task_experts, tuple(self.expert_hidden), self.dropout)
+        self.heads = PLEHeads(d_in if self.levels == 1 else self.expert_hidden[-1], self.num_tasks,
+                              self.num_task_experts + self.num_shared_experts, self.levels == 1,
+                              tuple(self.tower_hidden), self.dropout)
+
+    def last_shared_layers(self):
+        last = f"levels_{self.levels - 1}"
+        return (f"{last}/task_experts/last", f"{last}/shared_experts/last")
+
+    def gate_probs(self, numeric, categorical):
+        h = self.features(numeric, categorical)
+        return self.heads.mix(self.encode(h), h)[1]
+
+
+class PLE(_ExtractionModel):
+    """Progressive Layered Extraction with ``num_levels`` extraction levels."""
+
+    num_levels: int = 2
+
+    @property
+    def levels(self) -> int:
+        return self.num_levels
+
+
+class CGC(_ExtractionModel):
+    """Customized Gate Control: one extraction level (PLE with ``num_levels=1``)."""
+
+    @property
+    def levels(self) -> int:
+        return 1

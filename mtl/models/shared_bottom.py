@@ -2,40 +2,46 @@
 
     z = bottom(h),        y_t = tower_t(z).
 
-The representation ``z`` is the bottom's output.
+The representation ``z`` is the bottom's output (parameters
+``shared/bottom/...``; its last layer ``shared/bottom/last``).
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
-import jax
+from flax import linen as nn
 
-from mtl.models.base import Model, init_embedding, init_mlp, input_dim, last_layer_mask, make_embed, mlp, towers_apply, towers_init
+from mtl.models.layers import MLP, Embed
+from mtl.models.module import MultiTaskModule, TowerHeads
 
 
-def shared_bottom(*, num_tasks: int, num_numeric: int, vocab_sizes: Sequence[int] = (), embed_dim: int = 16,
-                  bottom_hidden: Sequence[int] = (113,), tower_hidden: Sequence[int] = (8,),
-                  dropout: float = 0.0) -> Model:
+class Bottom(nn.Module):
+    hidden: Sequence[int]
+    dropout: float = 0.0
+
+    @nn.compact
+    def __call__(self, h, train: bool = False):
+        return MLP(tuple(self.hidden), dropout=self.dropout, name="bottom")(h, train)
+
+
+class SharedBottom(MultiTaskModule):
     """Args: ``bottom_hidden`` sizes of the shared MLP (113 units match MMoE's
     parameter count on the synthetic benchmark; 16 is the paper's small variant),
     ``tower_hidden`` hidden sizes of each task tower."""
-    vocab_sizes = tuple(int(v) for v in vocab_sizes)
-    d_in = input_dim(num_numeric, vocab_sizes, embed_dim)
 
-    def init(key):
-        k1, k2, k3 = jax.random.split(key, 3)
-        return {
-            "embed": init_embedding(k1, vocab_sizes, embed_dim),
-            "shared": {"bottom": init_mlp(k2, (d_in, *bottom_hidden))},
-            "heads": {"towers": towers_init(k3, num_tasks, bottom_hidden[-1], tower_hidden)},
-        }
+    num_tasks: int
+    num_numeric: int = 0
+    vocab_sizes: Sequence[int] = ()
+    embed_dim: int = 16
+    bottom_hidden: Sequence[int] = (113,)
+    tower_hidden: Sequence[int] = (8,)
+    dropout: float = 0.0
 
-    def encode(shared, h, *, train=False, key=None):
-        return mlp(shared["bottom"], h, final_activation=True, dropout_rate=dropout, train=train, key=key)
+    def setup(self):
+        self.embed = Embed(tuple(self.vocab_sizes), self.embed_dim)
+        self.shared = Bottom(tuple(self.bottom_hidden), self.dropout)
+        self.heads = TowerHeads(self.num_tasks, tuple(self.tower_hidden), self.dropout)
 
-    def decode(heads, z, h, *, train=False, key=None):
-        return towers_apply(heads["towers"], z, shared_input=True, dropout_rate=dropout, train=train, key=key)
-
-    return Model(init, make_embed(vocab_sizes), encode, decode,
-                 lambda shared: last_layer_mask(shared, "bottom"), num_tasks, "shared_bottom")
+    def last_shared_layers(self):
+        return ("bottom/last",)

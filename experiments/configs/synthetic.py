@@ -15,6 +15,7 @@ from experiments.configs.common import base_config
 def get_config(arg: str | None = None):
     c = base_config()
     c.epochs = 20
+    c.patience = 0  # the paper's fixed-length runs (training-loss curves)
     c.batch_size = 128
     c.eval_batch_size = 4096
     c.learning_rate = 1e-3

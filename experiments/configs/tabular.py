@@ -20,10 +20,7 @@ from experiments.configs.common import base_config
 
 
 def get_config(arg: str | None = None):
-    c = base_config()
-    c.epochs = 10
-    c.batch_size = 1024
-    c.learning_rate = 1e-3
+    c = base_config()  # trains until validation stops improving: patience 5, at most 100 epochs, batch 256
     c.model.name = "mmoe"
     c.data.name = "tabular"
     c.data.path = ""

@@ -1,12 +1,12 @@
-"""Training: the jit-compiled multi-task step and the epoch loop.
+"""Training: the jit-compiled multi-task step and the engine around it.
 
-``python -m mtl.train --config=experiments/configs/synthetic.py --workdir=DIR``
-runs one experiment (see :mod:`mtl.cli`).
+``mtl-train --config=experiments/configs/synthetic.py --workdir=DIR`` runs one
+experiment (see :mod:`mtl.cli`); :func:`fit` is the library entry point.
 """
 
-from mtl.train.loop import NonFiniteLossError, fit, make_predict
+from mtl.train.loop import NonFiniteLossError, RunState, TrainingInterrupted, fit, make_predict
 from mtl.train.step import (TrainState, combine, default_shared_mask, init_train_state, make_train_step, partition,
                             task_losses)
 
-__all__ = ["NonFiniteLossError", "TrainState", "combine", "default_shared_mask", "fit", "init_train_state",
-           "make_predict", "make_train_step", "partition", "task_losses"]
+__all__ = ["NonFiniteLossError", "RunState", "TrainState", "TrainingInterrupted", "combine", "default_shared_mask",
+           "fit", "init_train_state", "make_predict", "make_train_step", "partition", "task_losses"]

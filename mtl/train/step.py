@@ -28,6 +28,12 @@ Balancers with ``num_batches = K > 1`` get K batches per step (the first is the
 step's batch, the others are drawn by the loop); balancers with an
 ``after_update`` hook get the losses recomputed on the same batch after the
 parameter update (FAMO).
+
+Numerical faults are caught inside the program: a step whose task losses,
+gradient or balancer weights are not all finite is not applied (parameters,
+optimizer and balancer state stay as they were; the select is fused into the
+update's elementwise ops) and says so in its outputs (``finite``,
+``loss_finite``), so the loop can stop or skip without a host sync per step.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ import jax.numpy as jnp
 import optax
 
 from mtl.balancers.base import Balancer, gramian, sum_tasks, weighted_sum
-from mtl.models.base import Model
+from mtl.models.base import Model, default_task_losses
 
 PyTree = Any
 
@@ -90,14 +96,10 @@ def init_train_state(model: Model, balancer: Balancer, optimizer: optax.Gradient
 
 
 def task_losses(outputs: jax.Array, labels: jax.Array, kinds: Sequence[str]) -> jax.Array:
-    """Mean loss of each task over the batch: ``(T,)``.
-
-    Binary tasks: sigmoid cross-entropy on logits; regression tasks: squared error.
-    """
-    binary = jnp.asarray([k == "binary" for k in kinds])
-    bce = optax.sigmoid_binary_cross_entropy(outputs, labels)
-    mse = jnp.square(outputs - labels)
-    return jnp.mean(jnp.where(binary[None, :], bce, mse), axis=0)
+    """Mean loss of each task over the batch ``(T,)``: sigmoid cross-entropy on
+    logits for binary tasks, squared error for regression tasks (the default of
+    models that do not define their own losses)."""
+    return default_task_losses(outputs, labels, kinds)
 
 
 # ---------------------------------------------------------------------------
@@ -151,6 +153,20 @@ def _pullback_rows(pull, eye):
 
 def _has_leaves(tree) -> bool:
     return len(jax.tree_util.tree_leaves(tree)) > 0
+
+
+def all_finite(tree: PyTree) -> jax.Array:
+    """``True`` when every floating-point leaf of ``tree`` is finite (one fused reduction per leaf)."""
+    leaves = [x for x in jax.tree_util.tree_leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    out = jnp.array(True)
+    for x in leaves:
+        out = out & jnp.all(jnp.isfinite(x))
+    return out
+
+
+def select_tree(pred: jax.Array, on_true: PyTree, on_false: PyTree) -> PyTree:
+    """``pred ? on_true : on_false`` leaf by leaf (XLA fuses the select into the producers)."""
+    return jax.tree_util.tree_map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
 
 
 # ---------------------------------------------------------------------------
@@ -207,13 +223,19 @@ def make_train_step(
 
     ``batch`` is a dict with ``numeric (B, F)``, ``categorical (B, C)``,
     ``labels (B, T)``; with ``balancer.num_batches = K > 1`` every array has a
-    leading axis ``K``. ``out`` has ``losses (T,)``, ``weights (T,)`` and, with
-    diagnostics, ``grad_norms (T,)`` and ``grad_cos (T, T)``.
+    leading axis ``K``. ``active=False`` computes the step but keeps the state
+    (a finished seed, a halted call). ``out`` has ``losses (T,)``, ``weights
+    (T,)``, ``finite`` (losses, weights and gradient all finite: the update was
+    applied when active), ``loss_finite (T,)`` and, with diagnostics,
+    ``grad_norms (T,)`` and ``grad_cos (T, T)``.
     """
     kinds = tuple(task_kinds)
-    t = len(kinds)
-    if t != model.num_tasks:
-        raise ValueError(f"model {model.name!r} has {model.num_tasks} tasks but the data has {t}")
+    if model.losses is None and len(kinds) != model.num_tasks:
+        raise ValueError(f"model {model.name!r} has {model.num_tasks} tasks but the data has {len(kinds)}")
+    t = model.num_tasks
+    if balancer.grads == "last_shared" and model.last_shared is None:
+        raise ValueError(f"balancer {balancer.name!r} needs the model's last shared layer, but model "
+                         f"{model.name!r} does not name it (define last_shared_layers() on the module)")
     if rep_grad and not balancer.rep_grad:
         raise ValueError(f"balancer {balancer.name!r} is not defined on representation gradients (rep_grad=True)")
     if rep_grad and balancer.grads == "none" and not diagnostics:
@@ -223,7 +245,7 @@ def make_train_step(
 
     def loss_fn(params, batch, key):
         out = model.apply(params, batch["numeric"], batch["categorical"], train=True, key=key)
-        return task_losses(out, batch["labels"], kinds)
+        return model.task_losses(out, batch["labels"], kinds)
 
     def per_task_param_grads(params, batch, key, mask):
         """Losses ``(T,)``, per-task gradients ``(T, ...)`` of the parameters
@@ -261,7 +283,7 @@ def make_train_step(
 
         def decode(heads, z, h):
             out = model.decode(heads, z, h, train=True, key=k2)
-            return task_losses(out, batch["labels"], kinds)
+            return model.task_losses(out, batch["labels"], kinds)
 
         losses, pull_dec = jax.vjp(decode, params["heads"], z, h)
         g_heads, g_z, g_h = _pullback_rows(pull_dec, eye)
@@ -276,7 +298,7 @@ def make_train_step(
     def one_batch(tree, i):
         return jax.tree_util.tree_map(lambda x: x[i], tree)
 
-    def step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+    def step(state: TrainState, batch: dict, active: jax.Array | bool = True) -> tuple[TrainState, dict]:
         key, k_model, k_bal = jax.random.split(state.key, 3)
         params = state.params
         out: dict[str, jax.Array] = {}
@@ -330,8 +352,15 @@ def make_train_step(
         if balancer.after_update is not None:
             losses_after = loss_fn(new_params, first_batch, k_model)
             bstate = balancer.after_update(bstate, losses, losses_after)
+        loss_finite = jnp.isfinite(losses)
+        finite = jnp.all(loss_finite) & all_finite(weights) & all_finite(grads)
+        apply = finite & active
+        new_params, opt_state, bstate = select_tree(apply, (new_params, opt_state, bstate),
+                                                    (params, state.opt_state, state.balancer_state))
         out["losses"] = losses
         out["weights"] = weights.astype(jnp.float32)
+        out["finite"] = finite
+        out["loss_finite"] = loss_finite
         return TrainState(new_params, opt_state, bstate, state.step + 1, key), out
 
     return step

@@ -1,0 +1,796 @@
+"""Benchmark tables from saved run directories.
+
+Everything here reads finished runs from disk; nothing takes results from a
+training process's memory, so ``mtl-bench --tables-only`` re-renders a bench
+without training. The layout read (written by ``mtl-bench`` / ``mtl-train``)::
+
+    BENCH/<cell>/config.json           resolved config: model, balancer, data, seeds, ...
+    BENCH/<cell>/summary.json          one seed: the run summary; several seeds: an aggregate
+                                       with "seeds": [0, 1, ...] and "runs": {"0": "seed_0", ...}
+    BENCH/<cell>/seed_<s>/summary.json, seed_<s>/metrics.jsonl   per seed (several seeds)
+    BENCH/<cell>/metrics.jsonl         one seed
+
+A run summary holds ``validation`` and ``test`` metrics (``{task: {metric: v}}``)
+at the best validation epoch, ``step_seconds``, ``train_seconds``, ``model``,
+``balancer``, ``dataset``, ``protocol``, ``tasks``, ``seed``, ``commit`` and
+``config_hash``; a failed run has ``error`` instead of metrics.
+
+The table (``write_tables``): one row per cell (model × balancer), the test
+metric of each task as mean ± sample std (ddof 1) over seeds, Δm against the
+single-task cell, step time relative to equal weighting of the same model, and
+training time. Marks:
+
+* **best** per metric column and in the Δm column, comparing the values as
+  printed (ties at the printed precision are all marked);
+* ▲ / ▼: better / worse than equal weighting (``ew``) of the same model by a
+  two-sided paired t-test over the seeds both cells ran (paired by seed: the
+  same seed gives the same data order and initialisation family), p < 0.05;
+  no mark with fewer than 3 common seeds. Noise is not a result.
+
+Δm (Maninis et al., CVPR 2019; ``../shared/docs/field-notes.md``):
+``Δm = 1/K Σ_k (−1)^{l_k} (M_k − M_STL,k) / M_STL,k`` over the K metric
+columns, with seed means, ``l_k = 1`` when lower is better, and M_STL from the
+``single_task`` + ``ew`` cell under the same protocol and seeds (never epoch 0
+or an untrained model). Positive is better than single-task learning.
+
+Public API: ``collect``, ``Bench``, ``Cell``, ``Run``, ``Missing``,
+``MetricSpec``, ``primary_metrics``, ``metric_spec``, ``delta_m``,
+``paired_t_test``, ``compare_to_ew``, ``build_table``, ``write_tables``,
+``render``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import pathlib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+NAN = float("nan")
+
+#: Direction of every metric ``mtl.metrics.evaluate`` reports.
+HIGHER_IS_BETTER = {
+    "auc": True, "gauc": True, "accuracy": True, "precision": True, "recall": True, "f1": True,
+    "logloss": False, "mse": False, "mae": False, "loss": False,
+}
+STL_MODEL, EW_BALANCER = "single_task", "ew"
+MODEL_ORDER = ("single_task", "shared_bottom", "omoe", "mmoe", "cgc", "ple")
+ALPHA = 0.05
+MIN_PAIRS = 3
+
+
+# ---- metrics -----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One table column: ``task``'s ``metric``, and its direction."""
+
+    task: str
+    metric: str
+    higher_is_better: bool
+
+    @property
+    def label(self) -> str:
+        return f"{self.task} {self.metric}"
+
+    @property
+    def sign(self) -> int:
+        """+1 when higher is better, −1 when lower is better: ``(−1)^l`` of Δm."""
+        return 1 if self.higher_is_better else -1
+
+
+def metric_spec(task: str, metric: str, higher_is_better: bool | None = None) -> MetricSpec:
+    """A column for ``task``'s ``metric``; the direction comes from ``HIGHER_IS_BETTER`` unless given."""
+    if higher_is_better is None:
+        if metric not in HIGHER_IS_BETTER:
+            raise ValueError(f"unknown direction of metric {metric!r}: pass higher_is_better "
+                             f"(known: {', '.join(sorted(HIGHER_IS_BETTER))})")
+        higher_is_better = HIGHER_IS_BETTER[metric]
+    return MetricSpec(task, metric, bool(higher_is_better))
+
+
+def primary_metrics(tasks: Mapping[str, str]) -> list[MetricSpec]:
+    """The default columns: AUC for binary tasks (higher is better), MSE for regression (lower is better)."""
+    out = []
+    for task, kind in tasks.items():
+        if kind == "binary":
+            out.append(MetricSpec(task, "auc", True))
+        elif kind == "regression":
+            out.append(MetricSpec(task, "mse", False))
+        else:
+            raise ValueError(f"unknown task kind {kind!r} of task {task!r}")
+    return out
+
+
+# ---- reading run directories -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """One finished seed: its summary and its per-epoch records (``metrics.jsonl``)."""
+
+    seed: int
+    path: pathlib.Path
+    summary: dict
+    curves: list[dict]
+
+    def value(self, task: str, metric: str, split: str = "test") -> float:
+        try:
+            return float(self.summary[split][task][metric])
+        except (KeyError, TypeError, ValueError):
+            return NAN
+
+
+@dataclass
+class Cell:
+    """One grid cell (model × balancer [× variant]) and its finished seeds.
+
+    ``runs`` maps seed -> ``Run`` for the seeds that finished; seeds that
+    failed or never finished are in ``Bench.missing``. ``variant`` is the
+    config's ``label`` or ``tag`` (empty when absent); when two cells would
+    share (model, balancer, variant) it is the cell's directory name.
+    """
+
+    name: str
+    path: pathlib.Path
+    config: dict
+    model: str
+    balancer: str
+    runs: dict[int, Run]
+    variant: str = ""
+    planned_seeds: list[int] = field(default_factory=list)
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted(self.runs)
+
+    @property
+    def label(self) -> str:
+        base = f"{self.model} + {self.balancer}"
+        return f"{base} ({self.variant})" if self.variant else base
+
+    @property
+    def is_stl(self) -> bool:
+        return self.model == STL_MODEL
+
+    @property
+    def is_ew(self) -> bool:
+        return self.balancer == EW_BALANCER
+
+    def _first(self, key: str, default=None):
+        for s in self.seeds:
+            if key in self.runs[s].summary:
+                return self.runs[s].summary[key]
+        return default
+
+    @property
+    def tasks(self) -> dict[str, str]:
+        """``{task: "binary" | "regression"}`` from the summaries."""
+        return dict(self._first("tasks", {}) or {})
+
+    @property
+    def protocol(self) -> tuple[str, str]:
+        """``(dataset, protocol)`` of the runs (the first seed's; ``check_same_protocol`` compares all)."""
+        return str(self._first("dataset", "")), str(self._first("protocol", ""))
+
+    def per_seed(self, spec: MetricSpec, split: str = "test") -> dict[int, float]:
+        return {s: self.runs[s].value(spec.task, spec.metric, split) for s in self.seeds}
+
+    def values(self, spec: MetricSpec, split: str = "test") -> np.ndarray:
+        """The metric of every finished seed, in ``seeds`` order (NaN where a summary lacks it)."""
+        return np.array([self.runs[s].value(spec.task, spec.metric, split) for s in self.seeds], np.float64)
+
+    def mean(self, spec: MetricSpec, split: str = "test") -> float:
+        v = self.values(spec, split)
+        return float(np.mean(v)) if v.size else NAN
+
+    def std(self, spec: MetricSpec, split: str = "test") -> float:
+        """Sample standard deviation over seeds (ddof 1); NaN with one seed."""
+        v = self.values(spec, split)
+        return float(np.std(v, ddof=1)) if v.size > 1 else NAN
+
+    def summary_mean(self, key: str) -> float:
+        """Mean over seeds of a number in the run summaries (``step_seconds``, ``train_seconds``)."""
+        v = [float(self.runs[s].summary[key]) for s in self.seeds if isinstance(self.runs[s].summary.get(key), (int, float))]
+        return float(np.mean(v)) if v else NAN
+
+
+@dataclass
+class Missing:
+    """A cell or seed without a finished summary, and why."""
+
+    cell: str
+    seed: int | None
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.cell}" + (f" seed {self.seed}" if self.seed is not None else "") + f": {self.reason}"
+
+
+@dataclass
+class Bench:
+    """What ``collect`` found: the cells with at least one finished seed, and what is missing."""
+
+    path: pathlib.Path
+    cells: list[Cell]
+    missing: list[Missing]
+
+
+def _read_json(path: pathlib.Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def read_curves(path: pathlib.Path) -> list[dict]:
+    """The records of a ``metrics.jsonl`` (empty when absent). A truncated last line
+    (a run killed while writing) is dropped; a malformed line elsewhere is an error."""
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines()
+    out = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if i == len(lines) - 1:
+                break
+            raise ValueError(f"{path}:{i + 1}: not a JSON line ({e})") from None
+    return out
+
+
+def _finished(summary: dict) -> str | None:
+    """None when the run summary holds results, else why not."""
+    if "error" in summary:
+        return f"failed: {summary['error']}"
+    if not isinstance(summary.get("test"), dict) or not isinstance(summary.get("validation"), dict):
+        return "summary.json has no validation/test metrics"
+    return None
+
+
+def _seed_of(summary: dict, config: dict) -> int | None:
+    for v in (summary.get("seed"), config.get("seed")):
+        if isinstance(v, int):
+            return v
+    return None
+
+
+def _read_cell(d: pathlib.Path) -> tuple[Cell | None, list[Missing]]:
+    config = _read_json(d / "config.json") if (d / "config.json").exists() else {}
+    if not (d / "summary.json").exists():
+        return None, [Missing(d.name, None, "no summary.json (not finished)")]
+    top = _read_json(d / "summary.json")
+    runs: dict[int, Run] = {}
+    missing: list[Missing] = []
+    if "runs" in top or "seeds" in top:  # aggregate of several seeds
+        seeds = [int(s) for s in top.get("seeds", [])]
+        subdirs = {int(k): v for k, v in (top.get("runs") or {}).items()}
+        seeds = sorted(set(seeds) | set(subdirs))
+        for s in seeds:
+            sd = d / subdirs.get(s, f"seed_{s}")
+            if not (sd / "summary.json").exists():
+                missing.append(Missing(d.name, s, f"no {sd.name}/summary.json"))
+                continue
+            summary = _read_json(sd / "summary.json")
+            why = _finished(summary)
+            if why:
+                missing.append(Missing(d.name, s, why))
+            else:
+                runs[s] = Run(s, sd, summary, read_curves(sd / "metrics.jsonl"))
+        planned = seeds
+    else:
+        s = _seed_of(top, config)
+        why = _finished(top)
+        if why:
+            missing.append(Missing(d.name, s, why))
+        else:
+            runs[s if s is not None else 0] = Run(s if s is not None else 0, d, top, read_curves(d / "metrics.jsonl"))
+        planned = [s] if s is not None else []
+    if not runs:
+        if not missing:
+            missing.append(Missing(d.name, None, "no seed finished"))
+        return None, missing
+    first = runs[min(runs)].summary
+    model = str(first.get("model") or (config.get("model") or {}).get("name", ""))
+    balancer = str(first.get("balancer") or (config.get("balancer") or {}).get("name", ""))
+    variant = str(config.get("label") or config.get("tag") or "")
+    planned = [int(s) for s in config.get("seeds", planned) or planned]
+    return Cell(d.name, d, config, model, balancer, runs, variant, sorted(planned)), missing
+
+
+def collect(bench_dir: str | pathlib.Path) -> Bench:
+    """Reads every cell of a bench directory.
+
+    A cell is a sub-directory holding ``config.json`` or ``summary.json``
+    (others, e.g. where tables are written, are ignored). Cells without a
+    finished ``summary.json``, and seeds that failed (``error``) or lack their
+    summary, are listed in ``Bench.missing`` with the reason; a cell with at
+    least one finished seed is kept with those seeds. ``write_tables`` prints
+    the missing list under the table, so nothing is dropped silently.
+    """
+    bench_dir = pathlib.Path(bench_dir)
+    if not bench_dir.is_dir():
+        raise FileNotFoundError(f"bench directory {bench_dir} does not exist")
+    cells, missing = [], []
+    for d in sorted(p for p in bench_dir.iterdir() if p.is_dir()):
+        if not ((d / "config.json").exists() or (d / "summary.json").exists()):
+            continue
+        cell, miss = _read_cell(d)
+        missing += miss
+        if cell is not None:
+            cells.append(cell)
+    # cells sharing (model, balancer, variant) are told apart by their directory names
+    keys: dict[tuple, list[Cell]] = {}
+    for c in cells:
+        keys.setdefault((c.model, c.balancer, c.variant), []).append(c)
+    for group in keys.values():
+        if len(group) > 1:
+            for c in group:
+                c.variant = c.name
+    return Bench(bench_dir, sort_cells(cells), missing)
+
+
+def sort_cells(cells: Sequence[Cell]) -> list[Cell]:
+    """Table order: models as in ``MODEL_ORDER`` (single-task first, then others by name),
+    within a model ``ew`` first, then balancers by name, then variants."""
+    def key(c: Cell):
+        m = MODEL_ORDER.index(c.model) if c.model in MODEL_ORDER else len(MODEL_ORDER)
+        return (m, c.model, c.balancer != EW_BALANCER, c.balancer, c.variant != "", c.variant, c.name)
+
+    return sorted(cells, key=key)
+
+
+# ---- references: single-task (Δm) and equal weighting (significance) -------------------------------------------
+
+
+class DeltaMError(ValueError):
+    """Δm is not defined for this pair of cells (different seeds or protocol, missing metric)."""
+
+
+def find_stl(cells: Sequence[Cell]) -> Cell | None:
+    """The single-task baseline: model ``single_task`` with balancer ``ew`` (the one without a variant if several)."""
+    cands = [c for c in cells if c.is_stl and c.is_ew]
+    cands.sort(key=lambda c: (c.variant != "", c.name))
+    return cands[0] if cands else None
+
+
+def find_ew(cell: Cell, cells: Sequence[Cell]) -> Cell | None:
+    """Equal weighting of the same model: the same variant if there is one, else the plain one."""
+    cands = [c for c in cells if c.model == cell.model and c.is_ew]
+    for c in cands:
+        if c.variant == cell.variant:
+            return c
+    for c in cands:
+        if c.variant == "":
+            return c
+    return None
+
+
+def check_same_protocol(cell: Cell, ref: Cell) -> None:
+    """Raises ``DeltaMError`` unless every run of both cells has the same dataset, protocol and tasks."""
+    def proto(c: Cell):
+        return {(str(r.summary.get("dataset", "")), str(r.summary.get("protocol", "")),
+                 json.dumps(r.summary.get("tasks", {}), sort_keys=True)) for r in c.runs.values()}
+
+    a, b = proto(cell), proto(ref)
+    if len(a) != 1 or a != b:
+        raise DeltaMError(f"protocol differs between {cell.label} {sorted(a)} and {ref.label} {sorted(b)} "
+                          "(dataset, protocol, tasks)")
+
+
+def delta_m(cell: Cell, stl_cell: Cell, metrics: Sequence[MetricSpec], split: str = "test") -> float:
+    """Δm of ``cell`` against the single-task cell, as a fraction (×100 for %).
+
+    ``Δm = 1/K Σ_k sign_k (M_k − M_STL,k) / M_STL,k`` over ``metrics``, with M the
+    mean over seeds and ``sign_k`` = +1 when higher is better, −1 when lower is
+    better (Maninis et al., CVPR 2019): positive = better than single-task.
+
+    Raises ``DeltaMError`` when the two cells' finished seeds differ, their
+    protocol (dataset, protocol, tasks) differs, a baseline metric is 0 or a
+    metric is missing (NaN) in either cell.
+    """
+    if cell.seeds != stl_cell.seeds:
+        raise DeltaMError(f"seeds of {cell.label} {cell.seeds} differ from the single-task cell's {stl_cell.seeds}: "
+                          "Δm needs the same seeds")
+    check_same_protocol(cell, stl_cell)
+    if not metrics:
+        raise DeltaMError("no metrics for Δm")
+    terms = []
+    for spec in metrics:
+        m, b = cell.mean(spec, split), stl_cell.mean(spec, split)
+        if not (math.isfinite(m) and math.isfinite(b)):
+            raise DeltaMError(f"{spec.label} is missing or not finite ({cell.label}: {m}, {stl_cell.label}: {b})")
+        if b == 0:
+            raise DeltaMError(f"{spec.label} of the single-task cell is 0: relative change undefined")
+        terms.append(spec.sign * (m - b) / b)
+    return float(np.mean(terms))
+
+
+def paired_t_test(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """Two-sided paired t-test of ``mean(a − b) = 0``: ``(t, p)`` with n − 1 degrees of freedom.
+
+    Same statistic as ``scipy.stats.ttest_rel``; when every difference is the
+    same, t is ±inf and p = 0 (or t = 0, p = 1 when they are all 0). NaN with
+    fewer than 2 pairs.
+    """
+    from scipy import stats
+
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    n = d.size
+    if n < 2 or not np.all(np.isfinite(d)):
+        return NAN, NAN
+    mean, sd = float(np.mean(d)), float(np.std(d, ddof=1))
+    if sd == 0.0:
+        return (0.0, 1.0) if mean == 0.0 else (math.copysign(math.inf, mean), 0.0)
+    t = mean / (sd / math.sqrt(n))
+    return float(t), float(2.0 * stats.t.sf(abs(t), n - 1))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``cell`` against equal weighting: mark +1 (significantly better), −1 (worse) or 0."""
+
+    mark: int
+    p: float
+    t: float
+    n_pairs: int
+
+
+def compare_to_ew(cell: Cell, ew_cell: Cell | None, spec: MetricSpec, split: str = "test", *,
+                  alpha: float = ALPHA, min_pairs: int = MIN_PAIRS) -> Comparison:
+    """Paired t-test over the seeds both cells finished (paired by seed), two-sided at ``alpha``.
+
+    No mark (0) for the EW cell itself, with fewer than ``min_pairs`` common
+    seeds, or when p >= alpha; otherwise +1 / −1 for better / worse in the
+    metric's direction.
+    """
+    if ew_cell is None or ew_cell is cell:
+        return Comparison(0, NAN, NAN, 0)
+    common = sorted(set(cell.seeds) & set(ew_cell.seeds))
+    a = cell.per_seed(spec, split)
+    b = ew_cell.per_seed(spec, split)
+    common = [s for s in common if math.isfinite(a[s]) and math.isfinite(b[s])]
+    if len(common) < min_pairs:
+        return Comparison(0, NAN, NAN, len(common))
+    t, p = paired_t_test([a[s] for s in common], [b[s] for s in common])
+    mark = 0
+    if p < alpha:
+        mark = int(np.sign(t)) * spec.sign
+    return Comparison(mark, p, t, len(common))
+
+
+# ---- the table -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Stat:
+    """One table entry: mean ± std over seeds, and its marks."""
+
+    mean: float
+    std: float
+    n: int
+    best: bool = False
+    vs_ew: Comparison = Comparison(0, NAN, NAN, 0)
+
+
+@dataclass
+class Row:
+    cell: Cell
+    stats: list[Stat]
+    delta_m: float = NAN  # fraction
+    delta_m_note: str = ""
+    delta_m_best: bool = False
+    step_vs_ew: float = NAN
+    train_seconds: float = NAN
+    step_seconds: float = NAN
+
+
+@dataclass
+class Table:
+    metrics: list[MetricSpec]
+    rows: list[Row]
+    split: str
+    decimals: list[int]
+    notes: list[str]
+    stl: Cell | None
+
+
+def _decimals(values: Sequence[float]) -> int:
+    """4 decimals, more when the column's smallest non-zero |mean| needs them for 3 significant digits."""
+    v = [abs(x) for x in values if math.isfinite(x) and x != 0]
+    if not v:
+        return 4
+    return int(min(8, max(4, -math.floor(math.log10(min(v))) + 2)))
+
+
+def _mark_best(values: Sequence[float], higher: bool, decimals: int) -> list[bool]:
+    r = [round(v, decimals) if math.isfinite(v) else None for v in values]
+    finite = [x for x in r if x is not None]
+    if not finite:
+        return [False] * len(values)
+    best = max(finite) if higher else min(finite)
+    return [x is not None and x == best for x in r]
+
+
+def build_table(cells: Sequence[Cell], *, metrics: Sequence[MetricSpec] | None = None, split: str = "test",
+                alpha: float = ALPHA, min_pairs: int = MIN_PAIRS, missing: Sequence[Missing] = ()) -> Table:
+    """Everything the renderers print: per cell the stats of every metric column,
+    Δm against the single-task cell, the paired tests against EW, the best
+    marks, step time / EW, and notes (Δm not computable, missing runs)."""
+    cells = sort_cells(cells)
+    if not cells:
+        raise ValueError("no finished cells to tabulate" + (
+            ": " + "; ".join(map(str, missing)) if missing else ""))
+    stl = find_stl(cells)
+    if metrics is None:
+        tasks: dict[str, str] = {}
+        for c in ([stl] if stl else []) + list(cells):
+            for t, k in c.tasks.items():
+                tasks.setdefault(t, k)
+        metrics = primary_metrics(tasks)
+    metrics = list(metrics)
+    notes: list[str] = []
+    rows = []
+    for c in cells:
+        ew = find_ew(c, cells)
+        stats = [Stat(c.mean(m, split), c.std(m, split), len(c.seeds),
+                      vs_ew=compare_to_ew(c, ew, m, split, alpha=alpha, min_pairs=min_pairs)) for m in metrics]
+        row = Row(c, stats, train_seconds=c.summary_mean("train_seconds"), step_seconds=c.summary_mean("step_seconds"))
+        if stl is None:
+            row.delta_m_note = "no single-task cell"
+        else:
+            try:
+                row.delta_m = delta_m(c, stl, metrics, split)
+            except DeltaMError as e:
+                row.delta_m_note = str(e)
+                notes.append(f"Δm of {c.label} not computed: {e}")
+        if ew is not None:
+            es = ew.summary_mean("step_seconds")
+            if math.isfinite(row.step_seconds) and math.isfinite(es) and es > 0:
+                row.step_vs_ew = row.step_seconds / es
+        rows.append(row)
+    if stl is None:
+        notes.append(f"No {STL_MODEL} + {EW_BALANCER} cell: Δm not computed.")
+    decimals = [_decimals([r.stats[j].mean for r in rows]) for j in range(len(metrics))]
+    for j, m in enumerate(metrics):
+        for r, b in zip(rows, _mark_best([r.stats[j].mean for r in rows], m.higher_is_better, decimals[j])):
+            r.stats[j].best = b
+    for r, b in zip(rows, _mark_best([100 * r.delta_m for r in rows], True, 2)):
+        r.delta_m_best = b
+    notes += [f"Missing: {m}" for m in missing]
+    return Table(metrics, rows, split, decimals, notes, stl)
+
+
+def _fmt(x: float, d: int) -> str:
+    return f"{x:.{d}f}" if math.isfinite(x) else "—"
+
+
+def _header_lines(cells: Sequence[Cell], header: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """``(key, value)`` lines above the table: protocol, seeds, commit and config hash
+    (taken from ``header``, else from the run summaries), then the other ``header`` keys."""
+    header = dict(header or {})
+    runs = [r for c in cells for r in c.runs.values()]
+
+    def uniq(key):
+        vals = sorted({str(r.summary[key]) for r in runs if r.summary.get(key) not in (None, "")})
+        return ", ".join(vals) if vals else "unknown"
+
+    defaults = {
+        "protocol": ", ".join(sorted({f"{c.protocol[0]} ({c.protocol[1]})" for c in cells})),
+        "seeds": ", ".join(map(str, sorted({s for c in cells for s in c.seeds}))),
+        "commit": uniq("commit"),
+        "config_hash": "per cell, see table.csv",
+    }
+    names = {"protocol": "Protocol", "seeds": "Seeds", "commit": "Commit", "config_hash": "Config hash"}
+    out = []
+    for k in ("protocol", "seeds", "commit", "config_hash"):
+        v = header.pop(k, None)
+        if isinstance(v, (list, tuple)):
+            v = ", ".join(map(str, v))
+        out.append((names[k], str(v) if v not in (None, "") else defaults[k]))
+    out += [(str(k).replace("_", " ").capitalize(), str(v)) for k, v in header.items()]
+    return out
+
+
+def caption(table: Table, *, alpha: float = ALPHA, min_pairs: int = MIN_PAIRS) -> str:
+    """The method statement printed with every table."""
+    stl = f"{STL_MODEL} + {EW_BALANCER}"
+    return (f"{table.split.capitalize()} metrics at the best validation epoch, mean ± sample std (ddof 1) over seeds; "
+            f"n = seeds finished. Bold: best in the column at the printed precision. "
+            f"▲/▼: better/worse than equal weighting ({EW_BALANCER}) of the same model by a two-sided paired t-test "
+            f"over seeds (paired by seed), p < {alpha:g}; no mark with fewer than {min_pairs} common seeds. "
+            f"Δm (%): mean over the metric columns of the sign-corrected relative change against {stl} under the same "
+            f"protocol and seeds (Maninis et al., 2019; higher is better). Step / EW: median train-step time relative "
+            f"to {EW_BALANCER} of the same model (means over seeds). Time: training seconds per seed (mean).")
+
+
+def _columns(table: Table, arrow_up: str, arrow_down: str) -> list[str]:
+    return (["model", "balancer", "n"]
+            + [f"{m.label} {arrow_up if m.higher_is_better else arrow_down}" for m in table.metrics]
+            + ["Δm (%)", "step / EW", "time (s)"])
+
+
+def _cells_text(table: Table, row: Row, *, bold, pm: str, up: str, down: str, esc=lambda s: s) -> list[str]:
+    c = row.cell
+    out = [esc(c.model), esc(c.balancer + (f" ({c.variant})" if c.variant else "")), str(len(c.seeds))]
+    for j, st in enumerate(row.stats):
+        d = table.decimals[j]
+        txt = _fmt(st.mean, d)
+        if math.isfinite(st.mean) and math.isfinite(st.std):
+            txt += f"{pm}{_fmt(st.std, d)}"
+        if st.best:
+            txt = bold(txt)
+        txt += up if st.vs_ew.mark > 0 else down if st.vs_ew.mark < 0 else ""
+        out.append(txt)
+    dm = f"{100 * row.delta_m:+.2f}" if math.isfinite(row.delta_m) else "—"
+    out.append(bold(dm) if row.delta_m_best else dm)
+    out.append(f"{row.step_vs_ew:.2f}" if math.isfinite(row.step_vs_ew) else "—")
+    out.append(f"{row.train_seconds:.0f}" if math.isfinite(row.train_seconds) else "—")
+    return out
+
+
+def render_markdown(table: Table, *, title: str, header_lines: Sequence[tuple[str, str]],
+                    alpha: float = ALPHA, min_pairs: int = MIN_PAIRS) -> str:
+    def md_esc(s: str) -> str:
+        return s.replace("|", "\\|")
+
+    lines = [f"# {title}", ""]
+    lines += [f"- {k}: {md_esc(v)}" for k, v in header_lines]
+    lines += ["", caption(table, alpha=alpha, min_pairs=min_pairs), ""]
+    cols = _columns(table, "↑", "↓")
+    lines.append("| " + " | ".join(cols) + " |")
+    lines.append("|" + "|".join(["---"] * 2 + ["---:"] * (len(cols) - 2)) + "|")
+    for r in table.rows:
+        lines.append("| " + " | ".join(_cells_text(table, r, bold=lambda s: f"**{s}**", pm=" ± ", up=" ▲",
+                                                   down=" ▼", esc=md_esc)) + " |")
+    if table.notes:
+        lines += ["", "Notes:", ""] + [f"- {md_esc(n)}" for n in table.notes]
+    return "\n".join(lines) + "\n"
+
+
+_TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_TEX_UNICODE = {"Δ": r"$\Delta$", "±": r"$\pm$", "▲": r"$^{\blacktriangle}$", "▼": r"$^{\blacktriangledown}$",
+                "↑": r"$\uparrow$", "↓": r"$\downarrow$", "≥": r"$\geq$", "≤": r"$\leq$", "—": "---", "–": "--",
+                "×": r"$\times$", "−": "-", "<": "$<$", ">": "$>$", "|": r"$|$"}
+
+
+def latex_escape(s: str) -> str:
+    """Escapes LaTeX's special characters and maps the few symbols used here to math."""
+    s = re.sub(r"[\\&%$#_{}~^]", lambda m: _TEX_ESCAPES[m.group()], str(s))
+    return "".join(_TEX_UNICODE.get(ch, ch) for ch in s)
+
+
+def render_latex(table: Table, *, title: str, header_lines: Sequence[tuple[str, str]], label: str = "tab:bench",
+                 alpha: float = ALPHA, min_pairs: int = MIN_PAIRS) -> str:
+    """A booktabs ``table`` float (needs ``\\usepackage{booktabs,amssymb}``), the header and method in the caption."""
+    cols = _columns(table, "↑", "↓")
+    head = "; ".join(f"{k}: {v}" for k, v in header_lines)
+    cap = latex_escape(f"{title}. {head}. {caption(table, alpha=alpha, min_pairs=min_pairs)}")
+    cap = cap.replace("Bold:", r"\textbf{Bold}:")
+    lines = [f"% {latex_escape(title)}: generated by mtl.bench.report from the run directories; "
+             r"needs \usepackage{booktabs,amssymb}"]
+    lines += [f"% {k}: {v}" for k, v in header_lines]
+    lines += [r"\begin{table}[t]", r"\centering", r"\small", rf"\caption{{{cap}}}", rf"\label{{{label}}}",
+              r"\begin{tabular}{ll" + "r" * (len(cols) - 2) + "}", r"\toprule",
+              " & ".join(latex_escape(c) for c in cols) + r" \\", r"\midrule"]
+    prev = None
+    for r in table.rows:
+        if prev is not None and r.cell.model != prev:
+            lines.append(r"\midrule")
+        prev = r.cell.model
+        txt = _cells_text(table, r, bold=lambda s: rf"\textbf{{{s}}}", pm=r" $\pm$ ",
+                          up=r"$^{\blacktriangle}$", down=r"$^{\blacktriangledown}$", esc=latex_escape)
+        txt = [t.replace("—", "---") for t in txt]
+        lines.append(" & ".join(txt) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    if table.notes:
+        lines += ["% Notes:"] + [f"% {latex_escape(n)}" for n in table.notes]
+    return "\n".join(lines) + "\n"
+
+
+def _slug(m: MetricSpec) -> str:
+    return re.sub(r"[^0-9A-Za-z]+", "_", f"{m.task}_{m.metric}").strip("_")
+
+
+def render_csv(table: Table) -> str:
+    """One line per cell, full precision: for each metric column ``<task>_<metric>_{mean,std,best,vs_ew,p_vs_ew}``
+    (``vs_ew`` is ``better``, ``worse`` or empty); ``delta_m_pct``, ``delta_m_best``, ``step_vs_ew``,
+    ``step_seconds``, ``train_seconds``, and what was run (seeds, protocol, commit, config hash)."""
+    fields = ["model", "balancer", "variant", "cell", "n_seeds", "seeds"]
+    for m in table.metrics:
+        s = _slug(m)
+        fields += [f"{s}_mean", f"{s}_std", f"{s}_best", f"{s}_vs_ew", f"{s}_p_vs_ew", f"{s}_n_pairs"]
+    fields += ["delta_m_pct", "delta_m_best", "delta_m_note", "step_vs_ew", "step_seconds", "train_seconds",
+               "dataset", "protocol", "commit", "config_hash"]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    w.writeheader()
+
+    def num(x: float) -> str:
+        return repr(float(x)) if math.isfinite(x) else ""
+
+    for r in table.rows:
+        c = r.cell
+        rec = {"model": c.model, "balancer": c.balancer, "variant": c.variant, "cell": c.name,
+               "n_seeds": len(c.seeds), "seeds": " ".join(map(str, c.seeds))}
+        for m, st in zip(table.metrics, r.stats):
+            s = _slug(m)
+            rec.update({f"{s}_mean": num(st.mean), f"{s}_std": num(st.std), f"{s}_best": int(st.best),
+                        f"{s}_vs_ew": {1: "better", -1: "worse"}.get(st.vs_ew.mark, ""),
+                        f"{s}_p_vs_ew": num(st.vs_ew.p), f"{s}_n_pairs": st.vs_ew.n_pairs})
+        runs = [c.runs[s].summary for s in c.seeds]
+        joined = lambda k: " ".join(sorted({str(x.get(k)) for x in runs if x.get(k) not in (None, "")}))
+        rec.update({"delta_m_pct": num(100 * r.delta_m), "delta_m_best": int(r.delta_m_best),
+                    "delta_m_note": r.delta_m_note, "step_vs_ew": num(r.step_vs_ew), "step_seconds": num(r.step_seconds),
+                    "train_seconds": num(r.train_seconds), "dataset": c.protocol[0], "protocol": c.protocol[1],
+                    "commit": joined("commit"), "config_hash": joined("config_hash")})
+        w.writerow(rec)
+    return buf.getvalue()
+
+
+def write_tables(cells: Bench | Sequence[Cell], outdir: str | pathlib.Path, *, title: str,
+                 header: Mapping[str, Any] | None = None, metrics: Sequence[MetricSpec] | None = None,
+                 split: str = "test", missing: Sequence[Missing] | None = None, alpha: float = ALPHA,
+                 min_pairs: int = MIN_PAIRS, label: str | None = None) -> dict[str, pathlib.Path]:
+    """Writes ``table.md``, ``table.csv`` and ``table.tex`` to ``outdir``.
+
+    Args:
+      cells: a ``Bench`` from ``collect`` (its ``missing`` are listed under the
+        table) or a list of ``Cell``.
+      title: the table's title.
+      header: printed above the table: ``protocol``, ``seeds``, ``commit``,
+        ``config_hash`` (each taken from the run summaries when not given),
+        then any other keys in order (e.g. ``{"command": "mtl-bench ..."}``).
+      metrics: the metric columns (default ``primary_metrics`` of the tasks);
+        Δm is computed over the same columns.
+      split: ``"test"`` (default) or ``"validation"``.
+      missing: extra ``Missing`` entries to list (default: the bench's).
+      alpha, min_pairs: the significance level of the paired t-test and the
+        fewest common seeds for a mark.
+      label: the LaTeX ``\\label`` (default ``tab:<outdir name>``).
+
+    Returns:
+      ``{"md": path, "csv": path, "tex": path}``.
+    """
+    if isinstance(cells, Bench):
+        missing = cells.missing if missing is None else missing
+        cells = cells.cells
+    table = build_table(cells, metrics=metrics, split=split, alpha=alpha, min_pairs=min_pairs, missing=missing or ())
+    outdir = pathlib.Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    lines = _header_lines([r.cell for r in table.rows], header)
+    label = label or "tab:" + re.sub(r"[^0-9A-Za-z]+", "-", outdir.resolve().name).strip("-")
+    paths = {"md": outdir / "table.md", "csv": outdir / "table.csv", "tex": outdir / "table.tex"}
+    paths["md"].write_text(render_markdown(table, title=title, header_lines=lines, alpha=alpha, min_pairs=min_pairs))
+    paths["csv"].write_text(render_csv(table))
+    paths["tex"].write_text(render_latex(table, title=title, header_lines=lines, label=label, alpha=alpha,
+                                         min_pairs=min_pairs))
+    return paths
+
+
+def render(bench_dir: str | pathlib.Path, outdir: str | pathlib.Path, *, title: str,
+           header: Mapping[str, Any] | None = None, metrics: Sequence[MetricSpec] | None = None,
+           figures: bool = True) -> dict[str, pathlib.Path]:
+    """``collect`` + ``write_tables`` + the figures: what ``mtl-bench --tables-only`` runs.
+
+    Returns the written paths: ``md``, ``csv``, ``tex`` and, with ``figures``,
+    ``tradeoff``, ``validation_curves``, ``task_weights``, ``grad_cosine`` (a
+    figure whose data no run recorded, e.g. gradient cosines without
+    diagnostics, is skipped). Missing cells and seeds are listed in the tables.
+    """
+    bench = collect(bench_dir)
+    paths = write_tables(bench, outdir, title=title, header=header, metrics=metrics)
+    if figures:
+        from mtl.bench import figures as figs
+
+        paths.update(figs.write_figures(bench.cells, outdir, metrics=metrics))
+    return paths

@@ -4,7 +4,8 @@
 
 The full data (about 42M train and 43M test impressions) is on Alibaba Tianchi
 (dataset 408, https://tianchi.aliyun.com/dataset/408), behind a login: nothing
-is downloaded here. Two public preprocessed formats are read:
+is downloaded here. Two public preprocessed formats are read (their columns, file
+names and raw readers are :mod:`mtl.data.formats.ali_ccp`):
 
 * ``torch_rechub``: ``ali_ccp_{train,val,test}.csv`` (torch-rechub's
   preprocessing) with a header: labels ``click`` and ``purchase`` (the
@@ -38,64 +39,29 @@ import numpy as np
 
 from mtl.data import paths
 from mtl.data.base import MultiTaskData
+from mtl.data.cache import cached_dataset
 from mtl.data.errors import DataError
-from mtl.data.frame import Frame, cached, concat_frames, factorize
-from mtl.data.preprocess import MISSING_TOKEN, build_multitask_data, esmm_task_labels, permutation_split
-from mtl.data.tabular import parse_label, parse_numbers, read_delimited
-
-DATASET = "ali_ccp"
-FORMATS = ("auto", "torch_rechub", "paddlerec")
-HOW_TO_GET = (
-    "Ali-CCP is distributed by Alibaba Tianchi (https://tianchi.aliyun.com/dataset/408, login required); "
-    "preprocess it with torch-rechub (ali_ccp_{train,val,test}.csv) or PaddleRec (train/*.txt, test/*.txt) "
-    "and put the files in $MTL_DATA_DIR/ali_ccp/, or pass sample=True to read the public samples."
+from mtl.data.formats.ali_ccp import (  # noqa: F401 (the format's names, re-exported)
+    COLUMNS,
+    DATASET,
+    DENSE_FIELDS,
+    FORMATS,
+    HOW_TO_GET,
+    LABELS,
+    MULTI_VALUED_FIELDS,
+    PADDLEREC_FILES,
+    READERS,
+    SPARSE_FIELDS,
+    TORCH_RECHUB_FILES,
+    USER_FIELD,
+    paddlerec_files_in,
+    read_paddlerec_file,
+    read_torch_rechub_file,
+    read_torch_rechub_files,
+    torch_rechub_files_in,
 )
-
-SPARSE_FIELDS = (
-    "101", "121", "122", "124", "125", "126", "127", "128", "129", "205", "206", "207", "210", "216",
-    "508", "509", "702", "853", "301", "109_14", "110_14", "127_14", "150_14",
-)  # fmt: skip
-DENSE_FIELDS = ("D109_14", "D110_14", "D127_14", "D150_14", "D508", "D509", "D702", "D853")
-MULTI_VALUED_FIELDS = ("109_14", "110_14", "127_14", "150_14", "210", "853")
-LABELS = ("click", "conversion")
-
-TORCH_RECHUB_FILES = {
-    False: {"train": "ali_ccp_train.csv", "validation": "ali_ccp_val.csv", "test": "ali_ccp_test.csv"},
-    True: {
-        "train": "ali_ccp_train_sample.csv",
-        "validation": "ali_ccp_val_sample.csv",
-        "test": "ali_ccp_test_sample.csv",
-    },
-}
-PADDLEREC_FILES = {False: ("train.txt", "test.txt"), True: ("train_small.txt", "test_small.txt")}
-
-# Raw frame columns (also the TFDS builder's columns), per format.
-COLUMNS = {
-    "torch_rechub": (SPARSE_FIELDS, DENSE_FIELDS + LABELS),
-    "paddlerec": (SPARSE_FIELDS, tuple(f"n_{f}" for f in MULTI_VALUED_FIELDS) + LABELS),
-}
-
-
-def torch_rechub_files_in(folder: pathlib.Path, sample: bool) -> dict[str, pathlib.Path] | None:
-    """The three torch-rechub files (full or sample) in ``folder``, or ``None``."""
-    files = {k: folder / name for k, name in TORCH_RECHUB_FILES[sample].items()}
-    return files if all(p.is_file() for p in files.values()) else None
-
-
-def paddlerec_files_in(folder: pathlib.Path, sample: bool) -> dict[str, list[pathlib.Path]] | None:
-    """PaddleRec ESMM train and test files (full or sample) in ``folder``, or ``None``."""
-    train_name, test_name = PADDLEREC_FILES[sample]
-    if (folder / train_name).is_file() and (folder / test_name).is_file():
-        return {"train": [folder / train_name], "test": [folder / test_name]}
-    if not sample:
-        train, test = sorted((folder / "train").glob("*.txt")), sorted((folder / "test").glob("*.txt"))
-        if train and test:
-            return {"train": train, "test": test}
-    else:
-        train, test = folder / "train" / "small.txt", folder / "test" / "small.txt"
-        if train.is_file() and test.is_file():
-            return {"train": [train], "test": [test]}
-    return None
+from mtl.data.frame import Frame, cached, concat_frames, file_parts
+from mtl.data.preprocess import MISSING_TOKEN, build_multitask_data, esmm_task_labels, permutation_split  # noqa: F401
 
 
 def find_ali_ccp_files(data_dir=None, *, format: str = "auto", sample: bool = False) -> tuple[str, dict]:
@@ -131,87 +97,17 @@ def find_ali_ccp_files(data_dir=None, *, format: str = "auto", sample: bool = Fa
     raise DataError(message)
 
 
-def read_torch_rechub_file(path: str | os.PathLike) -> Frame:
-    """One torch-rechub Ali-CCP CSV as a frame (labels renamed ``click``, ``conversion``)."""
-    raw = read_delimited(path, delimiter=",")
-    expected = ("click", "purchase") + SPARSE_FIELDS + DENSE_FIELDS
-    missing = [c for c in expected if c not in raw.header]
-    if missing:
-        raise DataError(
-            f"not a torch-rechub Ali-CCP file: columns {missing} are missing; header: {', '.join(raw.header)}",
-            path=raw.path,
-            line=1,
-        )
-    categorical = {f: factorize(raw.columns[f]) for f in SPARSE_FIELDS}
-    numeric = {f: parse_numbers(raw, f) for f in DENSE_FIELDS}
-    numeric["click"] = parse_label(raw, "click", "binary")
-    numeric["conversion"] = parse_label(raw, "purchase", "binary")
-    return Frame.single_file(raw.path, categorical, numeric, lines=raw.lines)
-
-
-def read_paddlerec_file(path: str | os.PathLike) -> Frame:
-    """One PaddleRec ESMM text file as a frame (see the module docstring)."""
-    path = os.fspath(path)
-    field_index = {f: j for j, f in enumerate(SPARSE_FIELDS)}
-    multi = {f: j for j, f in enumerate(MULTI_VALUED_FIELDS)}
-    firsts: list[list[str]] = [[] for _ in SPARSE_FIELDS]
-    counts: list[list[int]] = [[] for _ in MULTI_VALUED_FIELDS]
-    labels: list[tuple[float, float]] = []
-    lines: list[int] = []
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            line = line.strip()
-            if not line:
-                continue
-            fields = line.split(",")
-            if len(fields) < 3:
-                raise DataError(
-                    f"has {len(fields)} fields; expected id,click,conversion,field:feature,...", path=path, line=number
-                )
-            label = []
-            for name, value in zip(LABELS, fields[1:3]):
-                if value not in ("0", "1"):
-                    raise DataError(
-                        f"label value {value!r} is not 0 or 1 (binary task)", path=path, line=number, column=name
-                    )
-                label.append(float(value))
-            first: dict[str, str] = {}
-            count = [0] * len(MULTI_VALUED_FIELDS)
-            for item in fields[3:]:
-                field, sep, feature = item.partition(":")
-                if not sep:
-                    raise DataError(f"feature {item!r} is not field_id:feature_id", path=path, line=number)
-                if field not in field_index:
-                    continue
-                first.setdefault(field, feature)
-                if field in multi:
-                    count[multi[field]] += 1
-            for f, j in field_index.items():
-                firsts[j].append(first.get(f, MISSING_TOKEN))
-            for j, c in enumerate(count):
-                counts[j].append(c)
-            labels.append(tuple(label))
-            lines.append(number)
-    if not lines:
-        raise DataError("file is empty", path=path)
-    categorical = {f: factorize(firsts[j]) for j, f in enumerate(SPARSE_FIELDS)}
-    numeric = {f"n_{f}": np.asarray(counts[j], np.float64) for j, f in enumerate(MULTI_VALUED_FIELDS)}
-    label_array = np.asarray(labels, np.float64)
-    numeric["click"], numeric["conversion"] = label_array[:, 0], label_array[:, 1]
-    return Frame.single_file(path, categorical, numeric, lines=lines)
-
-
-READERS = {"torch_rechub": read_torch_rechub_file, "paddlerec": read_paddlerec_file}
-
-
-def read_split(format: str, files, *, cache_dir=None) -> Frame:
-    """One split's file(s) as a frame, through the columnar cache."""
+def read_split(format: str, files, *, cache_dir=None, defer: bool = False) -> Frame:
+    """One split's file(s) as a frame, through the columnar cache (``defer``: written in the
+    background, see :func:`mtl.data.frame.cached`)."""
     files = files if isinstance(files, list) else [files]
-    root = paths.cache_root(cache_dir) / DATASET
+    root = paths.cache_root(cache_dir) / DATASET / "frames"
     frames = [
-        cached(root / f"{format}-{paths.fingerprint([p], 'v1')}.npz", lambda p=p: READERS[format](p)) for p in files
+        cached(root, name=format, sources=[p], args={"reader": format}, build=lambda p=p: READERS[format](p),
+               defer=defer)
+        for p in files
     ]
-    return frames[0] if len(frames) == 1 else concat_frames(frames)[0]
+    return frames[0] if len(frames) == 1 else concat_frames(frames, consume=True)[0]
 
 
 def load_ali_ccp(
@@ -225,6 +121,7 @@ def load_ali_ccp(
     cache_dir: str | os.PathLike | None = None,
     reader: str = "fast",
     allow_single_class: bool = False,
+    user_column: str = "",
 ) -> MultiTaskData:
     """Ali-CCP as click / conversion / ctcvr tasks; see the module docstring.
 
@@ -238,21 +135,56 @@ def load_ali_ccp(
       cache_dir: where parsed columns are cached (default ``~/.cache/mtl``).
       reader: ``"fast"`` (direct parse) or ``"tfds"`` (through the TFDS builder).
       allow_single_class: allow a split where a task has one class (tiny samples).
+      user_column: ``""`` (none) or the sparse field holding the user id, ``"101"``:
+        each split then carries ``users``, the row's user code (the same user has the
+        same code in every split), for per-user metrics (GAUC). The field stays a
+        feature.
+
+    The prepared splits are cached (``cache_dir``) and come back memory-mapped.
     """
-    fmt, files = find_ali_ccp_files(data_dir, format=format, sample=sample)
-    if reader == "tfds":
-        frames = _read_with_tfds(fmt, files, cache_dir)
-    elif reader == "fast":
-        frames = {split: read_split(fmt, f, cache_dir=cache_dir) for split, f in files.items()}
-    else:
+    if reader not in ("fast", "tfds"):
         raise ValueError(f"reader must be 'fast' or 'tfds', got {reader!r}")
-    if "validation" in frames:
-        frame, parts = concat_frames([frames["train"], frames["validation"], frames["test"]])
+    fmt, files = find_ali_ccp_files(data_dir, format=format, sample=sample)
+    if user_column and user_column not in SPARSE_FIELDS:
+        raise DataError(f"user_column {user_column!r} is not an Ali-CCP sparse field; the user id is field "
+                        f"{USER_FIELD!r} (one of {', '.join(SPARSE_FIELDS)})")  # fmt: skip
+    root = paths.cache_root(cache_dir) / DATASET
+    args = dict(format=fmt, sample=bool(sample), tasks=tasks, seed=seed, validation_fraction=validation_fraction,
+                reader=reader, allow_single_class=bool(allow_single_class), user_column=user_column)  # fmt: skip
+    sources = [p for v in files.values() for p in (v if isinstance(v, list) else [v])]
+
+    def build(out):
+        if reader == "tfds":
+            frames = _read_with_tfds(fmt, files, cache_dir)
+        elif fmt == "torch_rechub":  # the three files parsed together into one frame
+            paths = [files["train"], files["validation"], files["test"]]
+            frame = cached(root / "frames", name="train+val+test", sources=paths, args={"reader": fmt},
+                           build=lambda: read_torch_rechub_files(paths), defer=True)  # fmt: skip
+            frames = dict(zip(("train", "validation", "test"), file_parts(frame)), frame=frame)
+        else:
+            frames = {split: read_split(fmt, f, cache_dir=cache_dir, defer=True) for split, f in files.items()}
+        return _prepare(frames, fmt, files, out=out, tasks=tasks, seed=seed, sample=sample,
+                        validation_fraction=validation_fraction, reader=reader, user_column=user_column,
+                        allow_single_class=allow_single_class)  # fmt: skip
+
+    data, _ = cached_dataset(root, args=args, sources=sources, build=build)
+    return data
+
+
+def _prepare(frames, fmt, files, *, out, tasks, seed, sample, validation_fraction, reader, user_column,
+             allow_single_class) -> MultiTaskData:  # fmt: skip
+    if "frame" in frames:
+        frame = frames.pop("frame")
+        splits = frames
+        sources = {k: str(v) for k, v in files.items()}
+        description = "the published train/val/test files"
+    elif "validation" in frames:
+        frame, parts = concat_frames([frames.pop("train"), frames.pop("validation"), frames.pop("test")], consume=True)
         splits = dict(zip(("train", "validation", "test"), parts))
         sources = {k: str(v) for k, v in files.items()}
         description = "the published train/val/test files"
     else:
-        frame, (train_rows, test_rows) = concat_frames([frames["train"], frames["test"]])
+        frame, (train_rows, test_rows) = concat_frames([frames.pop("train"), frames.pop("test")], consume=True)
         keep, held = permutation_split(len(train_rows), (1 - validation_fraction, validation_fraction), seed)
         splits = {"train": train_rows[keep], "validation": train_rows[held], "test": test_rows}
         sources = {"train": "train files", "validation": "part of the train files", "test": "test files"}
@@ -262,6 +194,7 @@ def load_ali_ccp(
         )
     labels, specs = esmm_task_labels(frame, tasks)
     numeric = [c for c in COLUMNS[fmt][1] if c not in LABELS]
+    users = frame.categorical[user_column].codes.astype(np.int64) if user_column else None
     info = {
         "dataset": DATASET,
         "format": fmt,
@@ -270,10 +203,11 @@ def load_ali_ccp(
         "seed": seed,
         "files": {k: [str(p) for p in v] if isinstance(v, list) else str(v) for k, v in files.items()},
         "reader": reader,
+        "user_column": user_column or None,
     }
     return build_multitask_data(
         frame, splits, labels=labels, tasks=specs, categorical=list(SPARSE_FIELDS), numeric=numeric, info=info,
-        allow_single_class=allow_single_class, split_sources=sources,
+        allow_single_class=allow_single_class, split_sources=sources, users=users, out=out,
     )  # fmt: skip
 
 

@@ -2,7 +2,8 @@
 
     data = mtl.data.load("aliexpress", data_dir=..., country="NL", tasks="click,conversion")
 
-The full data is on Alibaba Tianchi (dataset 74690,
+The format (columns, file names, the raw reader) is
+:mod:`mtl.data.formats.aliexpress`. The full data is on Alibaba Tianchi (dataset 74690,
 https://tianchi.aliyun.com/dataset/74690), behind a login: nothing is downloaded
 here. MTReclib's format, one folder per country ``AliExpress_{NL,ES,FR,US,RU}``
 holding ``train.csv`` and ``test.csv`` with a header: ``search_id`` (dropped: a
@@ -27,40 +28,24 @@ import pathlib
 
 from mtl.data import paths
 from mtl.data.base import MultiTaskData
+from mtl.data.cache import cached_dataset
 from mtl.data.errors import DataError
-from mtl.data.frame import Frame, cached, concat_frames, factorize
-from mtl.data.preprocess import build_multitask_data, esmm_task_labels, permutation_split
-from mtl.data.tabular import parse_label, parse_numbers, read_delimited
-
-DATASET = "aliexpress"
-COUNTRIES = ("NL", "ES", "FR", "US", "RU")
-CATEGORICAL = tuple(f"categorical_{i}" for i in range(1, 17))
-NUMERICAL = tuple(f"numerical_{i}" for i in range(1, 64))
-ID_COLUMN = "search_id"
-LABELS = ("click", "conversion")
-SAMPLE_FILES = ("aliexpress_train_sample.csv", "aliexpress_test_sample.csv")
-HOW_TO_GET = (
-    "AliExpress is distributed by Alibaba Tianchi (https://tianchi.aliyun.com/dataset/74690, login required); "
-    "unzip AliExpress_NL.zip etc. into $MTL_DATA_DIR/aliexpress/ (AliExpress_NL/train.csv, test.csv), "
-    "or pass sample=True to read the public sample."
+from mtl.data.formats.aliexpress import (  # noqa: F401 (the format's names, re-exported)
+    CATEGORICAL,
+    COLUMNS,
+    COUNTRIES,
+    DATASET,
+    HOW_TO_GET,
+    ID_COLUMN,
+    LABELS,
+    NUMERICAL,
+    SAMPLE_FILES,
+    files_in,
+    read_aliexpress_file,
+    read_aliexpress_files,
 )
-# Raw frame columns (also the TFDS builder's columns).
-COLUMNS = ((ID_COLUMN,) + CATEGORICAL, NUMERICAL + LABELS)
-
-
-def files_in(folder: pathlib.Path, country: str, sample: bool) -> dict[str, pathlib.Path] | None:
-    """``{"train", "test"}`` files of a country (or the sample) in ``folder``, or ``None``."""
-    if sample:
-        options = [(folder / SAMPLE_FILES[0], folder / SAMPLE_FILES[1])]
-    else:
-        sub = folder / f"AliExpress_{country}"
-        options = [(sub / "train.csv", sub / "test.csv")]
-        if folder.name == f"AliExpress_{country}":
-            options.append((folder / "train.csv", folder / "test.csv"))
-    for train, test in options:
-        if train.is_file() and test.is_file():
-            return {"train": train, "test": test}
-    return None
+from mtl.data.frame import Frame, cached, concat_frames, file_parts
+from mtl.data.preprocess import build_multitask_data, esmm_task_labels, permutation_split
 
 
 def find_aliexpress_files(data_dir=None, *, country: str = "NL", sample: bool = False) -> dict[str, pathlib.Path]:
@@ -88,24 +73,6 @@ def find_aliexpress_files(data_dir=None, *, country: str = "NL", sample: bool = 
     return files_in(folder, country, sample)
 
 
-def read_aliexpress_file(path: str | os.PathLike) -> Frame:
-    """One MTReclib AliExpress CSV as a frame."""
-    raw = read_delimited(path, delimiter=",")
-    expected = (ID_COLUMN,) + CATEGORICAL + NUMERICAL + LABELS
-    missing = [c for c in expected if c not in raw.header]
-    if missing:
-        raise DataError(
-            f"not an MTReclib AliExpress file: columns {missing} are missing; header: {', '.join(raw.header)}",
-            path=raw.path,
-            line=1,
-        )
-    categorical = {c: factorize(raw.columns[c]) for c in COLUMNS[0]}
-    numeric = {c: parse_numbers(raw, c) for c in NUMERICAL}
-    for c in LABELS:
-        numeric[c] = parse_label(raw, c, "binary")
-    return Frame.single_file(raw.path, categorical, numeric, lines=raw.lines)
-
-
 def load_aliexpress(
     *,
     data_dir: str | os.PathLike | None = None,
@@ -117,6 +84,7 @@ def load_aliexpress(
     cache_dir: str | os.PathLike | None = None,
     reader: str = "fast",
     allow_single_class: bool = False,
+    user_column: str = "",
 ) -> MultiTaskData:
     """AliExpress (one country) as click / conversion / ctcvr tasks; see the module docstring.
 
@@ -130,25 +98,50 @@ def load_aliexpress(
       cache_dir: where parsed columns are cached (default ``~/.cache/mtl``).
       reader: ``"fast"`` (direct parse) or ``"tfds"`` (through the TFDS builder).
       allow_single_class: allow a split where a task has one class (tiny samples).
-    """
-    files = find_aliexpress_files(data_dir, country=country, sample=sample)
-    if reader == "fast":
-        root = paths.cache_root(cache_dir) / DATASET
-        frames = {
-            split: cached(root / f"{split}-{paths.fingerprint([p], 'v1')}.npz", lambda p=p: read_aliexpress_file(p))
-            for split, p in files.items()
-        }
-    elif reader == "tfds":
-        from mtl.data.builders.aliexpress import AliExpress
-        from mtl.data.builders.columnar import prepare, read_frame
+      user_column: must stay empty: AliExpress has no user id (the option exists so
+        that a config may set it for every dataset).
 
-        data_dir_tfds = paths.cache_root(cache_dir) / "tfds" / paths.fingerprint(files.values(), "v1")
-        config = "sample" if sample else country.upper()
-        builder = prepare(AliExpress, data_dir=data_dir_tfds, manual_dir=files["train"].parent, config=config)
-        frames = {split: read_frame(builder, split) for split in files}
-    else:
+    The prepared splits are cached (``cache_dir``) and come back memory-mapped.
+    """
+    if user_column:
+        raise DataError(f"AliExpress has no user column (user_column={user_column!r}); leave it empty")
+    if reader not in ("fast", "tfds"):
         raise ValueError(f"reader must be 'fast' or 'tfds', got {reader!r}")
-    frame, (train_rows, test_rows) = concat_frames([frames["train"], frames["test"]])
+    files = find_aliexpress_files(data_dir, country=country, sample=sample)
+    root = paths.cache_root(cache_dir) / DATASET
+    args = dict(country=None if sample else country.upper(), sample=bool(sample), tasks=tasks, seed=seed,
+                validation_fraction=validation_fraction, reader=reader,
+                allow_single_class=bool(allow_single_class))  # fmt: skip
+
+    def build(out):
+        if reader == "fast":  # train and test parsed together into one frame
+            paths = [files["train"], files["test"]]
+            frame = cached(root / "frames", name="train+test", sources=paths, args={"reader": "aliexpress", "with_id": False},
+                           build=lambda: read_aliexpress_files(paths, with_id=False), defer=True)  # fmt: skip
+            train_rows, test_rows = file_parts(frame)
+        else:
+            frames = _read_with_tfds(files, sample, country, cache_dir)
+            frame, (train_rows, test_rows) = concat_frames([frames.pop("train"), frames.pop("test")], consume=True)
+        return _prepare(frame, train_rows, test_rows, files, out=out, tasks=tasks, seed=seed, sample=sample,
+                        country=country, validation_fraction=validation_fraction, reader=reader,
+                        allow_single_class=allow_single_class)  # fmt: skip
+
+    data, _ = cached_dataset(root, args=args, sources=list(files.values()), build=build)
+    return data
+
+
+def _read_with_tfds(files, sample, country, cache_dir) -> dict[str, Frame]:
+    from mtl.data.builders.aliexpress import AliExpress
+    from mtl.data.builders.columnar import prepare, read_frame
+
+    data_dir_tfds = paths.cache_root(cache_dir) / "tfds" / paths.fingerprint(files.values(), "v1")
+    config = "sample" if sample else country.upper()
+    builder = prepare(AliExpress, data_dir=data_dir_tfds, manual_dir=files["train"].parent, config=config)
+    return {split: read_frame(builder, split) for split in files}
+
+
+def _prepare(frame, train_rows, test_rows, files, *, out, tasks, seed, sample, country, validation_fraction, reader,
+             allow_single_class) -> MultiTaskData:  # fmt: skip
     keep, held = permutation_split(len(train_rows), (1 - validation_fraction, validation_fraction), seed)
     splits = {"train": train_rows[keep], "validation": train_rows[held], "test": test_rows}
     labels, specs = esmm_task_labels(frame, tasks)
@@ -164,9 +157,10 @@ def load_aliexpress(
         "files": {k: str(v) for k, v in files.items()},
         "dropped_columns": [ID_COLUMN],
         "reader": reader,
+        "user_column": None,
     }
     sources = {"train": str(files["train"]), "validation": f"part of {files['train']}", "test": str(files["test"])}
     return build_multitask_data(
         frame, splits, labels=labels, tasks=specs, categorical=list(CATEGORICAL), numeric=list(NUMERICAL), info=info,
-        allow_single_class=allow_single_class, split_sources=sources,
+        allow_single_class=allow_single_class, split_sources=sources, out=out,
     )  # fmt: skip

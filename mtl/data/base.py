@@ -18,25 +18,54 @@ TASK_KINDS = ("binary", "regression")
 
 @dataclasses.dataclass(frozen=True)
 class TaskSpec:
-    """One prediction task: its name and whether it is binary or regression."""
+    """One prediction task: its name, whether it is binary or regression, and its label scale.
+
+    Regression labels may be stored standardised, ``(y - label_mean) / label_std``
+    with training-split statistics; ``label_mean + label_std * stored`` gives the
+    original units back (for predictions and labels alike), which is what metrics
+    should report. Binary tasks keep 0/1 labels (``label_mean = 0``, ``label_std = 1``).
+    """
 
     name: str
     kind: str  # "binary" or "regression"
+    label_mean: float = 0.0
+    label_std: float = 1.0
 
     def __post_init__(self):
         if self.kind not in TASK_KINDS:
             raise ValueError(f"task {self.name!r}: kind must be one of {TASK_KINDS}, got {self.kind!r}")
+        if not (self.label_std > 0 and abs(self.label_std) < float("inf")):
+            raise ValueError(f"task {self.name!r}: label_std must be positive and finite, got {self.label_std!r}")
+        if self.kind == "binary" and (self.label_mean, self.label_std) != (0.0, 1.0):
+            raise ValueError(f"task {self.name!r}: binary labels are stored as 0/1 (label_mean 0, label_std 1)")
+
+    @property
+    def standardized(self) -> bool:
+        return (self.label_mean, self.label_std) != (0.0, 1.0)
+
+    def to_original_units(self, values):
+        """Stored labels or predictions back in the data's units: ``label_mean + label_std * values``."""
+        return self.label_mean + self.label_std * values
 
 
 @dataclasses.dataclass
 class Split:
     """One split as columns: ``numeric (N, F_num) float32``,
     ``categorical (N, F_cat) int32`` (ids in ``[0, vocab_size)``) and
-    ``labels (N, T) float32``."""
+    ``labels (N, T) float32``, each one C-contiguous block.
+
+    ``users`` is an optional ``(N,) int64`` user code per row (the same user has
+    the same code in every split), for per-user metrics such as GAUC. It stays on
+    the host: :meth:`as_dict`, what goes to the device, leaves it out.
+
+    Arrays may be read-only memory maps of a cache (see :mod:`mtl.data.cache`):
+    rows are read from disk when first touched.
+    """
 
     numeric: np.ndarray
     categorical: np.ndarray
     labels: np.ndarray
+    users: np.ndarray | None = None
 
     def __post_init__(self):
         n = self.labels.shape[0]
@@ -49,15 +78,21 @@ class Split:
         self.numeric = np.ascontiguousarray(self.numeric, np.float32)
         self.categorical = np.ascontiguousarray(self.categorical, np.int32)
         self.labels = np.ascontiguousarray(self.labels, np.float32)
+        if self.users is not None:
+            if self.users.shape != (n,):
+                raise ValueError(f"users must be ({n},), got {self.users.shape}")
+            self.users = np.ascontiguousarray(self.users, np.int64)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
     def as_dict(self) -> dict[str, np.ndarray]:
+        """The arrays a train step consumes (``users`` is not among them)."""
         return {"numeric": self.numeric, "categorical": self.categorical, "labels": self.labels}
 
     def take(self, idx: np.ndarray) -> "Split":
-        return Split(self.numeric[idx], self.categorical[idx], self.labels[idx])
+        users = None if self.users is None else self.users[idx]
+        return Split(self.numeric[idx], self.categorical[idx], self.labels[idx], users)
 
 
 @dataclasses.dataclass

@@ -34,17 +34,16 @@ Protocols (recorded in ``info["protocol"]``):
   protocol of the reference runs in the project's field notes.
 * ``auto``: ``paper`` when the train file exists, else ``test_split``.
 
-The raw file is parsed once into a columnar ``.npz`` cache (``cache_dir``,
-default ``~/.cache/mtl``); later loads read that cache. ``reader="tfds"`` goes
-through the TFDS builder :mod:`mtl.data.builders.census_income_kdd` instead
-(``array_record`` files, read back once in batches into the same cache format).
+The file format and its reader are :mod:`mtl.data.formats.census_income`. The raw
+file is parsed once into cached columns (``cache_dir``, default ``~/.cache/mtl``),
+and the prepared splits are cached too: a repeated load memory-maps them
+(:mod:`mtl.data.cache`). ``reader="tfds"`` goes through the TFDS builder
+:mod:`mtl.data.builders.census_income_kdd` instead (``array_record`` files, read
+back once in batches into the same column cache).
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import logging
 import os
 import pathlib
 
@@ -52,44 +51,33 @@ import numpy as np
 
 from mtl.data import paths
 from mtl.data.base import MultiTaskData, TaskSpec
+from mtl.data.cache import cached_dataset
 from mtl.data.errors import DataError
-from mtl.data.frame import Frame, cached, concat_frames, factorize
-from mtl.data.preprocess import build_multitask_data, permutation_split
-
-DATASET = "census_income_kdd"
-TRAIN_FILE = "census-income.data"
-TEST_FILE = "census-income.test"
-NUM_TRAIN_ROWS = 199_523
-NUM_TEST_ROWS = 99_762
-#: sha256 of the decompressed UCI ``census-income.test`` (51,918,813 bytes; its row
-#: and duplicate counts match UCI's ``.names``). Checked on every parse.
-TEST_CONTENT_SHA256 = "98402b1ab879573d0a7f38a699a40258080e25e33d3401e7bf9c96d3fa0fab8c"
-NUM_COLUMNS = 42
-
-URL_BASE = "https://archive.ics.uci.edu/ml/machine-learning-databases/census-income-mld/"
-HOW_TO_GET = (
-    "Download census-income.test.gz (and census-income.data.gz for the papers' protocol) from "
-    f"{URL_BASE} (or census.tar.gz there, or https://archive.ics.uci.edu/static/public/117/census+income+kdd.zip) "
-    "into a folder, e.g. $MTL_DATA_DIR/census_income_kdd/."
+from mtl.data.formats.census_income import (  # noqa: F401 (the format's names, re-exported)
+    COLUMNS,
+    CONTINUOUS,
+    DATASET,
+    EDUCATION,
+    FEATURE_NUMERIC,
+    HOW_TO_GET,
+    INCOME,
+    INSTANCE_WEIGHT,
+    MARITAL,
+    NUM_COLUMNS,
+    NUM_TEST_ROWS,
+    NUM_TRAIN_ROWS,
+    RAW_NUMERIC,
+    TEST_CONTENT_SHA256,
+    TEST_FILE,
+    TRAIN_FILE,
+    URL_BASE,
+    YEAR,
+    check_test_content,
+    files_in,
+    read_census_file,
 )
-
-# Short column names as in keras-mmoe / DeepCTR, in file order.
-COLUMNS = (
-    "age", "class_worker", "det_ind_code", "det_occ_code", "education", "wage_per_hour", "hs_college",
-    "marital_stat", "major_ind_code", "major_occ_code", "race", "hisp_origin", "sex", "union_member",
-    "unemp_reason", "full_or_part_emp", "capital_gains", "capital_losses", "stock_dividends",
-    "tax_filer_stat", "region_prev_res", "state_prev_res", "det_hh_fam_stat", "det_hh_summ",
-    "instance_weight", "mig_chg_msa", "mig_chg_reg", "mig_move_reg", "mig_same", "mig_prev_sunbelt",
-    "num_emp", "fam_under_18", "country_father", "country_mother", "country_self", "citizenship",
-    "own_or_self", "vet_question", "vet_benefits", "weeks_worked", "year", "income_50k",
-)  # fmt: skip
-assert len(COLUMNS) == NUM_COLUMNS
-
-CONTINUOUS = (0, 5, 16, 17, 18, 30, 39)  # "continuous" in census-income.names
-INSTANCE_WEIGHT = 24
-EDUCATION, MARITAL, YEAR, INCOME = 4, 7, 40, 41
-RAW_NUMERIC = CONTINUOUS + (INSTANCE_WEIGHT,)  # parsed as numbers in the raw frame
-FEATURE_NUMERIC = CONTINUOUS + (YEAR,)  # the 8 numeric model features
+from mtl.data.frame import Frame, cached, concat_frames
+from mtl.data.preprocess import build_multitask_data, permutation_split
 
 INCOME_VALUES = ("- 50000.", "50000+.")
 INCOME_POSITIVE = "50000+."
@@ -113,80 +101,6 @@ TASK_GROUPS = {
 PROTOCOLS = ("auto", "paper", "test_split")
 
 
-def read_census_file(path: str | os.PathLike, *, max_rows: int | None = None) -> Frame:
-    """Parses a raw census file (``.gz`` or plain) into a :class:`Frame`.
-
-    Nominal columns (named by :data:`COLUMNS`, including ``year`` and the labels)
-    become stripped categorical factors; the 7 continuous columns and the instance
-    weight become numbers (stored at float32 precision, like the TFDS builder).
-    """
-    path = pathlib.Path(path)
-    with open(path, "rb") as f:
-        raw = f.read()
-    if raw[:2] == b"\x1f\x8b":  # gzip magic (TFDS names downloads without the .gz suffix)
-        raw = gzip.decompress(raw)
-    if max_rows is None and path.name.startswith(TEST_FILE):
-        check_test_content(raw, path)
-    text = raw.decode("latin-1")
-    del raw
-    lines = text.splitlines()
-    while lines and not lines[-1].strip():
-        lines.pop()
-    if max_rows is not None:
-        lines = lines[:max_rows]
-    if not lines:
-        raise DataError("file is empty", path=path)
-    rows = [line.split(",") for line in lines]
-    for i, r in enumerate(rows):
-        if len(r) != NUM_COLUMNS:
-            raise DataError(f"has {len(r)} comma-separated fields, expected {NUM_COLUMNS}", path=path, line=i + 1)
-    columns = list(zip(*rows))
-    del rows
-    categorical, numeric = {}, {}
-    for j, name in enumerate(COLUMNS):
-        col = columns[j]
-        if j in RAW_NUMERIC:
-            try:
-                values = np.array(col, dtype=np.float32)
-            except ValueError:
-                bad = next(i for i, v in enumerate(col) if not _is_float(v))
-                raise DataError(f"value {col[bad]!r} is not a number", path=path, line=bad + 1, column=name)
-            numeric[name] = values.astype(np.float64)
-        else:
-            categorical[name] = factorize(col, strip=True)
-    return Frame.single_file(path, categorical, numeric)
-
-
-def check_test_content(raw: bytes, path) -> bool:
-    """Compares the decompressed test file with UCI's (sha256); warns on a mismatch.
-
-    A mismatch is a warning, not an error: a re-encoded copy (other line endings)
-    can still be the same data, and the row count and label values are checked
-    as errors anyway.
-    """
-    digest = hashlib.sha256(raw).hexdigest()
-    if digest != TEST_CONTENT_SHA256:
-        logging.warning("%s: content sha256 %s differs from UCI's census-income.test (%s); "
-                        "rows and labels are still checked", path, digest, TEST_CONTENT_SHA256)
-        return False
-    return True
-
-
-def _is_float(v: str) -> bool:
-    try:
-        float(v)
-        return True
-    except ValueError:
-        return False
-
-
-def files_in(folder: pathlib.Path) -> tuple[pathlib.Path | None, pathlib.Path | None]:
-    """``(train file, test file)`` in ``folder``, ``.gz`` preferred; ``None`` where absent."""
-    train = paths.first_existing(folder, (TRAIN_FILE + ".gz", TRAIN_FILE))
-    test = paths.first_existing(folder, (TEST_FILE + ".gz", TEST_FILE))
-    return train, test
-
-
 def find_census_files(data_dir=None) -> tuple[pathlib.Path, pathlib.Path | None, pathlib.Path]:
     """``(folder, train file or None, test file)``: ``data_dir`` holds the files or ``census_income_kdd/``."""
     folder = paths.resolve_dataset_dir(
@@ -207,6 +121,7 @@ def prepared_frames(
     *,
     cache_dir=None,
     reader: str = "fast",
+    defer: bool = False,
 ) -> dict[str, Frame]:
     """The raw files as frames ``{"test": ..., "train": ...}``, via the columnar cache.
 
@@ -216,9 +131,10 @@ def prepared_frames(
     """
     files = {"test": test} if train is None else {"train": train, "test": test}
     if reader == "fast":
-        root = paths.cache_root(cache_dir) / DATASET
+        root = paths.cache_root(cache_dir) / DATASET / "frames"
         return {
-            split: cached(root / f"{split}-{paths.fingerprint([p], 'v1')}.npz", lambda p=p: read_census_file(p))
+            split: cached(root, name=split, sources=[p], args={"reader": "census"}, build=lambda p=p: read_census_file(p),
+                          defer=defer)
             for split, p in files.items()
         }
     if reader == "tfds":
@@ -290,6 +206,7 @@ def load_census_income(
     cache_dir: str | os.PathLike | None = None,
     reader: str = "fast",
     check_row_counts: bool = True,
+    user_column: str = "",
 ) -> MultiTaskData:
     """Census-Income (KDD) as two binary tasks; see the module docstring.
 
@@ -305,6 +222,9 @@ def load_census_income(
       reader: ``"fast"`` (numpy parser) or ``"tfds"`` (through the TFDS builder).
       check_row_counts: require UCI's row counts (199,523 train, 99,762 test);
         turn off only to run on a subset.
+      user_column: must stay empty: the census has no user id.
+
+    The prepared splits are cached (``cache_dir``) and come back memory-mapped.
     """
     task_group = int(task_group)
     if task_group not in TASK_GROUPS:
@@ -319,17 +239,38 @@ def load_census_income(
             f"protocol='paper' needs the train file {TRAIN_FILE}(.gz) in {folder}; "
             f"use protocol='test_split' or add it. {HOW_TO_GET}"
         )
+    if user_column:
+        raise DataError(f"Census-Income has no user column (user_column={user_column!r}); leave it empty")
+    if reader not in ("fast", "tfds"):
+        raise ValueError(f"reader must be 'fast' or 'tfds', got {reader!r}")
     use_train = protocol == "paper"
-    frames = prepared_frames(folder, train_path if use_train else None, test_path, cache_dir=cache_dir, reader=reader)
+    sources = [train_path] * use_train + [test_path]
+    args = dict(task_group=task_group, protocol=protocol, seed=seed if use_train else 0, reader=reader,
+                check_row_counts=bool(check_row_counts))  # fmt: skip
+
+    def build(out):
+        frames = prepared_frames(folder, train_path if use_train else None, test_path, cache_dir=cache_dir,
+                                 reader=reader, defer=True)  # fmt: skip
+        return _prepare(frames, train_path, test_path, out=out, task_group=task_group, protocol=protocol,
+                        seed=seed, reader=reader, check_row_counts=check_row_counts)  # fmt: skip
+
+    data, _ = cached_dataset(paths.cache_root(cache_dir) / DATASET, args=args, sources=sources, build=build)
+    if data.info["seed"] != seed:  # test_split ignores the seed; the cache entry is shared
+        data.info = {**data.info, "seed": seed}
+    return data
+
+
+def _prepare(frames, train_path, test_path, *, out, task_group, protocol, seed, reader,
+             check_row_counts) -> MultiTaskData:  # fmt: skip
+    use_train = protocol == "paper"
     test = frames["test"]
     if check_row_counts:
         _check_rows(test, NUM_TEST_ROWS, str(test_path))
     if use_train:
-
         train = frames["train"]
         if check_row_counts:
             _check_rows(train, NUM_TRAIN_ROWS, str(train_path))
-        frame, (train_rows, test_rows) = concat_frames([train, test])
+        frame, (train_rows, test_rows) = concat_frames([frames.pop("train"), frames.pop("test")], consume=True)
         shuffled = test_rows[np.random.default_rng(seed).permutation(len(test_rows))]
         validation_half, test_half = np.split(shuffled, [len(test_rows) // 2])
         splits = {"train": train_rows, "validation": validation_half, "test": test_half}
@@ -360,10 +301,11 @@ def load_census_income(
         "excluded_columns": [COLUMNS[j] for j in excluded],
         "label_columns": [COLUMNS[col] for _, col in TASK_GROUPS[task_group]],
         "reader": reader,
+        "user_column": None,
     }
     return build_multitask_data(
         frame, splits, labels=labels, tasks=tasks, categorical=categorical, numeric=numeric, info=info,
-        split_sources=sources,
+        split_sources=sources, out=out,
     )  # fmt: skip
 
 

@@ -10,7 +10,7 @@ laid out like::
       ali_ccp/...
       aliexpress/...
 
-Prepared caches (columnar ``.npz`` files, TFDS ``array_record`` builds) go to
+Prepared caches (column packs, :mod:`mtl.data.cache`; TFDS ``array_record`` builds) go to
 ``cache_dir``, else ``$MTL_CACHE_DIR``, else ``~/.cache/mtl``; never next to the
 raw data, which may be read-only.
 """

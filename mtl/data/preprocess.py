@@ -17,21 +17,29 @@ The rules every loader shares:
   column that has missing values in the training split.
 * Binary tasks must have both classes in every split (else a :class:`DataError`
   naming the split and the task), unless ``allow_single_class``.
+* Regression labels are optionally standardised with training statistics
+  (``standardize_labels``); the tasks record the mean and standard deviation.
+
+Splits are encoded a block of rows at a time, optionally straight into a cache
+file (``out``, a :class:`~mtl.data.cache.PackWriter`), so that memory stays near
+the size of the raw columns.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import dataclasses
 import zlib
 from typing import Mapping, Sequence
 
 import numpy as np
 
 from mtl.data.base import MultiTaskData, Split, TaskSpec
+from mtl.data.cache import PackWriter
 from mtl.data.errors import DataError
-from mtl.data.frame import Factor, Frame
+from mtl.data.frame import MISSING_TOKEN, Factor, Frame
 
 OOV_INDEX = 0
-MISSING_TOKEN = "<missing>"
 SPLIT_NAMES = ("train", "validation", "test")
 
 
@@ -60,29 +68,52 @@ def stable_hash(value: str) -> int:
     return zlib.crc32(value.encode("utf-8"))
 
 
+def categorical_encoder(
+    factor: Factor, train_idx: np.ndarray, *, hash_buckets: int = 0, hash_threshold: int | None = None
+) -> tuple[np.ndarray, int, str]:
+    """``(mapping (V,), vocab_size, how)``: ``mapping[factor.codes]`` are the model ids of a column."""
+    present = np.flatnonzero(np.bincount(factor.codes[train_idx], minlength=factor.num_values))
+    threshold = hash_buckets if hash_threshold is None else hash_threshold
+    if hash_buckets > 0 and len(present) > threshold:
+        values = factor.values
+        buckets = np.fromiter((stable_hash(str(v)) % hash_buckets for v in values), np.int32, len(values))
+        return buckets, int(hash_buckets), f"hashed ({len(present)} train values > {threshold})"
+    mapping = np.full(factor.num_values, OOV_INDEX, np.int32)
+    mapping[present] = np.arange(1, len(present) + 1, dtype=np.int32)
+    return mapping, int(len(present) + 1), "vocabulary"
+
+
 def encode_categorical(
     factor: Factor, train_idx: np.ndarray, *, hash_buckets: int = 0, hash_threshold: int | None = None
 ) -> tuple[np.ndarray, int, str]:
     """Codes a column with its training vocabulary; returns ``(ids (N,), vocab_size, how)``."""
-    present = np.unique(factor.codes[train_idx])
-    threshold = hash_buckets if hash_threshold is None else hash_threshold
-    if hash_buckets > 0 and len(present) > threshold:
-        buckets = np.fromiter((stable_hash(str(v)) % hash_buckets for v in factor.values), np.int32, len(factor.values))
-        return buckets[factor.codes], int(hash_buckets), f"hashed ({len(present)} train values > {threshold})"
-    mapping = np.full(len(factor.values), OOV_INDEX, np.int32)
-    mapping[present] = np.arange(1, len(present) + 1, dtype=np.int32)
-    return mapping[factor.codes], int(len(present) + 1), "vocabulary"
+    mapping, size, how = categorical_encoder(factor, train_idx, hash_buckets=hash_buckets,
+                                             hash_threshold=hash_threshold)  # fmt: skip
+    return mapping[factor.codes], size, how
 
 
-def standardize(x: np.ndarray, train_idx: np.ndarray) -> tuple[np.ndarray, float, float, np.ndarray]:
-    """Scales with training mean/std, fills missing with the mean; returns ``(z, mean, std, missing)``."""
-    missing = np.isnan(x)
-    train = x[train_idx]
-    train = train[~np.isnan(train)]
+def train_statistics(x: np.ndarray, train_idx: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation of the non-missing training values (std of a constant column: 1)."""
+    return statistics_of(x[train_idx])
+
+
+def statistics_of(train: np.ndarray, *, may_be_missing: bool = True) -> tuple[float, float]:
+    """:func:`train_statistics` of the training values themselves, in training order."""
+    train = np.asarray(train, np.float64)
+    if may_be_missing:
+        train = train[~np.isnan(train)]
     mean = float(train.mean()) if train.size else 0.0
     std = float(train.std()) if train.size else 1.0
     if not np.isfinite(std) or std <= 1e-9 * max(1.0, abs(mean)):  # constant column (up to rounding)
         std = 1.0
+    return mean, std
+
+
+def standardize(x: np.ndarray, train_idx: np.ndarray) -> tuple[np.ndarray, float, float, np.ndarray]:
+    """Scales with training mean/std, fills missing with the mean; returns ``(z, mean, std, missing)``."""
+    mean, std = train_statistics(x, train_idx)
+    x = np.asarray(x, np.float64)
+    missing = np.isnan(x)
     z = (np.where(missing, mean, x) - mean) / std
     return z.astype(np.float32), mean, std, missing
 
@@ -108,6 +139,25 @@ def _fmt(v: float) -> str:
     return str(int(v)) if float(v).is_integer() else str(v)
 
 
+class _Output:
+    """One split array, filled block by block: in memory, or written into an array pack."""
+
+    def __init__(self, name: str, shape, dtype, pack: PackWriter | None):
+        self.region = pack.add(name, shape, dtype) if pack is not None else None
+        self.array = None if pack is not None else np.empty(shape, dtype)
+        self.at = 0
+
+    def write(self, block: np.ndarray) -> None:
+        if self.region is not None:
+            self.region.write(block)
+        else:
+            self.array[self.at : self.at + len(block)] = block
+        self.at += len(block)
+
+    def finish(self) -> np.ndarray:
+        return self.array if self.region is None else self.region.array()
+
+
 def build_multitask_data(
     frame: Frame,
     splits: Mapping[str, np.ndarray],
@@ -123,6 +173,10 @@ def build_multitask_data(
     allow_single_class: bool = False,
     split_sources: Mapping[str, str] | None = None,
     single_class_hint: str = "use more rows, another seed, or allow_single_class=True.",
+    users: np.ndarray | None = None,
+    standardize_labels: bool = False,
+    out: PackWriter | None = None,
+    block_rows: int = 1 << 16,
 ) -> MultiTaskData:
     """Encodes ``frame`` columns with training statistics and cuts the splits.
 
@@ -135,8 +189,18 @@ def build_multitask_data(
       info: provenance to record; vocabulary and scaling facts are added.
       split_sources: optional ``{split: description}`` for error messages.
       single_class_hint: what the single-class error suggests.
+      users: optional ``(N,)`` integer user code of every row (``Split.users``).
+      standardize_labels: store regression labels as ``(y - mean) / std`` with
+        training-split statistics, recorded in the tasks' ``label_mean`` / ``label_std``
+        and in ``info["label_standardization"]``.
+      out: write the split arrays into this array pack as ``<split>.<array>`` (and
+        return them memory-mapped) instead of building them in memory; rows are
+        written a block at a time, so the result never sits in memory.
+      block_rows: rows encoded at a time (bounds the working memory).
     """
-    labels = np.asarray(labels, np.float64)
+    labels = np.asarray(labels)
+    if labels.dtype not in (np.float32, np.float64):
+        labels = labels.astype(np.float64)
     train_idx = splits["train"]
     binary = [t.name for t in tasks if t.kind == "binary"]
     if binary:
@@ -151,53 +215,149 @@ def build_multitask_data(
             for t, task in enumerate(tasks):
                 if task.kind != "binary":
                     continue
-                values = np.unique(labels[idx, t])
-                if values.size < 2:
+                values = labels[idx, t]
+                if values.min() == values.max():
                     raise DataError(
                         f"split {name!r} ({_describe(name, split_sources)}, {len(idx)} rows) has a single class "
                         f"for binary task {task.name!r}: every label is {_fmt(values[0])}. AUC is undefined; "
                         + single_class_hint
                     )
 
-    cat_cols, vocab_sizes, encodings = [], [], {}
+    encoders, vocab_sizes, encodings = [], [], {}
     for name in categorical:
-        ids, size, how = encode_categorical(
-            frame.categorical[name], train_idx, hash_buckets=hash_buckets, hash_threshold=hash_threshold
-        )
-        cat_cols.append(ids)
+        factor = frame.categorical[name]
+        mapping, size, how = categorical_encoder(factor, train_idx, hash_buckets=hash_buckets,
+                                                 hash_threshold=hash_threshold)  # fmt: skip
+        encoders.append((factor.codes, mapping))
         vocab_sizes.append(size)
         if how != "vocabulary":
             encodings[name] = how
-    num_cols, num_names, stats = [], [], {}
-    indicators = []
+    missing_anywhere = _has_missing(frame, numeric)
+    train_values = _training_values(frame, numeric, train_idx)
+    scalers, stats, indicators, indicator_names = [], {}, [], []
     for name in numeric:
-        z, mean, std, missing = standardize(frame.numeric[name], train_idx)
-        num_cols.append(z)
-        num_names.append(name)
+        x = frame.numeric[name]
+        train = next(train_values)
+        mean, std = statistics_of(train, may_be_missing=missing_anywhere[name])
+        scalers.append((x, mean, std))
         stats[name] = (round(mean, 6), round(std, 6))
-        if missing_indicators and missing[train_idx].any():
-            indicators.append((f"{name}:missing", missing.astype(np.float32)))
-    for name, col in indicators:
-        num_cols.append(col)
-        num_names.append(name)
+        if missing_indicators and np.isnan(train).any():
+            indicators.append(x)
+            indicator_names.append(f"{name}:missing")
+        del train
+    num_names = list(numeric) + indicator_names
 
-    n = frame.num_rows
-    cat_matrix = np.stack(cat_cols, axis=1) if cat_cols else np.zeros((n, 0), np.int32)
-    num_matrix = np.stack(num_cols, axis=1) if num_cols else np.zeros((n, 0), np.float32)
-    label_matrix = labels.astype(np.float32)
-    parts = {
-        name: Split(num_matrix[idx], cat_matrix[idx], label_matrix[idx]) for name, idx in splits.items()
-    }
+    tasks = list(tasks)
+    scale = []
+    for t, task in enumerate(tasks):
+        if standardize_labels and task.kind == "regression":
+            mean, std = train_statistics(labels[:, t], train_idx)
+            tasks[t] = dataclasses.replace(task, label_mean=mean, label_std=std)
+        scale.append((tasks[t].label_mean, tasks[t].label_std))
+
+    n_num, n_cat, n_tasks = len(num_names), len(categorical), len(tasks)
+    if out is not None:
+        out.write_behind()
+    # Every output column is one job: a numeric column is standardised in float64 (missing ->
+    # the mean), a categorical column looked up in its vocabulary. Numeric columns that live
+    # in the frame's row-major block are one job that gathers whole rows. Jobs are split into
+    # two halves of about equal cost and run at once (numpy releases the GIL).
+    in_block = [(j, frame.block_view(name)) for j, name in enumerate(numeric)]
+    in_block = [(j, i) for j, i in in_block if i is not None]
+    if len(in_block) < 2:
+        in_block = []
+    block_out = np.array([j for j, _ in in_block], np.int64)
+    block_in = np.array([i for _, i in in_block], np.int64)
+    block_mean = np.array([scalers[j][1] for j, _ in in_block], np.float64)
+    block_std = np.array([scalers[j][2] for j, _ in in_block], np.float64)
+    blocked = set(block_out.tolist())
+    jobs = [("num", j) for j in range(len(scalers)) if j not in blocked]
+    jobs += [("ind", k) for k in range(len(indicators))] + [("cat", j) for j in range(n_cat)]
+    cost = {"num": 3, "ind": 1, "cat": 1, "block": 2 * len(in_block)}
+    if in_block:
+        jobs.append(("block", 0))
+    halves: list[list] = [[], []]
+    load = [0, 0]
+    for job in sorted(jobs, key=lambda j: -cost[j[0]]):
+        k = int(load[1] < load[0])
+        halves[k].append(job)
+        load[k] += cost[job[0]]
+    has_missing = [missing_anywhere[name] for name in numeric]
+    block_missing = any(has_missing[j] for j, _ in in_block)
+    contiguous_out = len(in_block) > 0 and bool(np.all(np.diff(block_out) == 1))
+    all_in = len(in_block) > 0 and frame.block.shape[1] == len(in_block) and bool(np.all(block_in == np.arange(len(in_block))))
+
+    def run(half, rows, num_block, cat_block):
+        for kind, j in half:
+            if kind == "block":
+                rows_of_block = frame.block[rows]
+                v = (rows_of_block if all_in else rows_of_block[:, block_in]).astype(np.float64)
+                if block_missing:
+                    missing = np.isnan(v)
+                    v[missing] = np.broadcast_to(block_mean, v.shape)[missing]
+                v -= block_mean
+                v /= block_std
+                if contiguous_out:
+                    num_block[:, block_out[0] : block_out[-1] + 1] = v
+                else:
+                    num_block[:, block_out] = v
+            elif kind == "num":
+                x, mean, std = scalers[j]
+                v = x[rows].astype(np.float64)
+                if has_missing[j]:
+                    v[np.isnan(v)] = mean
+                np.subtract(v, mean, out=v)
+                num_block[:, j] = v / std
+            elif kind == "ind":
+                num_block[:, len(scalers) + j] = np.isnan(indicators[j][rows])
+            else:
+                codes, mapping = encoders[j]
+                np.take(mapping, codes[rows], out=cat_block[j])
+
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mtl-encode")
+    parts = {}
+    for split_name, idx in splits.items():
+        n = len(idx)
+
+        def output(kind, shape, dtype):
+            return _Output(f"{split_name}.{kind}", shape, dtype, out)
+
+        out_num = output("numeric", (n, n_num), np.float32)
+        out_cat = output("categorical", (n, n_cat), np.int32)
+        out_lab = output("labels", (n, n_tasks), np.float32)
+        out_users = None if users is None else output("users", (n,), np.int64)
+        for start in range(0, n, block_rows):
+            rows = idx[start : start + block_rows]
+            num_block = np.empty((len(rows), n_num), np.float32)
+            cat_block = np.empty((n_cat, len(rows)), np.int32)  # transposed: each column contiguous
+            other = pool.submit(run, halves[0], rows, num_block, cat_block)
+            run(halves[1], rows, num_block, cat_block)
+            other.result()
+            out_num.write(num_block)
+            out_cat.write(cat_block.T)
+            y = labels[rows]
+            for t, (mean, std) in enumerate(scale):
+                if (mean, std) != (0.0, 1.0):
+                    y = y.astype(np.float64, copy=False)
+                    y[:, t] = (y[:, t] - mean) / std
+            out_lab.write(y.astype(np.float32))
+            if out_users is not None:
+                out_users.write(np.asarray(users[rows], np.int64))
+        parts[split_name] = Split(out_num.finish(), out_cat.finish(), out_lab.finish(),
+                                  None if out_users is None else out_users.finish())  # fmt: skip
+    pool.shutdown()
     info = dict(info)
     info.setdefault("split_sizes", {k: len(v) for k, v in parts.items()})
     info["label_rates"] = {
-        name: [round(float(label_matrix[idx, t].mean()), 6) for t in range(len(tasks))]
+        name: [round(float(labels[idx, t].astype(np.float32).mean()), 6) for t in range(n_tasks)]
         for name, idx in splits.items()
     }
     info["oov_index"] = OOV_INDEX
     info["numeric_train_mean_std"] = stats
     if encodings:
         info["hashed_columns"] = encodings
+    if any(t.standardized for t in tasks):
+        info["label_standardization"] = {t.name: [t.label_mean, t.label_std] for t in tasks if t.standardized}
     return MultiTaskData(
         parts["train"],
         parts["validation"],
@@ -208,6 +368,43 @@ def build_multitask_data(
         vocab_sizes=tuple(vocab_sizes),
         info=info,
     )
+
+
+def _training_values(frame: Frame, numeric: Sequence[str], train_idx: np.ndarray):
+    """Yields each numeric column's training values (in ``train_idx`` order). Columns of the
+    frame's row-major block are gathered 16 at a time (64 bytes of a row: one cache line),
+    not one strided column at a time."""
+    where = {name: frame.block_view(name) for name in numeric}
+    group: dict[str, np.ndarray] = {}
+    for name in numeric:
+        i = where[name]
+        if i is None:
+            yield frame.numeric[name][train_idx]
+            continue
+        if name not in group:
+            group.clear()
+            start = (i // 16) * 16
+            stop = min(start + 16, frame.block.shape[1])
+            rows = frame.block[train_idx, start:stop]
+            for k in range(start, stop):
+                group[frame.block_columns[k]] = rows[:, k - start]
+            del rows
+        yield group.pop(name)
+
+
+def _has_missing(frame: Frame, numeric: Sequence[str]) -> dict[str, bool]:
+    """Whether each numeric column has a missing (NaN) value anywhere; the frame's block is
+    scanned by rows, a chunk at a time."""
+    out = {name: None for name in numeric}
+    if frame.block is not None and any(frame.block_view(n) is not None for n in numeric):
+        any_nan = np.zeros(frame.block.shape[1], bool)
+        for start in range(0, frame.block.shape[0], 1 << 16):
+            any_nan |= np.isnan(frame.block[start : start + (1 << 16)]).any(axis=0)
+        for name in numeric:
+            i = frame.block_view(name)
+            if i is not None:
+                out[name] = bool(any_nan[i])
+    return {name: bool(np.isnan(frame.numeric[name]).any()) if v is None else v for name, v in out.items()}
 
 
 def _describe(split: str, split_sources: Mapping[str, str] | None) -> str:
@@ -235,12 +432,12 @@ def esmm_task_labels(frame: Frame, tasks: str | Sequence[str]) -> tuple[np.ndarr
         if canonical not in ESMM_TASKS:
             raise DataError(f"unknown task {name!r}; choose from {ESMM_TASKS} (or alias 'purchase')")
         if canonical == "ctcvr":
-            col = ((frame.numeric["click"] == 1) & (frame.numeric["conversion"] == 1)).astype(np.float64)
+            col = ((frame.numeric["click"] == 1) & (frame.numeric["conversion"] == 1)).astype(np.float32)
         else:
             col = frame.numeric[canonical]
         columns.append(col)
         specs.append(TaskSpec(name, "binary"))
-    return np.stack(columns, axis=1), specs
+    return np.stack(columns, axis=1).astype(np.float32, copy=False), specs  # 0/1: exact in float32
 
 
 def split_list(value: str | Sequence[str] | None) -> list[str]:

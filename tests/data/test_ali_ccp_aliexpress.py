@@ -95,8 +95,8 @@ def test_ali_ccp_tfds_builder_round_trip(data_dir, tmp_path):
 def test_aliexpress_sample(data_dir, tmp_path):
     data = load("aliexpress", data_dir=data_dir, sample=True, cache_dir=tmp_path)
     assert {k: len(v) for k, v in data.splits().items()} == {"train": 90, "validation": 10, "test": 20}
-    assert data.categorical_names == aliexpress.CATEGORICAL and data.numeric_names == aliexpress.NUMERICAL
-    assert len(data.categorical_names) == 16 and len(data.numeric_names) == 63
+    assert data.categorical_names == tuple(f"categorical_{i}" for i in range(1, 17))
+    assert data.numeric_names == tuple(f"numerical_{i}" for i in range(1, 64))
     assert sum(s.labels[:, 0].sum() for s in (data.train, data.validation)) == 60  # clicks in the train sample
     assert data.info["dropped_columns"] == ["search_id"]
     other_seed = load("aliexpress", data_dir=data_dir, sample=True, seed=1, allow_single_class=True, cache_dir=tmp_path)
@@ -145,3 +145,26 @@ def test_aliexpress_tfds_builder_round_trip(data_dir, tmp_path):
         np.testing.assert_array_equal(frame.numeric[name], direct.numeric[name])
     kwargs = dict(data_dir=data_dir, sample=True, cache_dir=tmp_path / "cache")
     same(load("aliexpress", **kwargs, reader="tfds"), load("aliexpress", **kwargs))
+
+
+def test_ali_ccp_user_column(data_dir, tmp_path):
+    common = dict(data_dir=data_dir, sample=True, cache_dir=tmp_path)
+    data = load("ali_ccp", user_column="101", **common)
+    assert data.info["user_column"] == "101" and "101" in data.categorical_names
+    raw = {}
+    for name, file in (("train", "ali_ccp_train_sample.csv"), ("validation", "ali_ccp_val_sample.csv"),
+                       ("test", "ali_ccp_test_sample.csv")):  # fmt: skip
+        lines = (data_dir / "ali_ccp" / "torch_rechub_samples" / file).read_text().splitlines()
+        raw[name] = np.array([line.split(",")[2] for line in lines[1:]])
+    values = np.concatenate(list(raw.values()))
+    codes = np.concatenate([getattr(data, name).users for name in raw])
+    assert len(np.unique(codes)) == len(np.unique(values))
+    for value in np.unique(values):  # one code per user id, shared by all splits
+        assert len(np.unique(codes[values == value])) == 1
+    assert load("ali_ccp", **common).train.users is None
+    paddle = load("ali_ccp", user_column="101", format="paddlerec", allow_single_class=True, **common)
+    assert paddle.train.users is not None and len(paddle.test.users) == 10
+    with pytest.raises(DataError, match="user_column 'uid' is not an Ali-CCP sparse field; the user id is field '101'"):
+        load("ali_ccp", user_column="uid", **common)
+    with pytest.raises(DataError, match="AliExpress has no user column"):
+        load("aliexpress", data_dir=data_dir, sample=True, cache_dir=tmp_path, user_column="search_id")

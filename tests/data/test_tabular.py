@@ -1,12 +1,14 @@
 """The generic tabular loader: real sample files it was not written for, and every bad input."""
 
 import gzip
+import zlib
 
 import numpy as np
 import pytest
 
 from mtl.data import DataError, load
-from mtl.data.tabular import infer_column_type, read_delimited
+from mtl.data.delimited import Column, read_columns, read_header
+from mtl.data.tabular import infer_column_type
 
 
 def write(path, text):
@@ -180,23 +182,27 @@ def test_missing_values(tmp_path):
 
 
 def test_hash_buckets(tmp_path):
+    """Hashed ids are exactly CRC32(value) mod buckets, in split order, and spread over the buckets."""
     rows = ["y,user,x"] + [f"{i % 2},u{i},{i % 7}.5" for i in range(100)]
     path = write(tmp_path / "h.csv", "\n".join(rows) + "\n")
     data = load("tabular", path=path, label_columns="y", categorical_columns="user", hash_buckets=16,
-                verbose=False)  # fmt: skip
+                cache_dir=str(tmp_path / "c"), verbose=False)  # fmt: skip
     assert data.vocab_sizes == (16,)
-    assert data.info["hashed_columns"]["user"].startswith("hashed")
-    for s in data.splits().values():
-        assert s.categorical.max() < 16
-    again = load("tabular", path=path, label_columns="y", categorical_columns="user", hash_buckets=16, verbose=False)
-    np.testing.assert_array_equal(again.test.categorical, data.test.categorical)
+    assert data.info["hashed_columns"]["user"] == "hashed (80 train values > 16)"
+    perm = np.random.default_rng(0).permutation(100)  # the documented split: cut at 80% and 90%
+    ids = np.array([zlib.crc32(f"u{i}".encode()) % 16 for i in range(100)])
+    for name, rows in zip(("train", "validation", "test"), np.split(perm, [80, 90])):
+        np.testing.assert_array_equal(getattr(data, name).categorical[:, 0], ids[rows])
+    used = np.unique(np.concatenate([s.categorical[:, 0] for s in data.splits().values()]))
+    assert len(used) == len(np.unique(ids)) == 16  # 100 values reach every bucket
+    assert zlib.crc32(b"u0") == 893956064 and ids[0] == 0  # the hash itself, pinned
 
 
 def test_delimiters_detected(tmp_path):
     for delimiter in ("\t", ";", "|"):
         path = small_csv(tmp_path, n=40, name=f"d{ord(delimiter)}.txt", delimiter=delimiter)
-        raw = read_delimited(path)
-        assert raw.delimiter == delimiter and raw.header[:2] == ["click", "buy"]
+        header = read_header(path)
+        assert header.delimiter == delimiter and header.names[:2] == ["click", "buy"]
         data = load("tabular", path=path, label_columns="click", split="0.5,0.25,0.25", verbose=False)
         assert len(data.train) == 20
 
@@ -204,9 +210,9 @@ def test_delimiters_detected(tmp_path):
 def test_quoted_fields_and_line_numbers(tmp_path):
     text = 'y,name,x\n0,"a, b",1\n1,"multi\nline",2\n\n0,c,oops\n'
     path = write(tmp_path / "q.csv", text)
-    raw = read_delimited(path)
-    assert raw.columns["name"].tolist() == ["a, b", "multi\nline", "c"]
-    assert raw.lines.tolist() == [2, 4, 6]
+    table = read_columns(read_header(path), {"name": Column("factor")})
+    assert table.factors["name"].strings().tolist() == ["a, b", "multi\nline", "c"]
+    assert table.lines.tolist() == [2, 4, 6]
     with pytest.raises(DataError, match=r"q.csv, line 6, column 'x': value 'oops' in numeric column is not a number"):
         load("tabular", path=path, label_columns="y", numeric_columns="x", verbose=False)
 
@@ -350,5 +356,68 @@ def test_gzip_is_not_silently_misread(tmp_path):
     path = tmp_path / "data.csv.gz"
     with gzip.open(path, "wt") as f:
         f.write("y,x\n0,1\n")
-    with pytest.raises((DataError, UnicodeDecodeError)):
+    with pytest.raises(DataError, match=r"data.csv.gz: is gzip-compressed; decompress it first"):
         load("tabular", path=str(path), label_columns="y")
+
+
+# ---------------------------------------------------------------- regression labels and users
+
+
+def test_regression_labels_standardised_with_training_statistics(data_dir, tmp_path):
+    kwargs = dict(path=str(data_dir / "kuairand_sample" / "kuairand_sample.csv"), label_columns="is_click,play_time_ms",
+                  regression_columns="play_time_ms", drop_columns="user_id,video_id", categorical_columns="tab",
+                  cache_dir=str(tmp_path / "c"), verbose=False)  # fmt: skip
+    raw = load("tabular", standardize_labels=False, **kwargs)
+    data = load("tabular", **kwargs)  # the default
+    click, play = data.tasks
+    assert (click.label_mean, click.label_std) == (0.0, 1.0) and not click.standardized
+    train = raw.train.labels[:, 1].astype(np.float64)
+    assert play.label_mean == pytest.approx(train.mean(), rel=1e-6)
+    assert play.label_std == pytest.approx(train.std(), rel=1e-6) and play.label_std > 1000  # milliseconds
+    assert data.info["label_standardization"] == {"play_time_ms": [play.label_mean, play.label_std]}
+    np.testing.assert_allclose(data.train.labels[:, 1].mean(), 0.0, atol=1e-5)
+    np.testing.assert_allclose(data.train.labels[:, 1].std(), 1.0, atol=1e-5)
+    for name in ("train", "validation", "test"):
+        a, b = getattr(raw, name), getattr(data, name)
+        np.testing.assert_array_equal(a.labels[:, 0], b.labels[:, 0])  # binary labels untouched
+        np.testing.assert_array_equal(a.numeric, b.numeric)
+        np.testing.assert_allclose(play.to_original_units(b.labels[:, 1].astype(np.float64)), a.labels[:, 1],
+                                   rtol=1e-5)  # fmt: skip
+    assert raw.tasks[1].label_std == 1.0 and "label_standardization" not in raw.info
+
+
+def test_synthetic_keeps_raw_labels_unless_asked():
+    raw = load("synthetic", num_train=500, num_validation=100, num_test=100)
+    assert all(not t.standardized for t in raw.tasks)
+    scaled = load("synthetic", num_train=500, num_validation=100, num_test=100, standardize_labels=True)
+    np.testing.assert_allclose(scaled.train.labels.mean(axis=0), 0.0, atol=1e-5)
+    for t, task in enumerate(scaled.tasks):
+        np.testing.assert_allclose(task.to_original_units(scaled.test.labels[:, t]), raw.test.labels[:, t], atol=1e-4)
+
+
+def test_user_column_gives_user_codes_per_row(data_dir, tmp_path):
+    path = str(data_dir / "kuairand_sample" / "kuairand_sample.csv")
+    users = np.array([line.split(",")[0] for line in open(path).read().splitlines()[1:]])
+    common = dict(path=path, label_columns="is_click", cache_dir=str(tmp_path / "c"), verbose=False)
+    data = load("tabular", user_column="user_id", drop_columns="user_id,video_id", **common)
+    assert data.info["user_column"] == "user_id" and "user_id" not in data.categorical_names + data.numeric_names
+    perm = np.random.default_rng(0).permutation(200)
+    codes = np.concatenate([s.users for s in data.splits().values()])
+    assert codes.dtype == np.int64
+    values = users[np.concatenate(np.split(perm, [160, 180]))]
+    for value in np.unique(values):  # one code per user, the same in every split
+        assert len(np.unique(codes[values == value])) == 1
+    assert len(np.unique(codes)) == len(np.unique(users))
+    for split in data.splits().values():
+        assert "users" not in split.as_dict()
+        picked = split.take(np.arange(3))
+        np.testing.assert_array_equal(picked.users, split.users[:3])
+    kept = load("tabular", user_column="user_id", drop_columns="video_id", categorical_columns="user_id", **common)
+    assert "user_id" in kept.categorical_names  # not dropped: also a feature
+    np.testing.assert_array_equal(kept.train.users, data.train.users)
+    plain = load("tabular", drop_columns="user_id,video_id", **common)
+    assert plain.train.users is None and plain.info["user_column"] is None
+    with pytest.raises(DataError, match=r"user_column \['nope'\] not in the header"):
+        load("tabular", user_column="nope", **common)
+    with pytest.raises(DataError, match="user_column 'is_click' is a label column"):
+        load("tabular", user_column="is_click", **common)

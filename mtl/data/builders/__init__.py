@@ -9,7 +9,7 @@ asked for ``reader="tfds"``. Build one directly with::
 
     builder = prepare(CensusIncomeKdd, data_dir="/tmp/tfds", manual_dir="/data/census_income_kdd")
     source = builder.as_data_source("test")      # random access, one record at a time
-    frame = read_frame(builder, "test")          # all columns at once, cached as .npz
+    frame = read_frame(builder, "test")          # all columns at once, cached (memory-mapped)
 
 Instantiate builder classes directly: ``tfds.builder(name)`` and ``tfds.list_builders()``
 consult the community registry, which needs TensorFlow.

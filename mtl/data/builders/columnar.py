@@ -17,8 +17,8 @@ format silently dropped rows in tests here. So every builder here:
 
 Training never reads records one at a time: :func:`read_frame` reads a split once
 with batched ``__getitems__`` calls into a columnar :class:`~mtl.data.frame.Frame`
-and caches it as ``<split>.columns.npz`` beside the ``array_record`` files, so
-later loads are a single ``np.load``.
+and caches it as ``<split>.columns/`` (``.npy`` columns, :mod:`mtl.data.cache`)
+beside the ``array_record`` files, so later loads memory-map the columns.
 """
 
 from __future__ import annotations
@@ -128,7 +128,10 @@ def read_frame(builder: ColumnarBuilder, split: str, *, batch_size: int = 8192, 
 
     if not use_cache:
         return build()
-    return cached(pathlib.Path(builder.data_dir) / f"{split}.columns.npz", build)
+    folder = pathlib.Path(builder.data_dir)
+    sources = sorted(p for p in folder.glob(f"*-{split}.array_record*") if p.is_file())
+    return cached(folder, name=f"{split}.columns", sources=sources,
+                  args={"builder": builder.name, "version": str(builder.version), "split": split}, build=build)
 
 
 def _read_split(builder: ColumnarBuilder, split: str, batch_size: int) -> Frame:

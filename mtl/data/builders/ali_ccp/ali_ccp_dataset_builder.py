@@ -1,6 +1,6 @@
 """Ali-CCP as a TFDS dataset (``array_record``, no TensorFlow needed); manual download only.
 
-Configs, one per public preprocessed format (see :mod:`mtl.data.ali_ccp`):
+Configs, one per public preprocessed format (see :mod:`mtl.data.formats.ali_ccp`):
 
 * ``torch_rechub``: splits train / validation / test from
   ``ali_ccp_{train,val,test}.csv`` (or the ``*_sample.csv`` files);
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import tensorflow_datasets as tfds
 
-from mtl.data import ali_ccp
+from mtl.data.formats import ali_ccp
 from mtl.data.builders.columnar import ColumnarBuilder, ColumnarConfig, candidate_dirs
 from mtl.data.frame import concat_frames
 

@@ -3,7 +3,7 @@
 Splits ``train`` (``census-income.data``, 199,523 rows) and ``test``
 (``census-income.test``, 99,762 rows): the raw rows, all 42 columns, nominal
 values stripped of their leading space. Task labels are defined by the loader
-(:mod:`mtl.data.census_income`), not here.
+(:mod:`mtl.data.census_income`), not here; the format is :mod:`mtl.data.formats.census_income`.
 
 Sources, in order of preference:
 
@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import tensorflow_datasets as tfds
 
-from mtl.data import census_income as census
+from mtl.data.formats import census_income as census
 from mtl.data.builders.columnar import ColumnarBuilder, ColumnarConfig, candidate_dirs
 
 URLS = {
     "train": census.URL_BASE + census.TRAIN_FILE + ".gz",
     "test": census.URL_BASE + census.TEST_FILE + ".gz",
 }
-CATEGORICAL_COLUMNS = tuple(c for j, c in enumerate(census.COLUMNS) if j not in census.RAW_NUMERIC)
-NUMERIC_COLUMNS = tuple(census.COLUMNS[j] for j in census.RAW_NUMERIC)
+CATEGORICAL_COLUMNS, NUMERIC_COLUMNS = census.RAW_COLUMNS
 
 
 class CensusIncomeKdd(ColumnarBuilder):

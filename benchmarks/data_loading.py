@@ -1,0 +1,150 @@
+"""Loading large AliExpress- and Ali-CCP-format files: time and memory against pyarrow, side by side.
+
+    python -m benchmarks.data_loading --rows=5000000 --out=/tmp/mtl_bench
+    python -m benchmarks.data_loading --formats=aliexpress --rows=20000000 --out=/tmp/mtl_bench --read_csv=false
+
+For each format the files are generated first when absent
+(``benchmarks/make_ecommerce_files.py``, same ``--rows`` and ``--out``). Then, in
+one run, each measurement in a fresh Python process (so that peak memory is that
+step's alone, ``resource.getrusage``):
+
+* ``pyarrow.csv.read_csv`` of every file of the dataset (default type inference,
+  multi-threaded): seconds, the reference;
+* our first load, ``mtl.data.load(<format>, data_dir=..., cache_dir=<empty folder>)``:
+  parse, column cache, encoded splits written to the prepared cache; seconds, the
+  ratio to ``read_csv`` (target <= 2) and the peak resident memory of the process
+  against the bytes of the final arrays (the train/validation/test ``numeric``,
+  ``categorical`` and ``labels`` arrays; target <= 2). The process's memory after
+  importing ``mtl.data``, before reading anything, is shown too;
+* the cached load (a new process, same cache): memory-mapped arrays, target < 2 s;
+  and, for information, the time to read every array once from the page cache.
+
+The measurements alternate ``--repeats`` times (read_csv, first load, cached load)
+and the table shows each round; the machine is shared, so compare within a row.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+import textwrap
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("formats", ["aliexpress", "ali_ccp"], "Datasets to measure: aliexpress, ali_ccp.")
+flags.DEFINE_integer("rows", 1_000_000, "Total rows per dataset (generated when absent).")
+flags.DEFINE_string("out", "/tmp/mtl_bench", "Folder for the generated files and the caches.")
+flags.DEFINE_integer("repeats", 1, "Alternating rounds.")
+flags.DEFINE_bool("keep_cache", False, "Keep the cache folders afterwards (they are as large as the arrays).")
+flags.DEFINE_bool("read_csv", True, "Also time pyarrow.csv.read_csv (it holds the whole table in memory: "
+                  "about 13 GB for 20M AliExpress rows, so skip it there).")
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+FIRST_LOAD_RATIO_TARGET = 2.0
+MEMORY_RATIO_TARGET = 2.0
+CACHED_LOAD_TARGET_S = 2.0
+
+_PRELUDE = """
+import json, resource, sys, time
+def peak_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+"""
+
+_READ_CSV = _PRELUDE + """
+import pyarrow.csv
+files = json.loads(sys.argv[1])
+start = time.perf_counter()
+rows = sum(pyarrow.csv.read_csv(f).num_rows for f in files)
+print(json.dumps({"seconds": time.perf_counter() - start, "rows": rows, "peak_mb": peak_mb()}))
+"""
+
+_LOAD = _PRELUDE + """
+import numpy as np
+import mtl.data
+name, data_dir, cache_dir, touch = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
+base_mb = peak_mb()
+start = time.perf_counter()
+data = mtl.data.load(name, data_dir=data_dir, cache_dir=cache_dir)
+seconds = time.perf_counter() - start
+arrays = [a for s in data.splits().values() for a in (s.numeric, s.categorical, s.labels)]
+def mapped(a):
+    while a is not None and not isinstance(a, np.memmap):
+        a = a.base
+    return a is not None
+out = {"seconds": seconds, "peak_mb": peak_mb(), "base_mb": base_mb,
+       "array_mb": sum(a.nbytes for a in arrays) / 2**20, "rows": sum(len(s) for s in data.splits().values()),
+       "memory_mapped": all(mapped(a) for a in arrays)}
+if touch:  # read every array once (from the page cache)
+    start = time.perf_counter()
+    for a in arrays:
+        np.add.reduce(a, axis=None, dtype=np.float64)
+    out["touch_seconds"] = time.perf_counter() - start
+print(json.dumps(out))
+"""
+
+
+def _run(code: str, *args: str) -> dict:
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], cwd=ROOT, capture_output=True,
+                            text=True)  # fmt: skip
+    if result.returncode != 0:
+        raise RuntimeError(f"measurement failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _files(fmt: str, out: pathlib.Path) -> tuple[pathlib.Path, list[pathlib.Path]]:
+    """The dataset folder and its files, generated when absent."""
+    data_dir = out / fmt / str(FLAGS.rows)
+    if fmt == "aliexpress":
+        folder = data_dir / "aliexpress" / "AliExpress_NL"
+        files = [folder / "train.csv", folder / "test.csv"]
+    else:
+        folder = data_dir / "ali_ccp"
+        files = [folder / f"ali_ccp_{s}.csv" for s in ("train", "val", "test")]
+    if not all(f.is_file() for f in files):
+        print(f"generating {FLAGS.rows:,} {fmt} rows in {data_dir} ...", flush=True)
+        subprocess.run([sys.executable, "-m", "benchmarks.make_ecommerce_files", f"--format={fmt}",
+                        f"--rows={FLAGS.rows}", f"--out={data_dir}"], cwd=ROOT, check=True)  # fmt: skip
+    return data_dir, files
+
+
+def main(argv):
+    del argv
+    out = pathlib.Path(FLAGS.out)
+    results = []
+    for fmt in FLAGS.formats:
+        data_dir, files = _files(fmt, out)
+        size_mb = sum(f.stat().st_size for f in files) / 2**20
+        for r in range(FLAGS.repeats):
+            cache = out / f"cache-{fmt}-{FLAGS.rows}-{r}"
+            shutil.rmtree(cache, ignore_errors=True)
+            ref = _run(_READ_CSV, json.dumps([str(f) for f in files])) if FLAGS.read_csv else {"seconds": float("nan")}
+            first = _run(_LOAD, fmt, str(data_dir), str(cache), "0")
+            again = _run(_LOAD, fmt, str(data_dir), str(cache), "1")
+            if not FLAGS.keep_cache:
+                shutil.rmtree(cache, ignore_errors=True)
+            results.append((fmt, r, size_mb, ref, first, again))
+            print(json.dumps({"format": fmt, "round": r, "read_csv": ref, "first": first, "cached": again}), flush=True)
+
+    print(f"\nrows per dataset: {FLAGS.rows:,} (measured one after another in fresh processes; machine shared)\n")
+    head = (f"{'format':<10} {'round':>5} {'file MiB':>9} {'read_csv s':>10} {'first load s':>12} {'ratio':>6} "
+            f"{'peak RSS MiB':>12} {'arrays MiB':>10} {'RSS/arrays':>10} {'import MiB':>10} {'cached s':>8} "
+            f"{'read all s':>10}")  # fmt: skip
+    print(head)
+    print("-" * len(head))
+    for fmt, r, size_mb, ref, first, again in results:
+        ratio = first["seconds"] / ref["seconds"]
+        mem = first["peak_mb"] / first["array_mb"]
+        print(f"{fmt:<10} {r:>5} {size_mb:>9.0f} {ref['seconds']:>10.1f} {first['seconds']:>12.1f} {ratio:>6.2f} "
+              f"{first['peak_mb']:>12.0f} {first['array_mb']:>10.0f} {mem:>10.2f} {first['base_mb']:>10.0f} "
+              f"{again['seconds']:>8.3f} {again.get('touch_seconds', float('nan')):>10.1f}")  # fmt: skip
+    print(f"\ntargets: ratio <= {FIRST_LOAD_RATIO_TARGET:g}, RSS/arrays <= {MEMORY_RATIO_TARGET:g}, "
+          f"cached < {CACHED_LOAD_TARGET_S:g} s; arrays memory-mapped on the cached load: "
+          f"{all(a[5]['memory_mapped'] for a in results)}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -14,9 +14,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Main job: the MMoE paper's synthetic experiment (table + figure in results/synthetic/).
+# Main job: the MMoE paper's synthetic experiment (tables + figures in results/synthetic/).
 run: $(STAMP)
-	$(PY) -m experiments.synthetic_sweep --outdir=results/synthetic
+	$(VENV)/bin/mtl-bench --bench=synthetic
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist=loadfile

@@ -265,10 +265,17 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = T
 
     data_kwargs = _kwargs(config.data)
     data_name = data_kwargs.pop("name")
-    data = md.load(data_name, **data_kwargs)
+    seeds = seed_list(config)
+    per_seed_data = bool(config.get("data_per_seed", False)) and seeds is not None
+    if per_seed_data:
+        if "seed" not in data_kwargs:
+            raise ConfigError(f"config.data_per_seed=True: dataset {data_name!r} takes no seed")
+        datas = [md.load(data_name, **{**data_kwargs, "seed": s}) for s in seeds]
+        data = datas[0]
+    else:
+        data = md.load(data_name, **data_kwargs)
     model = build_model(config, data)
     balancer = build_balancer(config)
-    seeds = seed_list(config)
     seed_ids = [int(config.seed)] if seeds is None else seeds
     diagnostics = str(config.get("diagnostics", "") or "")
     loss_names = tuple(model.loss_names or data.task_names)
@@ -312,7 +319,7 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = T
 
     try:
         result = fit(
-            model, balancer, data,
+            model, balancer, datas if per_seed_data else data,
             optimizer=build_optimizer(config.learning_rate, config.get("weight_decay", 0.0)),
             epochs=int(config.epochs), batch_size=int(config.batch_size),
             seed=int(config.seed) if seeds is None else seeds,
@@ -344,7 +351,9 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = T
 
     runs = [result] if seeds is None else result["runs"]
     summaries = []
-    for run in runs:
+    for i, run in enumerate(runs):
+        if per_seed_data:  # each seed's own generated data
+            info = {**info, "protocol": datas[i].info.get("protocol", ""), "data_info": _plain(datas[i].info)}
         out = {
             "best_epoch": run["best_epoch"],
             "validation": run["validation"],

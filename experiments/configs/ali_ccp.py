@@ -35,6 +35,7 @@ def get_config(arg: str | None = None):
     c.data.cache_dir = ""
     c.data.reader = "fast"
     c.data.allow_single_class = False
+    c.data.user_column = "101"  # the user id field: GAUC per user
     for token in (arg or "").replace("+", ",").split(","):
         token = token.strip()
         if not token:

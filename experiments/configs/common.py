@@ -8,9 +8,12 @@ balancer and dataset loader is filled in with its default, then
 arguments for the library; ``mtl/`` never reads a config.
 
 Keys:
+  label: a free-form name of the run (mtl-bench names model/balancer variants with it);
   seed: seeds initialisation, dropout, data order and balancer randomness.
   seeds: '' (one run with ``seed``), a count N (seeds seed..seed+N-1 trained side
     by side in one program, per-seed results in seed_<s>/), or a list '0,3,7'.
+  data_per_seed: with several seeds, each seed trains on the dataset drawn with
+    data.seed = its own seed (generated data such as the MMoE synthetic set).
   epochs: the epoch cap; batch_size: the global training batch (split over devices);
   eval_batch_size; learning_rate (Adam); weight_decay (AdamW when > 0);
   patience: early stopping after this many epochs without validation improvement
@@ -43,8 +46,10 @@ import ml_collections
 
 def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
+    c.label = ""
     c.seed = 0
     c.seeds = ""
+    c.data_per_seed = False
     c.epochs = 100
     c.batch_size = 256
     c.eval_batch_size = 8192

@@ -40,6 +40,9 @@ def get_config(arg: str | None = None):
     c.data.max_categorical_distinct = 50
     c.data.allow_single_class = False
     c.data.verbose = True
+    c.data.standardize_labels = True  # regression labels scaled with training statistics; metrics in original units
+    c.data.user_column = ""  # a user id column enables GAUC
+    c.data.cache_dir = ""
     if arg == "smoke":
         c.epochs = 1
     elif arg:

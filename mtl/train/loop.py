@@ -186,7 +186,7 @@ def eval_heads(model: Model, data: MultiTaskData) -> tuple[tuple[str, ...], tupl
 def fit(
     model: Model,
     balancer: Balancer,
-    data: MultiTaskData,
+    data: MultiTaskData | Sequence[MultiTaskData],
     *,
     optimizer: optax.GradientTransformation,
     epochs: int,
@@ -216,6 +216,9 @@ def fit(
     """Trains ``model`` with ``balancer`` on ``data`` and evaluates every epoch.
 
     Args:
+      data: the dataset; or, with several seeds, one dataset per seed (same
+        shapes, e.g. the synthetic generator drawn with each seed): each
+        replica then trains and is evaluated on its own data.
       optimizer: optax transformation for all parameters.
       epochs: maximum number of epochs (the cap when early stopping).
       batch_size: global training batch size (capped at the training set size).
@@ -263,6 +266,17 @@ def fit(
     seeds = None if isinstance(seed, (int, np.integer)) else [int(s) for s in seed]
     if seeds is not None and len(seeds) == 0:
         raise ValueError("seed: give an int or a non-empty list of ints")
+    datas = list(data) if isinstance(data, (list, tuple)) else None
+    if datas is not None:
+        if seeds is None or len(datas) != len(seeds):
+            raise ValueError(f"one dataset per seed: {len(datas)} datasets for seeds {seeds}")
+        shapes = {tuple((k, a.shape) for sp in d.splits().values() for k, a in sp.as_dict().items()) for d in datas}
+        if len(shapes) != 1:
+            raise ValueError("the per-seed datasets must have the same shapes")
+        if device_memory_budget is not None:
+            raise ValueError("per-seed datasets are kept on the device; device_memory_budget does not apply")
+        data = datas[0]
+    data_of = (lambda i: data) if datas is None else (lambda i: datas[i])  # noqa: E731
     if on_nonfinite not in ("stop", "skip"):
         raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
     names, kinds = eval_heads(model, data)
@@ -292,11 +306,11 @@ def fit(
                               weight_heads=weight_heads)
     repl = dev.replicated(mesh)
     multi_device = mesh.size > 1
-    train_host = data.train.as_dict()
+    train_host = data.train.as_dict() if datas is None else _stack_splits([d.train for d in datas])
     train_bytes = sum(a.nbytes for a in train_host.values())
     streaming = device_memory_budget is not None and train_bytes > device_memory_budget
     train_dev = None if streaming else dev.put_replicated(train_host, mesh)
-    batch_like = {k: jax.ShapeDtypeStruct((batch_size, *v.shape[1:]), v.dtype) for k, v in train_host.items()}
+    batch_like = {k: jax.ShapeDtypeStruct((batch_size, *v.shape[1:]), v.dtype) for k, v in data.train.as_dict().items()}
 
     template = None
     if balancer.init_takes_grads_like:
@@ -368,17 +382,19 @@ def fit(
         (train, _), outs = jax.lax.scan(body, (train, jnp.array(False)), (positions, valid))
         return train, outs
 
-    run_chunk_j = jax.jit(vmapped(run_chunk, (0, None if not streaming else 0, 0, None, 0)),
+    per_seed_block = streaming or datas is not None
+    run_chunk_j = jax.jit(vmapped(run_chunk, (0, 0 if per_seed_block else None, 0, None, 0)),
                           out_shardings=(repl, repl))
 
     # --- evaluation ----------------------------------------------------------------------------------
     eval_bs = max(1, min(eval_batch_size, max(len(s) for s in data.splits().values())))
     predict = make_predict(model, eval_bs)
-    predict_v = jax.jit(vmapped(predict, (0, None)))
+    predict_v = jax.jit(vmapped(predict, (0, None if datas is None else 0)))
     eval_splits = ["validation", "test"] + (["train"] if eval_train else [])
     eval_dev = {s: (train_dev if s == "train" and train_dev is not None else
-                    dev.put_replicated(getattr(data, s).as_dict(), mesh)) for s in eval_splits if
-                not (streaming and s == "train")}
+                    dev.put_replicated(getattr(data, s).as_dict() if datas is None else
+                                       _stack_splits([getattr(d, s) for d in datas]), mesh))
+                for s in eval_splits if not (streaming and s == "train")}
 
     def outputs_of(params, split):
         if split in eval_dev:
@@ -513,12 +529,12 @@ def fit(
                     continue
                 record = _epoch_record(epoch, meta["global_step"], meta["sums"][i], names_t, s)
                 val_out = outputs["validation"] if seeds is None else outputs["validation"][i]
-                record["validation"] = evaluate_split(model, data, "validation", val_out, None)
+                record["validation"] = evaluate_split(model, data_of(i), "validation", val_out, None)
                 thresholds = {h: record["validation"][h]["threshold"] for h, k in zip(names, kinds)
                               if k == "binary"}
                 for split in eval_splits[1:]:
                     out = outputs[split] if seeds is None else outputs[split][i]
-                    record[split] = evaluate_split(model, data, split, out, thresholds)
+                    record[split] = evaluate_split(model, data_of(i), split, out, thresholds)
                 record["seconds"] = time.perf_counter() - t_epoch
                 meta["history"][i].append(record)
                 if on_epoch is not None:
@@ -579,6 +595,11 @@ def fit(
     if seeds is None:
         return {**runs[0], "state": state}
     return {"seeds": seed_list, "runs": runs, "state": state}
+
+
+def _stack_splits(splits: Sequence[Split]) -> dict[str, np.ndarray]:
+    """Per-seed splits of the same shapes as arrays with a leading seed axis."""
+    return {k: np.stack([s.as_dict()[k] for s in splits]) for k in splits[0].as_dict()}
 
 
 def _set(arr: np.ndarray, i: int, seeds, value) -> None:

@@ -1,4 +1,5 @@
-"""Every registered balancer inside the real jitted train step, in both gradient modes."""
+"""Every registered balancer inside the real jitted train step, in both gradient modes, with a
+user's model plugged in by import path (experiments/models/dcn_v2.py, not one of ours)."""
 
 import jax
 import jax.numpy as jnp
@@ -23,9 +24,9 @@ def _batch(k, t=3, b=8):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_balancer_trains_in_the_step(name):
-    b = mb.get(name)
-    model = mm.get("mmoe", num_tasks=3, num_numeric=3, vocab_sizes=(4,), embed_dim=2, num_experts=2,
-                   expert_hidden=(4,), tower_hidden=(2,))
+    b = mb.with_run_facts(mb.get(name), steps_per_epoch=3)  # as fit() binds it (DWA, STCH)
+    model = mm.get("experiments.models.dcn_v2:DCNv2", num_tasks=3, num_numeric=3, vocab_sizes=(4,), embed_dim=2,
+                   cross_layers=1, deep_hidden=(4,), tower_hidden=(2,))
     opt = optax.sgd(0.1)
     batch = _batch(b.num_batches)
     modes = [False] + ([True] if b.rep_grad else [])

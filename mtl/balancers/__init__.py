@@ -5,15 +5,21 @@
     combined, weights, state = b.update(losses, task_grads, state, key=key)
 
 See :mod:`mtl.balancers.base` for the interface. To add a method: write one
-file with a factory returning a :class:`Balancer`, add one line to ``REGISTRY``
-below, and one entry to the contract test's list in ``tests/test_balancer_contract.py``.
+file with a factory returning a :class:`Balancer` (keyword-only parameters,
+each with a default and a ``bool``/``int``/``float``/``str``/``tuple`` type,
+possibly ``Optional``: the command line exposes them), and add one line to
+``REGISTRY`` below; ``tests/test_balancer_contract.py`` runs every registered
+method through the contract. Facts of the training run that a factory takes
+as keywords (``steps_per_epoch``, ``rep_grad``) default to ``None`` and are
+declared with :func:`mtl.balancers.base.declare_run_facts`; the training loop
+fills them in with :func:`with_run_facts`.
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
-from mtl.balancers.base import Balancer, EmptyState, gramian, gramian_balancer, weighted_sum
+from mtl.balancers.base import Balancer, EmptyState, gramian, gramian_balancer, weighted_sum, with_run_facts
 from mtl.balancers.ew import ew
 from mtl.balancers.gradnorm import gradnorm
 from mtl.balancers.pcgrad import pcgrad
@@ -79,4 +85,5 @@ def get(name: str, **hparams) -> Balancer:
         raise ValueError(f"bad hyperparameters for balancer {name!r}: {e}") from e
 
 
-__all__ = ["Balancer", "EmptyState", "REGISTRY", "get", "gramian", "gramian_balancer", "weighted_sum"]
+__all__ = ["Balancer", "EmptyState", "REGISTRY", "get", "gramian", "gramian_balancer", "weighted_sum",
+           "with_run_facts"]

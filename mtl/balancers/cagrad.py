@@ -25,15 +25,22 @@ and those coefficients are returned as the weights.
 
 The inner problem depends only on the Gramian ``G``: ``g_w . g_0 = w^T G 1/T``
 and ``|g_w|^2 = w^T G w``. The official code solves it with
-``scipy.optimize.minimize`` (SLSQP) on the host; here it is solved inside jit
-by a fixed number of accelerated projected-gradient steps (FISTA with a
-function-value restart, ``optax.projections.projection_simplex``), with the
-step set from the local curvature ``|G| (1 + sqrt(phi) / |g_w|)`` and the
-Gramian divided by its mean diagonal (the minimiser is scale invariant).
-Against SLSQP and a grid search on random, badly scaled and nearly opposite
-2- and 3-task problems the objective gap of 300 steps is below 1e-4 of the
-mean squared gradient norm. As in the official code, ``1e-8`` is added
-under the square roots (here, of the normalised Gramian).
+``scipy.optimize.minimize`` (SLSQP) on the host. Here it is solved exactly
+inside jit by :func:`mtl.balancers.base.simplex_solve`, an active-set method
+on the norm-scaled problem (gradients divided by their norms, so float32 keeps
+its accuracy when the task-gradient norms span decades, as in recommendation
+with a rare conversion task next to a click task): on each candidate support
+of ``w`` the KKT conditions have a closed-form solution (a quadratic in the
+multiplier of ``sum_i w_i = 1``), tasks enter by their most violated
+optimality condition and leave when their weight reaches zero, until every
+condition holds to a relative 1e-5 (a ``lax.while_loop``, capped at
+``max(num_iters, 5 T)`` steps; a handful in practice). Against an exact float64
+solution of the primal (tests/balancers/test_exact_solutions.py) the update's
+direction agrees to cosine >= 0.9999 with gradient norms spanning four
+decades, T up to 8. (This replaces 300 fixed projected-gradient steps whose
+step size, set by the largest gradients, barely moved the weights of tasks
+100x smaller.) No ``1e-8`` is added under the square roots (the official code
+adds it in absolute units); ``|g_w| = 0`` gives ``d = g_0``.
 
 CAGrad is defined on parameter gradients (the official code and LibMTL refuse
 ``rep_grad``), so ``rep_grad=False``.
@@ -47,63 +54,38 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import optax
 
-from mtl.balancers.base import Balancer, gramian_balancer
-
-_EPS = 1e-8
+from mtl.balancers.base import Balancer, gramian_balancer, simplex_solve
 
 
-def cagrad_dual_weights(gram: jax.Array, c: float, *, num_iters: int = 300) -> jax.Array:
-    """Solves ``min_{w in simplex} w^T G b + c |g_0| sqrt(w^T G w)``, ``b = 1/T``.
+def cagrad_dual_weights(gram: jax.Array, c: float, *, num_iters: int = 50) -> jax.Array:
+    """Solves ``min_{w in simplex} w^T G b + c |g_0| sqrt(w^T G w)``, ``b = 1/T``, exactly.
 
     Returns ``w`` on the simplex. ``gram`` may have any positive scale.
     """
     t = gram.shape[0]
     gram = gram.astype(jnp.float32)
-    scale = jnp.trace(gram) / t
-    g = gram / jnp.where(scale > 0, scale, 1.0)
-    b = jnp.full((t,), 1.0 / t, jnp.float32)
-    a = g @ b
-    kappa = c * jnp.sqrt(jnp.maximum(jnp.mean(g), 0.0) + _EPS)  # c |g_0| (normalised)
-    lip = jnp.sqrt(jnp.sum(g * g)) + _EPS  # >= largest eigenvalue of G
-
-    def objective(w):
-        return a @ w + kappa * jnp.sqrt(jnp.maximum(w @ g @ w, 0.0) + _EPS)
-
-    def pg_step(y):
-        gy = g @ y
-        norm = jnp.sqrt(jnp.maximum(y @ gy, 0.0) + _EPS)
-        grad = a + kappa * gy / norm
-        step = 1.0 / (lip * (1.0 + kappa / norm))
-        return optax.projections.projection_simplex(y - step * grad)
-
-    def body(_, carry):
-        w, y, tk = carry
-        w_new = pg_step(y)
-        t_new = 0.5 * (1.0 + jnp.sqrt(1.0 + 4.0 * tk * tk))
-        restart = objective(w_new) > objective(w)
-        y_new = jnp.where(restart, w_new, w_new + ((tk - 1.0) / t_new) * (w_new - w))
-        return w_new, y_new, jnp.where(restart, 1.0, t_new)
-
-    w, _, _ = jax.lax.fori_loop(0, num_iters, body, (b, b, jnp.array(1.0, jnp.float32)))
-    return w
+    if t == 1:
+        return jnp.ones((1,), jnp.float32)
+    lin = gram @ jnp.full((t,), 1.0 / t, jnp.float32)  # g_i . g_0
+    kappa = c * jnp.sqrt(jnp.maximum(jnp.mean(gram), 0.0))  # c |g_0|
+    return simplex_solve(gram, lin, kappa, max_iters=max(num_iters, 5 * t))
 
 
-def cagrad_coefficients(gram: jax.Array, c: float, rescale: int = 1, *, num_iters: int = 300) -> jax.Array:
+def cagrad_coefficients(gram: jax.Array, c: float, rescale: int = 1, *, num_iters: int = 50) -> jax.Array:
     """The coefficients ``alpha`` with ``d = sum_i alpha_i g_i`` (CAGrad update)."""
     t = gram.shape[0]
     gram = gram.astype(jnp.float32)
     w = cagrad_dual_weights(gram, c, num_iters=num_iters)
-    g0_norm = jnp.sqrt(jnp.maximum(jnp.mean(gram), 0.0) + _EPS)
+    g0_norm = jnp.sqrt(jnp.maximum(jnp.mean(gram), 0.0))
     gw_norm = jnp.sqrt(jnp.maximum(w @ gram @ w, 0.0))
-    lam = c * g0_norm / (gw_norm + _EPS)
+    lam = jnp.where(gw_norm > 0, c * g0_norm / jnp.where(gw_norm > 0, gw_norm, 1.0), 0.0)
     coeffs = jnp.full((t,), 1.0 / t, jnp.float32) + lam * w
     divisor = {0: 1.0, 1: 1.0 + c * c, 2: 1.0 + c}[rescale]
     return coeffs / divisor
 
 
-def cagrad(*, c: float = 0.5, rescale: int = 1, num_iters: int = 300) -> Balancer:
+def cagrad(*, c: float = 0.5, rescale: int = 1, num_iters: int = 50) -> Balancer:
     """CAGrad.
 
     Args:
@@ -113,7 +95,8 @@ def cagrad(*, c: float = 0.5, rescale: int = 1, num_iters: int = 300) -> Balance
         gradient.
       rescale: 0 (none), 1 (divide by ``1 + c^2``, official default) or 2
         (divide by ``1 + c``).
-      num_iters: fixed number of projected-gradient steps for the dual.
+      num_iters: cap on the active-set iterations of the dual solver
+        (``5 T`` at least; it stops at convergence, after a few).
 
     Returns:
       A :class:`Balancer` with ``grads="shared"``; ``update`` returns

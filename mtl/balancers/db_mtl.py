@@ -46,7 +46,7 @@ from typing import Any, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from mtl.balancers.base import Balancer, gramian, weighted_sum
+from mtl.balancers.base import Balancer, task_norms, weighted_sum
 
 
 class DBMTLState(NamedTuple):
@@ -89,10 +89,10 @@ def db_mtl(*, beta: float = 0.9, beta_sigma: float = 0.0) -> Balancer:
         if state.grad_buffer is not None:
             buf = jax.tree_util.tree_map(
                 lambda g, b: (g + beta_k * (b - g)).astype(b.dtype), log_grads, state.grad_buffer)
-            norms = jnp.sqrt(jnp.maximum(jnp.diagonal(gramian(buf)).astype(jnp.float32), 0.0))
+            norms = task_norms(buf)
             alpha = jnp.max(norms) / (norms + 1e-8)
             return weighted_sum(buf, alpha), alpha, DBMTLState(step, buf, state.norm_buffer)
-        norms = jnp.sqrt(jnp.maximum(jnp.diagonal(gramian(task_grads)).astype(jnp.float32), 0.0)) * inv_loss
+        norms = task_norms(task_grads) * inv_loss
         nbuf = norms + beta_k * (state.norm_buffer - norms)
         alpha = jnp.max(nbuf) / (nbuf + 1e-8)
         weights = alpha * inv_loss

@@ -13,8 +13,12 @@ where ``Lbar_i(e)`` is task ``i``'s mean training loss over epoch ``e`` and
 gradients (``rep_grad`` is irrelevant and left True).
 
 The state accumulates the current epoch's per-task loss sums itself, so the
-train step only has to say how many steps make an epoch (``steps_per_epoch``,
-which the training loop passes automatically when the factory accepts it).
+train step only has to say how many steps make an epoch: ``steps_per_epoch``
+is a run fact (``Balancer.run_facts``), filled in by the training loop
+(``mtl.train.fit`` and the command line call
+:func:`mtl.balancers.with_run_facts`) unless given explicitly. Left ``None``
+(stand-alone use), an epoch is ``DEFAULT_STEPS_PER_EPOCH = 100`` update calls
+and ``update`` warns when it is traced.
 The epoch of a call is ``step // steps_per_epoch``, counted from the number of
 ``update`` calls. Like the official code (lorenmt/mtan) and LibMTL, the epoch
 means are means of the training mini-batch losses seen during the epoch.
@@ -25,12 +29,16 @@ with Attention." CVPR 2019.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import warnings
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 
-from mtl.balancers.base import Balancer
+from mtl.balancers.base import Balancer, declare_run_facts
+
+#: Epoch length used when ``steps_per_epoch`` is left ``None`` (stand-alone use; with a warning).
+DEFAULT_STEPS_PER_EPOCH = 100
 
 
 class DWAState(NamedTuple):
@@ -41,24 +49,28 @@ class DWAState(NamedTuple):
     prev2_mean: jax.Array  # (T,) mean loss of epoch e-2
 
 
-def dwa(*, temperature: float = 2.0, steps_per_epoch: int = 100) -> Balancer:
+def dwa(*, temperature: float = 2.0, steps_per_epoch: Optional[int] = None) -> Balancer:
     """Dynamic Weight Average.
 
     Args:
       temperature: softmax temperature ``temp`` (paper: 2). Larger values give
         weights closer to 1.
       steps_per_epoch: number of ``update`` calls per training epoch; epoch
-        boundaries are where the epoch means are taken. The training loop passes
-        its own value; 100 is only a placeholder for stand-alone use.
+        boundaries are where the epoch means are taken. A run fact: ``None``
+        (default) lets the training loop fill it in (:func:`with_run_facts`);
+        used stand-alone with ``None``, an epoch is ``DEFAULT_STEPS_PER_EPOCH``
+        calls and ``update`` warns.
 
     Returns:
       A :class:`Balancer` with ``grads="none"``; ``update`` returns
       ``(None, weights, state)`` with ``weights`` summing to ``T``.
     """
-    if steps_per_epoch < 1:
+    if steps_per_epoch is not None and steps_per_epoch < 1:
         raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
+    hparams = dict(temperature=temperature, steps_per_epoch=steps_per_epoch)
+    epoch_len = DEFAULT_STEPS_PER_EPOCH if steps_per_epoch is None else steps_per_epoch
 
     def init(num_tasks: int) -> DWAState:
         zeros = jnp.zeros((num_tasks,), jnp.float32)
@@ -66,18 +78,22 @@ def dwa(*, temperature: float = 2.0, steps_per_epoch: int = 100) -> Balancer:
 
     def update(losses, task_grads, state, *, key=None):
         del task_grads, key
+        if steps_per_epoch is None:
+            warnings.warn(f"dwa: steps_per_epoch is not set; an epoch is taken as {DEFAULT_STEPS_PER_EPOCH} update "
+                          "calls. Pass steps_per_epoch=, or let the training loop fill it in "
+                          "(mtl.balancers.with_run_facts).", stacklevel=2)
         losses = jax.lax.stop_gradient(losses).astype(jnp.float32)
         t = losses.shape[-1]
 
         # Close the previous epoch when this call is the first of a new one.
-        new_epoch = (state.step > 0) & (state.step % steps_per_epoch == 0)
+        new_epoch = (state.step > 0) & (state.step % epoch_len == 0)
         mean = state.loss_sum / jnp.maximum(state.loss_count, 1.0)
         prev2_mean = jnp.where(new_epoch, state.prev_mean, state.prev2_mean)
         prev_mean = jnp.where(new_epoch, mean, state.prev_mean)
         loss_sum = jnp.where(new_epoch, 0.0, state.loss_sum)
         loss_count = jnp.where(new_epoch, 0.0, state.loss_count)
 
-        epoch = state.step // steps_per_epoch
+        epoch = state.step // epoch_len
         ratio = prev_mean / jnp.where(prev2_mean > 0, prev2_mean, 1.0)
         ratio = jnp.where(jnp.isfinite(ratio), ratio, 1.0)
         weights = jnp.where(epoch >= 2, t * jax.nn.softmax(ratio / temperature), jnp.ones((t,), jnp.float32))
@@ -85,4 +101,5 @@ def dwa(*, temperature: float = 2.0, steps_per_epoch: int = 100) -> Balancer:
         new_state = DWAState(state.step + 1, loss_sum + losses, loss_count + 1.0, prev_mean, prev2_mean)
         return None, weights, new_state
 
-    return Balancer(init=init, update=update, grads="none", name="dwa")
+    return declare_run_facts(Balancer(init=init, update=update, grads="none", name="dwa"), dwa, hparams,
+                             ("steps_per_epoch",))

@@ -35,11 +35,14 @@ Not defined on representation gradients here (``rep_grad=False``): the
 accumulator would follow the representation's batch-dependent shape (LibMTL
 sums the representation gradients over the batch instead).
 
-Deliberate difference: ``e^(0)`` is recorded per task at the first step where it
-is positive (the official code records it at the first step and would divide
-by zero if a task's first gradient vanished); the multiplicative step is
-computed with the maximum subtracted in the exponent (same weights after the
-renormalisation, no overflow).
+Deliberate differences: ``e^(0)`` is recorded per task at the first step where
+it is positive (the official code records it at the first step and would
+divide by zero if a task's first gradient vanished); the multiplicative step
+is computed with the maximum subtracted in the exponent (same weights after
+the renormalisation, no overflow); the state keeps the root of the
+accumulated squares, ``r_i = sqrt(a_i)``, updated as ``r_i <- hypot(r_i, g_i)``,
+and ``e_i = sum |g_i| (|g_i| / hypot(r_i, sqrt(1e-7)))`` (the same numbers, but
+gradients of 1e20 or more no longer overflow float32's squares).
 
 Reference: Y. He, S. Zhou, G. Zhang, H. Yun, Y. Xu, B. Zeng, T. Chilimbi,
 H. Zhao. "Robust Multi-Task Learning with Excess Risks." ICML 2024.
@@ -53,14 +56,14 @@ from typing import Any, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from mtl.balancers.base import Balancer, gramian, weighted_sum
+from mtl.balancers.base import Balancer, task_norms, weighted_sum
 
 
 class ExcessMTLState(NamedTuple):
     loss_weight: jax.Array  # (T,) current weights, sum to T
     initial_excess: jax.Array  # (T,) e_i^(0); 0 until recorded
-    grad_sq_sum: Any  # pytree of (T, ...) accumulated squared gradients, or None (fallback)
-    sq_norm_sum: jax.Array  # (T,) accumulated squared gradient norms (fallback only)
+    grad_rss: Any  # pytree of (T, ...) root of the accumulated squared gradients, sqrt(a), or None (fallback)
+    norm_rss: jax.Array  # (T,) root of the accumulated squared gradient norms (fallback only)
 
 
 def excess_mtl(*, robust_step_size: float = 1e-2) -> Balancer:
@@ -83,21 +86,21 @@ def excess_mtl(*, robust_step_size: float = 1e-2) -> Balancer:
 
     def update(losses, task_grads, state, *, key=None):
         del losses, key
-        if state.grad_sq_sum is not None:
-            acc = jax.tree_util.tree_map(lambda a, g: a + jnp.square(g.astype(jnp.float32)),
-                                         state.grad_sq_sum, task_grads)
+        eps_root = jnp.sqrt(jnp.float32(1e-7))
+        if state.grad_rss is not None:
+            rss = jax.tree_util.tree_map(lambda r, g: jnp.hypot(r, g.astype(jnp.float32)), state.grad_rss, task_grads)
 
-            def leaf_excess(a, g):
-                g = g.astype(jnp.float32)
-                return jnp.sum((g * g / jnp.sqrt(a + 1e-7)).reshape(g.shape[0], -1), axis=1)
+            def leaf_excess(r, g):
+                g = jnp.abs(g.astype(jnp.float32))
+                return jnp.sum((g * (g / jnp.hypot(r, eps_root))).reshape(g.shape[0], -1), axis=1)
 
-            excess = sum(jax.tree_util.tree_leaves(jax.tree_util.tree_map(leaf_excess, acc, task_grads)))
-            sq_sum = state.sq_norm_sum
+            excess = sum(jax.tree_util.tree_leaves(jax.tree_util.tree_map(leaf_excess, rss, task_grads)))
+            norm_rss = state.norm_rss
         else:
-            acc = None
-            sq = jnp.maximum(jnp.diagonal(gramian(task_grads)).astype(jnp.float32), 0.0)
-            sq_sum = state.sq_norm_sum + sq
-            excess = sq / jnp.sqrt(sq_sum + 1e-7)
+            rss = None
+            norms = task_norms(task_grads)
+            norm_rss = jnp.hypot(state.norm_rss, norms)
+            excess = norms * (norms / jnp.hypot(norm_rss, eps_root))
         t = excess.shape[0]
         recorded = state.initial_excess > 0
         ratio = jnp.where(recorded, excess / jnp.where(recorded, state.initial_excess, 1.0), 0.0)
@@ -105,6 +108,6 @@ def excess_mtl(*, robust_step_size: float = 1e-2) -> Balancer:
         lw = state.loss_weight * jnp.exp(logits - jnp.max(logits))
         lw = t * lw / jnp.sum(lw)
         initial = jnp.where(recorded, state.initial_excess, excess)
-        return weighted_sum(task_grads, lw), lw, ExcessMTLState(lw, initial, acc, sq_sum)
+        return weighted_sum(task_grads, lw), lw, ExcessMTLState(lw, initial, rss, norm_rss)
 
     return Balancer(init=init, update=update, grads="shared", rep_grad=False, init_takes_grads_like=True, name="excess_mtl")

@@ -11,11 +11,16 @@ over a ball. Writing ``d = sum_i w_i g_i`` = ``J^T w``, the optimality condition
 max-min fairness, ``alpha = 0`` the plain sum (linear scalarisation).
 
 The official code solves the condition with ``scipy.optimize.least_squares``
-from ``w = 1/T`` on the host. Here it is solved inside jit by
+from ``w = 1/T`` on the host. Here it is solved inside jit, to convergence, by
 :func:`mtl.balancers.base.alpha_fair_weights`: Newton's method on the strictly
 convex ``0.5 w^T G w - sum_i phi(w_i)`` with ``phi'(w) = w^(-1/alpha)``, whose
-stationary point is exactly the condition, for ``num_iters`` steps. As in the
-official ``FairGrad`` weight method the shared update is
+stationary point is exactly the condition, in norm-scaled variables (well
+conditioned however far apart the gradient norms are), until every equation
+holds to a relative 1e-6 (at most ``num_iters`` steps). Against an exact
+float64 solution (tests/balancers/test_exact_solutions.py) the update's direction
+agrees to cosine >= 0.9999 with gradient norms spanning four decades, T up to
+8, alpha in {0.5, 1, 2}. As in the official ``FairGrad`` weight method the
+shared update is
 
     d = clip(T * sum_i w_i g_i, max_norm)
 
@@ -26,8 +31,9 @@ that ``d`` before clipping is ``sum_i weights_i g_i``.
 Not defined on representation gradients (``rep_grad=False``, as in LibMTL).
 
 Deliberate differences: Newton's method instead of ``least_squares`` (same
-solution when it exists); a tiny ridge ``1e-8 |G|_F I`` keeps ``w`` finite when
-some non-negative combination of the gradients vanishes. LibMTL's FairGrad
+solution when it exists); a tiny ridge ``1e-8`` on the diagonal of the cosine
+matrix keeps ``w`` finite when some non-negative combination of the gradients
+vanishes. LibMTL's FairGrad
 uses neither the ``T *`` factor nor the clipping (``max_norm=0`` and dividing
 the weights by ``T`` reproduce it).
 
@@ -53,7 +59,7 @@ def fairgrad(*, alpha: float = 1.0, max_norm: float = 1.0, num_iters: int = 25) 
       alpha: fairness parameter (> 0; 1 = proportional fairness, larger = fairer
         towards the slowest task). The official default is 1.0.
       max_norm: clip the combined gradient to this global norm (``<= 0``: no clipping).
-      num_iters: Newton steps of the solver.
+      num_iters: cap on the Newton steps of the solver (it stops at convergence).
 
     Returns:
       A :class:`Balancer`; ``update`` returns ``clip(T sum_i w_i g_i, max_norm)``
@@ -64,4 +70,4 @@ def fairgrad(*, alpha: float = 1.0, max_norm: float = 1.0, num_iters: int = 25) 
 
     return gramian_balancer(
         lambda gram, losses, key: gram.shape[0] * fairgrad_weights(gram, alpha=alpha, num_iters=num_iters),
-        name="fairgrad", rep_grad=False, max_norm=max_norm)
+        name="fairgrad", rep_grad=False, max_norm=max_norm, scale_power=-2.0 * alpha / (alpha + 1.0))

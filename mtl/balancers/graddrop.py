@@ -23,8 +23,12 @@ Where it applies (``rep_grad``):
   representation), with leaves ``(T, B, ...)``: the purity uses the gradients
   summed over the batch axis, ``sum_b g_i[b]``, and the mask ``M_i`` (one per
   feature) is shared by all examples of the batch. Build the balancer with
-  ``graddrop(rep_grad=True)`` for that mode.
-* On per-parameter gradients (``rep_grad=False``, the default here, leaves
+  ``graddrop(rep_grad=True)`` for that mode. ``rep_grad`` is a run fact
+  (``Balancer.run_facts``): left ``None`` (the default), the training loop
+  (``mtl.train.fit``, the command line) sets it to whether it feeds
+  representation gradients (:func:`mtl.balancers.with_run_facts`); used
+  stand-alone, ``None`` is the per-parameter mode below.
+* On per-parameter gradients (``rep_grad=False`` or ``None``, leaves
   ``(T, ...)``): each parameter entry is one coordinate; every parameter's
   gradient is already a sum over the batch, so no batch sum is taken. This is
   the "GradDrop on parameters" variant; the paper's experiments use the
@@ -50,10 +54,12 @@ Sign Dropout." NeurIPS 2020.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import jax
 import jax.numpy as jnp
 
-from mtl.balancers.base import Balancer, EmptyState
+from mtl.balancers.base import Balancer, EmptyState, declare_run_facts
 
 
 def graddrop_leaf(g: jax.Array, key: jax.Array, leak: float, batch_axis: bool) -> tuple[jax.Array, jax.Array]:
@@ -85,7 +91,7 @@ def graddrop_leaf(g: jax.Array, key: jax.Array, leak: float, batch_axis: bool) -
     return out, kept
 
 
-def graddrop(*, leak: float = 0.0, rep_grad: bool = False) -> Balancer:
+def graddrop(*, leak: float = 0.0, rep_grad: Optional[bool] = None) -> Balancer:
     """GradDrop.
 
     Args:
@@ -95,6 +101,8 @@ def graddrop(*, leak: float = 0.0, rep_grad: bool = False) -> Balancer:
         representation (leaves ``(T, B, ...)``): the sign purity is then taken
         from batch-summed gradients and the mask is shared over the batch, as
         in the paper. False: per-parameter gradients, coordinate by coordinate.
+        None (default): a run fact, filled in by the training loop; the
+        per-parameter mode when used stand-alone.
 
     Returns:
       A :class:`Balancer` with ``grads="shared"``; ``update`` returns
@@ -102,6 +110,8 @@ def graddrop(*, leak: float = 0.0, rep_grad: bool = False) -> Balancer:
     """
     if not 0.0 <= leak <= 1.0:
         raise ValueError(f"leak must be in [0, 1], got {leak}")
+    hparams = dict(leak=leak, rep_grad=rep_grad)
+    batch_mode = bool(rep_grad)
 
     def init(num_tasks: int) -> EmptyState:
         del num_tasks
@@ -110,16 +120,17 @@ def graddrop(*, leak: float = 0.0, rep_grad: bool = False) -> Balancer:
     def update(losses, task_grads, state, *, key):
         del losses
         leaves, treedef = jax.tree_util.tree_flatten(task_grads)
-        if rep_grad and any(leaf.ndim < 2 for leaf in leaves):
+        if batch_mode and any(leaf.ndim < 2 for leaf in leaves):
             raise ValueError("graddrop(rep_grad=True) needs leaves shaped (T, batch, ...)")
         keys = jax.random.split(key, len(leaves))
         outs, kept, count = [], 0.0, 0
         for leaf, k in zip(leaves, keys):
-            out, kept_leaf = graddrop_leaf(leaf, k, leak, rep_grad)
+            out, kept_leaf = graddrop_leaf(leaf, k, leak, batch_mode)
             outs.append(out)
             kept = kept + kept_leaf
             count += leaf[0].size
         weights = kept / max(count, 1)
         return jax.tree_util.tree_unflatten(treedef, outs), weights, state
 
-    return Balancer(init=init, update=update, grads="shared", rep_grad=True, name="graddrop")
+    return declare_run_facts(Balancer(init=init, update=update, grads="shared", rep_grad=True, name="graddrop"),
+                             graddrop, hparams, ("rep_grad",))

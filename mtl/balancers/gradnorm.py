@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mtl.balancers.base import Balancer, gramian
+from mtl.balancers.base import Balancer, task_norms
 
 
 class GradNormState(NamedTuple):
@@ -59,7 +59,7 @@ def gradnorm(*, alpha: float = 1.5, learning_rate: float = 0.025) -> Balancer:
         losses = jax.lax.stop_gradient(losses).astype(jnp.float32)
         t = losses.shape[0]
         l0 = jnp.where(state.initialised, state.initial_losses, losses)
-        norms = jnp.sqrt(jnp.maximum(jnp.diagonal(gramian(task_grads)).astype(jnp.float32), 0.0))  # |grad_W L_i|
+        norms = task_norms(task_grads)  # |grad_W L_i|
 
         def grad_loss(w):
             g = w * norms
@@ -71,6 +71,11 @@ def gradnorm(*, alpha: float = 1.5, learning_rate: float = 0.025) -> Balancer:
         w = state.weights
         dw = jax.grad(grad_loss)(w)
         dw = jnp.where(jnp.isfinite(dw), dw, 0.0)
+        # dL_grad/dw has the size of the gradient norms; Adam's second moment squares it. Beyond
+        # 2^50 (norms of ~1e15 and more) it is divided by a power of two so the square stays finite
+        # (Adam's step hardly depends on the gradient's scale).
+        big = jnp.max(jnp.abs(dw))
+        dw = dw / jnp.where(big > 2.0**50, jnp.exp2(jnp.ceil(jnp.log2(jnp.maximum(big, 1.0)))) / 2.0**50, 1.0)
         updates, opt_state = opt.update(dw, state.opt_state, w)
         new_w = jnp.maximum(optax.apply_updates(w, updates), 1e-6)
         new_w = new_w * t / jnp.sum(new_w)

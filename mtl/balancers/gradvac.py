@@ -28,9 +28,11 @@ Deliberate differences:
   ``k``; this implementation uses one group, the whole shared-parameter vector
   (LibMTL's default ``GradVac_group_type=0``).
 * The EMA update of ``phihat_ij`` happens at every visit of the pair, as in the
-  paper's Algorithm 1 (and TorchJD); LibMTL updates it only when the
-  correction fires, which makes its targets non-increasing. Set
-  ``update_target_always=False`` for LibMTL's behaviour.
+  paper's Algorithm 1 and in LibMTL's current code (which moved the update out
+  of the correction's ``if`` in February 2024, "fix a bug in GradVac"), so the
+  default matches both. ``update_target_always=False`` updates it only when
+  the correction fires, as LibMTL's code did before that fix (targets then
+  never increase).
 * ``1e-8`` is added to the norms in the denominators, as in LibMTL.
 
 GradVac is defined on parameter gradients (LibMTL refuses ``rep_grad``), so
@@ -48,7 +50,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from mtl.balancers.base import Balancer, gramian, weighted_sum
+from mtl.balancers.base import Balancer, scaled_gramian, weighted_sum
 
 _EPS = 1e-8
 
@@ -74,8 +76,8 @@ def gradvac_coefficients(
       orders: ``(T, T)`` integer array; row ``i`` is the order in which task
         ``i`` visits the tasks (its own index is skipped).
       beta: EMA rate of the targets.
-      update_target_always: update ``phihat_ij`` at every visit (paper) or only
-        when the correction fires (LibMTL).
+      update_target_always: update ``phihat_ij`` at every visit (paper, LibMTL
+        since 2024) or only when the correction fires (LibMTL before 2024).
 
     Returns:
       ``C`` with ``g_i' = sum_k C[i, k] g_k``, and the new targets.
@@ -129,7 +131,7 @@ def gradvac(*, beta: float = 0.5, update_target_always: bool = True) -> Balancer
 
     def update(losses, task_grads, state, *, key):
         del losses
-        gram = gramian(task_grads).astype(jnp.float32)
+        gram, _ = scaled_gramian(task_grads)  # the coefficients are scale invariant
         orders = visiting_orders(key, gram.shape[0])
         coeffs, targets = gradvac_coefficients(gram, state.targets, orders, beta, update_target_always)
         weights = coeffs.sum(axis=0)

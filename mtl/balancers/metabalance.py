@@ -47,7 +47,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from mtl.balancers.base import Balancer
+from mtl.balancers.base import Balancer, task_norms
 
 
 class MetaBalanceState(NamedTuple):
@@ -89,14 +89,10 @@ def metabalance(*, relax_factor: float = 0.7, beta: float = 0.9, num_blocks: int
     def update(losses, task_grads, state, *, key=None):
         del losses, key
         leaves, treedef = jax.tree_util.tree_flatten(task_grads)
-        t = leaves[0].shape[0]
-        sq = jnp.stack(
-            [jnp.sum(jnp.square(g.astype(jnp.float32)).reshape(t, -1), axis=1) for g in leaves], axis=1
-        )  # (T, leaves)
         if num_blocks == 1:
-            norms = jnp.sqrt(jnp.sum(sq, axis=1, keepdims=True))  # (T, 1)
+            norms = task_norms(task_grads)[:, None]  # (T, 1)
         elif num_blocks == len(leaves):
-            norms = jnp.sqrt(sq)
+            norms = task_norms(task_grads, per_leaf=True)  # (T, leaves)
         else:
             raise ValueError(
                 f"metabalance(num_blocks={num_blocks}) but the gradients have {len(leaves)} leaves; "

@@ -7,10 +7,18 @@ the task gradients (Sec. 3.1, Eq. 3):
     d  = sum_i w*_i g_i,
 
 with ``G = J J^T`` the ``T x T`` Gramian. Either ``d = 0`` (a Pareto-stationary
-point) or ``-d`` decreases every task loss. The problem is solved on the
-Gramian inside jit by :func:`mtl.balancers.base.min_norm_weights`: the exact
-closed form for two tasks (Algorithm 1) and Wolfe's exact active-set
-min-norm-point algorithm for more (the paper uses Frank-Wolfe, Algorithm 2).
+point) or ``-d`` decreases every task loss. The problem is solved exactly on
+the Gramian inside jit by :func:`mtl.balancers.base.min_norm_weights`: the
+closed form for two tasks (Algorithm 1) and, for more, an active-set method
+(Wolfe's min-norm-point algorithm) on the norm-scaled problem, run until the
+optimality conditions hold (a ``lax.while_loop``, capped). Against an exact
+float64 solution the min-norm direction agrees to cosine >= 0.9999 with
+gradient norms spanning four decades, T up to 8
+(tests/balancers/test_exact_solutions.py). The paper describes a Frank-Wolfe
+solver (Algorithm 2); the official training script calls
+``MinNormSolver.find_min_norm_element``, which starts from the best pair of
+tasks and runs projected-gradient steps with an exact line search until the
+weights move less than 1e-5 (l1), an approximate solution.
 
 Gradient normalisation (optional; "not included in the paper", official code):
 the weights are computed for ``g_i / n_i`` with
@@ -31,10 +39,14 @@ pullback). The bound ``|sum_i w_i grad_theta L_i| <= |dz/dtheta| |sum_i w_i grad
 justifies it, so ``rep_grad`` is allowed.
 
 Deliberate differences from the official code: the exact two-task solution is
-returned (the official solver returns 0.999 / 0.001 instead of 1 / 0 at the
-ends of the segment), and for ``T >= 3`` the exact Wolfe solver replaces
-Frank-Wolfe with a stopping rule. The weights sum to 1 (the official weights);
-Nash-MTL's reimplementation rescales them to sum to ``T``.
+returned (the official solver's pairwise step returns 0.999 / 0.001 instead of
+1 / 0 at the ends of a segment, both for two tasks and inside its line
+searches, so it never puts exactly zero weight on a task), and for ``T >= 3``
+the exact active-set solution replaces the official projected-gradient
+iteration with its 1e-5 stopping rule (which stops far from the optimum when
+the gradient norms differ by orders of magnitude: the steps are set by the
+largest gradients). The weights sum to 1 (the official weights); Nash-MTL's
+reimplementation rescales them to sum to ``T``.
 
 Reference: O. Sener, V. Koltun. "Multi-Task Learning as Multi-Objective
 Optimization." NeurIPS 2018. Official code: github.com/isl-org/MultiObjectiveOptimization.
@@ -72,7 +84,8 @@ def mgda(*, normalization: str = "none", num_iters: int = 50) -> Balancer:
     Args:
       normalization: one of ``"none"`` (paper), ``"l2"``, ``"loss"``, ``"loss+"``;
         how the gradients are normalised before the min-norm problem.
-      num_iters: lower bound on the min-norm solver's steps (``5 T`` at least).
+      num_iters: the min-norm solver's iteration cap (``5 T`` at least; it stops
+        at the optimum, after a few).
 
     Returns:
       A :class:`Balancer`; ``update`` returns ``d = sum_i w_i g_i`` and the

@@ -48,9 +48,8 @@ from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-from optax.projections import projection_simplex
 
-from mtl.balancers.base import Balancer, gramian, weighted_sum
+from mtl.balancers.base import Balancer, gramian, project_simplex, scaled_gramian, weighted_sum
 
 LAMBDA_UPDATES = ("projection", "softmax")
 
@@ -91,7 +90,7 @@ def moco(*, beta: float = 0.5, beta_sigma: float = 0.5, gamma: float = 0.1, gamm
         z = lambd - gamma_k * (gram_y + rho * jnp.eye(t, dtype=lambd.dtype)) @ lambd
         if lambda_update == "softmax":
             return jax.nn.softmax(z)
-        return projection_simplex(z)
+        return project_simplex(z)
 
     def update(losses, task_grads, state, *, key=None):
         del key
@@ -100,8 +99,9 @@ def moco(*, beta: float = 0.5, beta_sigma: float = 0.5, gamma: float = 0.1, gamm
         k = step.astype(jnp.float32)
         beta_k = beta / k**beta_sigma
         gamma_k = gamma / k**gamma_sigma
-        gram = gramian(task_grads).astype(jnp.float32)
-        scale = losses / (jnp.sqrt(jnp.maximum(jnp.diagonal(gram), 0.0)) + 1e-8)  # h_i = scale_i g_i
+        gram, s = scaled_gramian(task_grads)  # the true Gramian is s^2 gram
+        norms = s * jnp.sqrt(jnp.maximum(jnp.diagonal(gram), 0.0))
+        scale = losses / (norms + 1e-8)  # h_i = scale_i g_i
         if state.y is not None:
             y = jax.tree_util.tree_map(
                 lambda yy, g: (yy - beta_k * (yy - g * scale.reshape((-1,) + (1,) * (g.ndim - 1))))
@@ -110,7 +110,7 @@ def moco(*, beta: float = 0.5, beta_sigma: float = 0.5, gamma: float = 0.1, gamm
             gram_y = gramian(y).astype(jnp.float32)
             lambd = lambda_step(state.lambd, gram_y, gamma_k)
             return weighted_sum(y, lambd), lambd, MoCoState(step, lambd, y, state.gram_y)
-        gram_h = scale[:, None] * gram * scale[None, :]
+        gram_h = (s * scale)[:, None] * gram * (s * scale)[None, :]
         gram_y = state.gram_y - beta_k * (state.gram_y - gram_h)
         lambd = lambda_step(state.lambd, gram_y, gamma_k)
         return weighted_sum(task_grads, lambd * scale), lambd, MoCoState(step, lambd, None, gram_y)

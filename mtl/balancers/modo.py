@@ -37,9 +37,8 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from optax.projections import projection_simplex
 
-from mtl.balancers.base import Balancer, cross_gramian, weighted_sum
+from mtl.balancers.base import Balancer, project_simplex, scaled_cross_gramian, weighted_sum
 
 
 class MoDoState(NamedTuple):
@@ -63,9 +62,12 @@ def modo(*, gamma: float = 1e-3, rho: float = 0.1) -> Balancer:
     def update(losses, task_grads, state, *, key=None):
         del losses, key
         g0, g1, g2 = (jax.tree_util.tree_map(lambda g, k=k: g[k], task_grads) for k in range(3))
-        cross = cross_gramian(g1, g2).astype(jnp.float32)
+        cross, s = scaled_cross_gramian(g1, g2)  # J_1 J_2^T = s^2 cross
         lambd = state.lambd
-        lambd = projection_simplex(lambd - gamma * (cross @ lambd + rho * lambd))
+        # gamma J_1 J_2^T lam as (gamma s) (s cross lam): +-inf rather than nan if it overflows;
+        # project_simplex clips it (the projection then picks the vertex it points to)
+        step = (gamma * s) * (s * (cross @ lambd)) + gamma * rho * lambd
+        lambd = project_simplex(lambd - step)
         return weighted_sum(g0, lambd), lambd, MoDoState(lambd)
 
     return Balancer(init=init, update=update, grads="shared", rep_grad=False, num_batches=3, name="modo")

@@ -10,15 +10,22 @@ i.e. every task's directional derivative is inversely proportional to its
 weight. Then ``|d|^2 = alpha^T G alpha = T`` whatever the gradient scale, and the
 official code clips the shared gradient to norm ``max_norm`` (default 1).
 
-The official code solves the condition with a sequence of convex problems in
-cvxpy (``optim_niter = 20`` ECOS solves, warm-started from the previous step's
-weights). Here it is solved inside jit on the Gramian by
+The official code solves the condition approximately with a sequence of
+convex programs in cvxpy (a convex-concave procedure: at most
+``optim_niter = 20`` ECOS solves on the Gramian divided by its Frobenius norm,
+warm-started from the previous step's weights, stopped early once
+``|G a - 1/a| < 1e-3`` in that normalisation, an absolute tolerance that
+barely constrains the weights of tasks whose gradients are much smaller than
+the others'). Here the condition is solved to convergence inside jit by
 :func:`mtl.balancers.base.alpha_fair_weights` with ``alpha = 1``: Newton's
 method on the strictly convex ``0.5 a^T G a - sum_i log a_i`` (whose stationary
-point is exactly the condition above), ``optim_niter`` damped Newton steps
-warm-started on the ray of the previous weights. Like the official code the
-Gramian is normalised by its Frobenius norm for the solve and the weights are
-returned for the original scale.
+point is exactly the condition above), in the norm-scaled variables
+``x_i = |g_i| a_i`` (well conditioned however far apart the gradient norms
+are), warm-started on the ray of the previous weights, until every equation
+holds to a relative 1e-6 (at most ``optim_niter`` Newton steps; a handful in
+practice). Against an exact float64 solution (tests/balancers/test_exact_solutions.py)
+the update's direction agrees to cosine >= 0.9999 with gradient norms spanning
+four decades, T up to 8.
 
 ``update_weights_every = k > 1`` reuses the previous weights on the steps in
 between (state: the weights and a step counter).
@@ -30,13 +37,15 @@ Not defined on representation gradients (``rep_grad=False``, as in LibMTL and
 the official code): the bargaining and the ``max_norm`` ball are over the
 shared parameters' update.
 
-Deliberate differences: Newton's method instead of the sequential cvxpy
-programs (same fixed point; no host synchronisation); a tiny ridge
-``1e-8 |G|_F I`` keeps the solution finite when some non-negative combination
-of the gradients vanishes (e.g. opposite gradients), where no bargaining
-solution exists. The official code weights the task losses by ``alpha`` (so
-task-specific heads get ``alpha_i``-scaled gradients too); here ``combined``
-is the shared gradient and the heads get what the train step gives them.
+Deliberate differences: Newton's method to convergence instead of the
+sequential cvxpy programs with their early stop (same fixed point, solved
+exactly; no host synchronisation); a tiny ridge ``1e-8`` on the diagonal of
+the cosine matrix keeps the solution finite when some non-negative
+combination of the gradients vanishes (e.g. opposite gradients), where no
+bargaining solution exists. The official code weights the task losses by
+``alpha`` (so task-specific heads get ``alpha_i``-scaled gradients too); here
+``combined`` is the shared gradient and the heads get what the train step
+gives them.
 
 Reference: A. Navon, A. Shamsian, I. Achituve, H. Maron, K. Kawaguchi,
 G. Chechik, E. Fetaya. "Multi-Task Learning as a Bargaining Game." ICML 2022.
@@ -50,7 +59,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from mtl.balancers.base import Balancer, alpha_fair_weights, clip_by_global_norm, gramian, weighted_sum
+from mtl.balancers.base import Balancer, alpha_fair_weights, clip_by_global_norm, scaled_gramian, weighted_sum
 
 
 class NashMTLState(NamedTuple):
@@ -69,7 +78,7 @@ def nash_mtl(*, max_norm: float = 1.0, update_weights_every: int = 1, optim_nite
     Args:
       max_norm: clip the combined gradient to this global norm (``<= 0``: no clipping).
       update_weights_every: recompute the weights every this many steps.
-      optim_niter: Newton steps of the solver.
+      optim_niter: cap on the Newton steps of the solver (it stops at convergence).
 
     Returns:
       A :class:`Balancer`; ``update`` returns ``clip(sum_i alpha_i g_i, max_norm)``
@@ -83,8 +92,8 @@ def nash_mtl(*, max_norm: float = 1.0, update_weights_every: int = 1, optim_nite
 
     def update(losses, task_grads, state, *, key=None):
         del losses, key
-        gram = gramian(task_grads).astype(jnp.float32)
-        fresh = nash_weights(gram, num_iters=optim_niter, init=state.alpha)
+        gram, s = scaled_gramian(task_grads)  # G = s^2 gram; alpha scales as 1 / s
+        fresh = nash_weights(gram, num_iters=optim_niter, init=state.alpha) / s
         recompute = (state.step % update_weights_every) == 0
         alpha = jnp.where(recompute, fresh, state.alpha)
         combined, _ = clip_by_global_norm(weighted_sum(task_grads, alpha), max_norm)

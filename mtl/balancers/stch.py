@@ -28,8 +28,12 @@ counted from 0 and ``E = warmup_epochs``):
 
 So the log-loss warm-up lasts ``E + 1`` epochs. ``E = 0`` still spends epoch 0
 collecting the nadir vector. The state counts ``update`` calls itself; the
-epoch is ``step // steps_per_epoch`` (the training loop passes
-``steps_per_epoch`` automatically when the factory accepts it).
+epoch is ``step // steps_per_epoch``. ``steps_per_epoch`` is a run fact
+(``Balancer.run_facts``), filled in by the training loop (``mtl.train.fit``
+and the command line call :func:`mtl.balancers.with_run_facts`) unless given
+explicitly; left ``None`` (stand-alone use), an epoch is
+``DEFAULT_STEPS_PER_EPOCH = 100`` update calls and ``update`` warns when it is
+traced.
 
 ``lambda`` defaults to all ones (the official code has no preference vector);
 ``preference`` sets it. ``rep_grad`` is irrelevant (no per-task gradients) and
@@ -45,12 +49,16 @@ Tchebycheff Scalarization for Multi-Objective Optimization." ICML 2024.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Sequence
+import warnings
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 
-from mtl.balancers.base import Balancer
+from mtl.balancers.base import Balancer, declare_run_facts
+
+#: Epoch length used when ``steps_per_epoch`` is left ``None`` (stand-alone use; with a warning).
+DEFAULT_STEPS_PER_EPOCH = 100
 
 _EPS = 1e-20
 
@@ -65,8 +73,8 @@ def stch(
     *,
     mu: float = 1.0,
     warmup_epochs: int = 4,
-    steps_per_epoch: int = 100,
-    preference: Optional[Sequence[float]] = None,
+    steps_per_epoch: Optional[int] = None,
+    preference: Optional[tuple[float, ...]] = None,
 ) -> Balancer:
     """Smooth Tchebycheff scalarisation as loss weights.
 
@@ -74,8 +82,10 @@ def stch(
       mu: smoothing parameter (> 0); smaller is closer to the plain
         Tchebycheff ``max``.
       warmup_epochs: ``E``: epochs of log-loss warm-up before the nadir epoch.
-      steps_per_epoch: number of ``update`` calls per epoch (passed by the
-        training loop; 100 is only a placeholder for stand-alone use).
+      steps_per_epoch: number of ``update`` calls per epoch. A run fact:
+        ``None`` (default) lets the training loop fill it in
+        (:func:`with_run_facts`); used stand-alone with ``None``, an epoch is
+        ``DEFAULT_STEPS_PER_EPOCH`` calls and ``update`` warns.
       preference: optional positive preference vector ``lambda`` of length T
         (default all ones).
 
@@ -85,13 +95,15 @@ def stch(
     """
     if mu <= 0:
         raise ValueError(f"mu must be > 0, got {mu}")
-    if steps_per_epoch < 1:
+    if steps_per_epoch is not None and steps_per_epoch < 1:
         raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
     if warmup_epochs < 0:
         raise ValueError(f"warmup_epochs must be >= 0, got {warmup_epochs}")
     pref = None if preference is None else tuple(float(p) for p in preference)
     if pref is not None and any(p <= 0 for p in pref):
         raise ValueError(f"preference must be positive, got {pref}")
+    hparams = dict(mu=mu, warmup_epochs=warmup_epochs, steps_per_epoch=steps_per_epoch, preference=pref)
+    epoch_len = DEFAULT_STEPS_PER_EPOCH if steps_per_epoch is None else steps_per_epoch
 
     def init(num_tasks: int) -> STCHState:
         if pref is not None and len(pref) != num_tasks:
@@ -100,12 +112,16 @@ def stch(
 
     def update(losses, task_grads, state, *, key=None):
         del task_grads, key
+        if steps_per_epoch is None:
+            warnings.warn(f"stch: steps_per_epoch is not set; an epoch is taken as {DEFAULT_STEPS_PER_EPOCH} update "
+                          "calls. Pass steps_per_epoch=, or let the training loop fill it in "
+                          "(mtl.balancers.with_run_facts).", stacklevel=2)
         losses = jax.lax.stop_gradient(losses).astype(jnp.float32)
         t = losses.shape[-1]
         lam = jnp.ones((t,), jnp.float32) if pref is None else jnp.asarray(pref, jnp.float32)
         if lam.shape != (t,):
             raise ValueError(f"preference has {lam.shape[0]} entries for {t} tasks")
-        epoch = state.step // steps_per_epoch
+        epoch = state.step // epoch_len
 
         log_weights = 1.0 / (losses + _EPS)
 
@@ -122,4 +138,5 @@ def stch(
         )
         return None, weights, new_state
 
-    return Balancer(init=init, update=update, grads="none", name="stch")
+    return declare_run_facts(Balancer(init=init, update=update, grads="none", name="stch"), stch, hparams,
+                             ("steps_per_epoch",))

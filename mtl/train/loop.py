@@ -52,11 +52,7 @@ import optax
 from jax.sharding import NamedSharding
 
 from mtl import metrics as mtl_metrics
-try:
-    from mtl.balancers import with_run_facts
-except ImportError:  # TEMP-REMOVE: until the balancer helper lands it
-    def with_run_facts(b, **facts):
-        return b
+from mtl.balancers import with_run_facts
 from mtl.balancers.base import Balancer
 from mtl.data.base import MultiTaskData, Split
 from mtl.models.base import Model

@@ -1,6 +1,8 @@
 """Aligned-MTL: the aligned gradients are orthogonal with equal norms
 sqrt(lambda_min), hand values, rank deficiency and scale behaviour."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,10 +14,17 @@ from mtl.balancers.aligned_mtl import aligned_matrix, aligned_mtl
 _matrix = jax.jit(aligned_matrix, static_argnames="scale_mode")
 
 
+@functools.lru_cache(maxsize=None)
+def _jitted(factory, **hparams):
+    """One balancer and one jitted update per configuration (a compilation per input shape)."""
+    b = factory(**hparams)
+    return b, jax.jit(b.update)
+
+
 def _update(g, **kw):
-    b = aligned_mtl(**kw)
+    b, step = _jitted(aligned_mtl, **kw)
     g = jnp.asarray(g, jnp.float32)
-    return jax.jit(b.update)(jnp.ones(g.shape[0]), g, b.init(g.shape[0]), key=jax.random.key(0))
+    return step(jnp.ones(g.shape[0]), g, b.init(g.shape[0]), key=jax.random.key(0))
 
 
 @settings(max_examples=25, deadline=None)

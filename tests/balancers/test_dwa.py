@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mtl.balancers.dwa import dwa
+from mtl.balancers import with_run_facts
+from mtl.balancers.dwa import DEFAULT_STEPS_PER_EPOCH, dwa
 
 
 def _run(b, loss_rows):
@@ -71,3 +72,23 @@ def test_bad_hyperparameters():
         dwa(steps_per_epoch=0)
     with pytest.raises(ValueError):
         dwa(temperature=0.0)
+
+
+def test_steps_per_epoch_is_a_run_fact():
+    rows = [[3.0, 4.0], [1.0, 4.0], [1.5, 4.0], [0.5, 4.0], [9.0, 9.0]]
+    assert dwa().run_facts == ("steps_per_epoch",)
+    # bound by the training loop: the same method as passing it
+    bound, _ = _run(with_run_facts(dwa(), steps_per_epoch=2, rep_grad=True), rows)
+    explicit, _ = _run(dwa(steps_per_epoch=2), rows)
+    np.testing.assert_array_equal(np.stack(bound), np.stack(explicit))
+    # a value the user passed explicitly is kept: epochs of 3 calls, so the epoch-0 mean is (11/6, 4)
+    _, state = _run(with_run_facts(dwa(steps_per_epoch=3), steps_per_epoch=2), rows)
+    np.testing.assert_allclose(state.prev_mean, [11 / 6, 4.0], rtol=1e-6)
+
+
+def test_unbound_steps_per_epoch_warns_and_uses_the_documented_default():
+    b = dwa()
+    with pytest.warns(UserWarning, match="steps_per_epoch"):
+        _, state = _run(b, [[2.0, 1.0]] * (DEFAULT_STEPS_PER_EPOCH + 1))
+    np.testing.assert_allclose(state.prev_mean, [2.0, 1.0])  # the first epoch closed after 100 calls
+    np.testing.assert_allclose(state.loss_count, 1.0)

@@ -69,7 +69,7 @@ def test_isotropic_fallback_is_exact_for_one_coordinate():
         _, lw_fb, s_fb = b.update(jnp.ones(3), g, s_fb, key=None)
         _, lw_full, s_full = b.update(jnp.ones(3), g, s_full, key=None)
         np.testing.assert_allclose(lw_fb, lw_full, rtol=1e-5)
-    assert s_fb.grad_sq_sum is None
+    assert s_fb.grad_rss is None
 
 
 def test_task_whose_gradient_stays_large_gains_weight():

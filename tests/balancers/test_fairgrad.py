@@ -1,6 +1,8 @@
 """FairGrad: the alpha-fair condition (G w)_i = w_i^(-1/alpha), hand values,
 the official T-scaling and clipping, and agreement with Nash-MTL at alpha = 1."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,9 +15,17 @@ from mtl.balancers.nash_mtl import nash_mtl
 _weights = jax.jit(fairgrad_weights, static_argnames="alpha")
 
 
-def _update(b, g):
+@functools.lru_cache(maxsize=None)
+def _jitted(factory, **hparams):
+    """One balancer and one jitted update per configuration (a compilation per input shape)."""
+    b = factory(**hparams)
+    return b, jax.jit(b.update)
+
+
+def _update(factory, g, **hparams):
+    b, step = _jitted(factory, **hparams)
     g = jnp.asarray(g, jnp.float32)
-    return jax.jit(b.update)(jnp.ones(g.shape[0]), g, b.init(g.shape[0]), key=jax.random.key(0))
+    return step(jnp.ones(g.shape[0]), g, b.init(g.shape[0]), key=jax.random.key(0))
 
 
 @settings(max_examples=25, deadline=None)
@@ -53,18 +63,18 @@ def test_larger_alpha_favours_the_weakest_task():
 
 def test_official_scaling_and_clipping():
     c = np.array([1.0, 2.0])
-    d, weights, _ = _update(fairgrad(max_norm=0.0), np.diag(c))  # alpha = 1: w = 1 / c
+    d, weights, _ = _update(fairgrad, np.diag(c), max_norm=0.0)  # alpha = 1: w = 1 / c
     np.testing.assert_allclose(weights, 2.0 / c, rtol=1e-4)  # T w
     np.testing.assert_allclose(d, [2.0, 2.0], rtol=1e-4)
-    d, _, _ = _update(fairgrad(), np.diag(c))  # official max_norm = 1
+    d, _, _ = _update(fairgrad, np.diag(c))  # official max_norm = 1
     np.testing.assert_allclose(d, [np.sqrt(0.5)] * 2, rtol=1e-4)
 
 
 def test_alpha_one_is_nash_mtl():
     rng = np.random.default_rng(0)
     g = rng.normal(size=(3, 5)) + np.eye(3, 5)
-    _, wf, _ = _update(fairgrad(max_norm=0.0), g)
-    _, wn, _ = _update(nash_mtl(max_norm=0.0), g)
+    _, wf, _ = _update(fairgrad, g, max_norm=0.0)
+    _, wn, _ = _update(nash_mtl, g, max_norm=0.0)
     np.testing.assert_allclose(np.asarray(wf) / 3, wn, rtol=1e-3)
 
 

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
+from mtl.balancers import with_run_facts
 from mtl.balancers.graddrop import graddrop
 
 _KEYS = jax.random.split(jax.random.key(0), 2000)
@@ -64,6 +65,23 @@ def test_each_coordinate_is_the_sum_of_one_sign(t, seed, leak):
     # leak + (1 - leak) * mask: the kept sign at full weight, the other at `leak`
     keep_pos = pos + leak * neg
     keep_neg = neg + leak * pos
-    ok = np.isclose(out, keep_pos, atol=1e-5) | np.isclose(out, keep_neg, atol=1e-5)
-    assert ok.all()
-    assert np.all((np.asarray(w) >= leak - 1e-6) & (np.asarray(w) <= 1 + 1e-6))
+    chose_pos = np.isclose(out, keep_pos, atol=1e-5)
+    chose_neg = np.isclose(out, keep_neg, atol=1e-5)
+    assert np.all(chose_pos | chose_neg)
+    # the logged weights: the fraction of each task's entries kept, counting the leak; an entry is kept
+    # when its sign is the chosen one (where both sums agree, e.g. one sign only, it is kept either way)
+    kept = np.where(chose_pos & ~chose_neg, g > 0, np.where(chose_neg & ~chose_pos, g < 0, True))
+    np.testing.assert_allclose(w, (leak + (1 - leak) * kept).mean(axis=1), rtol=1e-5)
+
+
+def test_rep_grad_is_a_run_fact():
+    g = jnp.array([[[1.0], [-3.0]], [[2.0], [1.0]]])  # (T=2, B=2, d=1), as in the test above
+    assert graddrop().run_facts == ("rep_grad",)
+    bound = with_run_facts(graddrop(), rep_grad=True, steps_per_epoch=5)
+    out = _many(bound, g)
+    np.testing.assert_array_equal(out, _many(graddrop(rep_grad=True), g))  # the batch-level mask
+    # unbound (None) is the per-parameter mode; an explicit False is kept
+    np.testing.assert_array_equal(_many(graddrop(), g), _many(graddrop(rep_grad=False), g))
+    kept = with_run_facts(graddrop(rep_grad=False), rep_grad=True)
+    np.testing.assert_array_equal(_many(kept, g), _many(graddrop(rep_grad=False), g))
+    assert not np.array_equal(_many(kept, g), out)

@@ -1,6 +1,8 @@
 """MGDA: hand values for two tasks, the min-norm point's optimality condition,
 a brute-force grid for three tasks, and the gradient normalisations."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,21 +15,29 @@ from mtl.balancers.mgda import mgda
 _solve = jax.jit(min_norm_weights)
 
 
-def _update(b, losses, g):
-    return jax.jit(b.update)(jnp.asarray(losses, jnp.float32), jnp.asarray(g, jnp.float32),
-                             b.init(len(losses)), key=jax.random.key(0))
+@functools.lru_cache(maxsize=None)
+def _jitted(factory, **hparams):
+    """One balancer and one jitted update per configuration (a compilation per input shape)."""
+    b = factory(**hparams)
+    return b, jax.jit(b.update)
+
+
+def _update(factory, losses, g, **hparams):
+    b, step = _jitted(factory, **hparams)
+    return step(jnp.asarray(losses, jnp.float32), jnp.asarray(g, jnp.float32), b.init(len(losses)),
+                key=jax.random.key(0))
 
 
 def test_two_tasks_by_hand():
     # G = [[1, -1], [-1, 2]]: gamma = (2 + 1) / (1 + 2 + 2) = 3/5
-    d, w, _ = _update(mgda(), [1.0, 1.0], [[1.0, 0.0], [-1.0, 1.0]])
+    d, w, _ = _update(mgda, [1.0, 1.0], [[1.0, 0.0], [-1.0, 1.0]])
     np.testing.assert_allclose(w, [0.6, 0.4], rtol=1e-6)
     np.testing.assert_allclose(d, [0.2, 0.4], rtol=1e-6, atol=1e-7)
 
 
 def test_two_tasks_endpoint_is_exact():
     # g2 = 2 g1: the min-norm point is g1 itself (official code would give 0.999 / 0.001)
-    d, w, _ = _update(mgda(), [1.0, 1.0], [[1.0, 1.0], [2.0, 2.0]])
+    d, w, _ = _update(mgda, [1.0, 1.0], [[1.0, 1.0], [2.0, 2.0]])
     np.testing.assert_allclose(w, [1.0, 0.0], atol=1e-7)
     np.testing.assert_allclose(d, [1.0, 1.0], rtol=1e-6)
 
@@ -35,7 +45,7 @@ def test_two_tasks_endpoint_is_exact():
 def test_orthogonal_gradients_by_hand():
     # g_i = c_i e_i: w_i proportional to 1 / c_i^2
     c = np.array([1.0, 2.0, 4.0])
-    d, w, _ = _update(mgda(), [1.0] * 3, np.diag(c))
+    d, w, _ = _update(mgda, [1.0] * 3, np.diag(c))
     expected = (1 / c**2) / np.sum(1 / c**2)
     np.testing.assert_allclose(w, expected, rtol=1e-5)
     np.testing.assert_allclose(d, expected * c, rtol=1e-5)
@@ -43,13 +53,13 @@ def test_orthogonal_gradients_by_hand():
 
 def test_opposite_gradients_give_zero_update():
     g = np.array([[1.0, 2.0, -1.0], [-1.0, -2.0, 1.0], [0.5, 0.1, 0.3]])
-    d, w, _ = _update(mgda(), [1.0] * 3, g)
+    d, w, _ = _update(mgda, [1.0] * 3, g)
     np.testing.assert_allclose(d, 0.0, atol=1e-6)
     np.testing.assert_allclose(w[:2], [0.5, 0.5], atol=1e-6)
 
 
 def test_zero_gradients_give_uniform_weights():
-    d, w, _ = _update(mgda(), [1.0] * 3, np.zeros((3, 4)))
+    d, w, _ = _update(mgda, [1.0] * 3, np.zeros((3, 4)))
     np.testing.assert_allclose(w, 1 / 3, rtol=1e-6)
     np.testing.assert_allclose(d, 0.0)
 
@@ -95,8 +105,8 @@ def test_l2_normalisation_is_invariant_to_gradient_scales():
     rng = np.random.default_rng(0)
     g = rng.normal(size=(3, 5))
     scales = np.array([1.0, 10.0, 0.1])[:, None]
-    _, w1, _ = _update(mgda(normalization="l2"), [1.0] * 3, g)
-    d2, w2, _ = _update(mgda(normalization="l2"), [1.0] * 3, g * scales)
+    _, w1, _ = _update(mgda, [1.0] * 3, g, normalization="l2")
+    d2, w2, _ = _update(mgda, [1.0] * 3, g * scales, normalization="l2")
     np.testing.assert_allclose(w1, w2, rtol=1e-4, atol=1e-6)
     # the weights apply to the raw (unnormalised) gradients, as in the official script
     np.testing.assert_allclose(d2, np.asarray(w2) @ (g * scales), rtol=1e-4, atol=1e-5)
@@ -105,10 +115,10 @@ def test_l2_normalisation_is_invariant_to_gradient_scales():
 def test_loss_normalisation_divides_by_the_losses():
     g = np.array([[1.0, 0.0], [0.0, 1.0]])
     # normalised gradients (1/2) e1 and (1/1) e2: w proportional to (4, 1)
-    _, w, _ = _update(mgda(normalization="loss"), [2.0, 1.0], g)
+    _, w, _ = _update(mgda, [2.0, 1.0], g, normalization="loss")
     np.testing.assert_allclose(w, [0.8, 0.2], rtol=1e-6)
     # loss+: |g_i| L_i = (2, 1) again
-    _, w, _ = _update(mgda(normalization="loss+"), [2.0, 1.0], g)
+    _, w, _ = _update(mgda, [2.0, 1.0], g, normalization="loss+")
     np.testing.assert_allclose(w, [0.8, 0.2], rtol=1e-6)
 
 

@@ -1,6 +1,8 @@
 """Nash-MTL: the bargaining condition (G alpha)_i alpha_i = 1, hand values,
 scale invariance of the update, clipping and the weight-reuse schedule."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,10 +14,18 @@ from mtl.balancers.nash_mtl import nash_mtl, nash_weights
 _weights = jax.jit(nash_weights)
 
 
-def _update(b, g, state=None):
+@functools.lru_cache(maxsize=None)
+def _jitted(factory, **hparams):
+    """One balancer and one jitted update per configuration (a compilation per input shape)."""
+    b = factory(**hparams)
+    return b, jax.jit(b.update)
+
+
+def _update(factory, g, state=None, **hparams):
+    b, step = _jitted(factory, **hparams)
     g = jnp.asarray(g, jnp.float32)
     state = b.init(g.shape[0]) if state is None else state
-    return jax.jit(b.update)(jnp.ones(g.shape[0]), g, state, key=jax.random.key(0))
+    return step(jnp.ones(g.shape[0]), g, state, key=jax.random.key(0))
 
 
 @settings(max_examples=25, deadline=None)
@@ -34,7 +44,7 @@ def test_bargaining_condition_on_well_conditioned_gramians(seed, t, extra, log_s
 def test_orthogonal_gradients_by_hand():
     # G = diag(c^2): alpha_i = 1 / c_i, d = sum_i e_i with norm sqrt(T)
     c = np.array([0.5, 2.0, 8.0])
-    d, alpha, _ = _update(nash_mtl(max_norm=0.0), np.diag(c))
+    d, alpha, _ = _update(nash_mtl, np.diag(c), max_norm=0.0)
     np.testing.assert_allclose(alpha, 1 / c, rtol=1e-4)
     np.testing.assert_allclose(d, [1.0, 1.0, 1.0], rtol=1e-4)
 
@@ -42,29 +52,29 @@ def test_orthogonal_gradients_by_hand():
 def test_identical_gradients_by_hand():
     # G = |g|^2 11^T: T |g|^2 a^2 = 1
     g = np.array([3.0, 4.0])
-    _, alpha, _ = _update(nash_mtl(max_norm=0.0), np.stack([g, g, g, g]))
+    _, alpha, _ = _update(nash_mtl, np.stack([g, g, g, g]), max_norm=0.0)
     np.testing.assert_allclose(alpha, 1 / (5.0 * 2.0), rtol=1e-4)
 
 
 def test_update_norm_is_sqrt_t_whatever_the_scale_and_clipped_to_max_norm():
     rng = np.random.default_rng(1)
     g = rng.normal(size=(3, 6)) + np.eye(3, 6)
-    d_small, _, _ = _update(nash_mtl(max_norm=0.0), 1e-3 * g)
-    d_big, _, _ = _update(nash_mtl(max_norm=0.0), 1e3 * g)
+    d_small, _, _ = _update(nash_mtl, 1e-3 * g, max_norm=0.0)
+    d_big, _, _ = _update(nash_mtl, 1e3 * g, max_norm=0.0)
     np.testing.assert_allclose(np.linalg.norm(d_small), np.sqrt(3), rtol=1e-3)
     np.testing.assert_allclose(d_small, d_big, rtol=2e-3, atol=1e-5)
-    d_clip, alpha, _ = _update(nash_mtl(), g)  # official max_norm = 1
+    d_clip, alpha, _ = _update(nash_mtl, g)  # official max_norm = 1
     np.testing.assert_allclose(np.linalg.norm(d_clip), 1.0, rtol=1e-5)
     np.testing.assert_allclose(d_clip, d_small / np.sqrt(3), rtol=2e-3, atol=1e-5)
 
 
 def test_weights_are_reused_between_updates():
-    b = nash_mtl(update_weights_every=2, max_norm=0.0)
+    kw = dict(update_weights_every=2, max_norm=0.0)
     g1 = np.diag([1.0, 2.0])
     g2 = np.diag([4.0, 4.0])
-    _, a1, s = _update(b, g1)
-    _, a2, s = _update(b, g2, s)   # step 1: reuse
-    _, a3, s = _update(b, g2, s)   # step 2: recompute
+    _, a1, s = _update(nash_mtl, g1, **kw)
+    _, a2, s = _update(nash_mtl, g2, s, **kw)   # step 1: reuse
+    _, a3, s = _update(nash_mtl, g2, s, **kw)   # step 2: recompute
     np.testing.assert_allclose(a1, [1.0, 0.5], rtol=1e-4)
     np.testing.assert_allclose(a2, a1)
     np.testing.assert_allclose(a3, [0.25, 0.25], rtol=1e-4)
@@ -73,7 +83,7 @@ def test_weights_are_reused_between_updates():
 
 def test_opposite_gradients_stay_finite():
     g = np.array([[1.0, -2.0], [-1.0, 2.0]])
-    d, alpha, _ = _update(nash_mtl(), g)
+    d, alpha, _ = _update(nash_mtl, g)
     assert np.all(np.isfinite(alpha)) and np.all(alpha > 0)
     np.testing.assert_allclose(d, 0.0, atol=1e-3)
 

@@ -7,10 +7,13 @@ import mtl.balancers as mb
 from mtl.balancers.pcgrad import pcgrad_coefficients
 
 
+_B = mb.get("pcgrad")
+_STEP = jax.jit(_B.update)  # one compilation per T
+
+
 def _update(g, key=0):
-    b = mb.get("pcgrad")
-    combined, w, _ = jax.jit(b.update)(jnp.ones(g.shape[0]), jnp.asarray(g, jnp.float32), b.init(g.shape[0]),
-                                       key=jax.random.key(key))
+    combined, w, _ = _STEP(jnp.ones(g.shape[0]), jnp.asarray(g, jnp.float32), _B.init(g.shape[0]),
+                           key=jax.random.key(key))
     return np.asarray(combined), np.asarray(w)
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from mtl.balancers import with_run_facts
 from mtl.balancers.stch import stch
 
 
@@ -34,7 +35,7 @@ def test_schedule_by_hand():
     np.testing.assert_allclose(ws[4], [2 * (1 / 3) / 2, 2 * (2 / 3) / 8], rtol=1e-5)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(st.integers(2, 4), st.floats(0.05, 3.0), st.integers(0, 10_000))
 def test_weights_are_gradient_of_official_objective(t, mu, seed):
     rng = np.random.default_rng(seed)
@@ -71,4 +72,21 @@ def test_bad_preference():
         stch(preference=(1.0, -1.0))
     with pytest.raises(ValueError):
         stch(preference=(1.0, 1.0)).init(3)
-    assert math.isfinite(stch().update(jnp.array([0.0, 1.0]), None, stch().init(2))[1][0])
+    b = stch(steps_per_epoch=1)
+    assert math.isfinite(b.update(jnp.array([0.0, 1.0]), None, b.init(2))[1][0])
+
+
+def test_steps_per_epoch_is_a_run_fact():
+    rows = [[1.0, 2.0], [2.0, 4.0], [1.0, 3.0], [3.0, 5.0], [2.0, 8.0]]
+    assert stch().run_facts == ("steps_per_epoch",)
+    bound, _ = _run(with_run_facts(stch(warmup_epochs=1), steps_per_epoch=2), rows)
+    explicit, _ = _run(stch(warmup_epochs=1, steps_per_epoch=2), rows)
+    np.testing.assert_array_equal(np.stack(bound), np.stack(explicit))
+    # an explicit value is kept: 1 call per epoch, the nadir is epoch 1's loss (2, 4)
+    _, state = _run(with_run_facts(stch(warmup_epochs=1, steps_per_epoch=1), steps_per_epoch=2), rows)
+    np.testing.assert_allclose(state.loss_sum / state.loss_count, [2.0, 4.0])
+
+
+def test_unbound_steps_per_epoch_warns():
+    with pytest.warns(UserWarning, match="steps_per_epoch"):
+        stch().update(jnp.array([1.0, 2.0]), None, stch().init(2))

@@ -1,6 +1,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import mtl.balancers as mb
 
@@ -45,3 +46,18 @@ def test_gradnorm_pushes_weight_to_the_slower_task():
         _, _, state = upd(jnp.array([0.1, 0.9]), grads, state)
     assert state.weights[1] > state.weights[0]
     np.testing.assert_allclose(state.weights.sum(), 2.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("alpha,expected", [(1.5, [0.975, 1.025]), (0.5, [1.025, 0.975])])
+def test_gradnorm_alpha_sets_the_targets_by_hand(alpha, expected):
+    # L(0) = (1, 1), L = (0.5, 2): loss ratios (0.5, 2), relative to their mean 1.25: r = (0.4, 1.6).
+    # Gradient norms (1, 3) at w = (1, 1): G = (1, 3), mean 2; targets 2 r^alpha.
+    #   alpha = 1.5: targets (0.506, 4.048): G - target = (+, -), dL/dw = (+1, -3)
+    #   alpha = 0.5: targets (1.265, 2.530): G - target = (-, +), dL/dw = (-1, +3)
+    # Adam's first step moves each weight by lr = 0.025 against its gradient's sign; the sum stays 2.
+    b = mb.get("gradnorm", alpha=alpha, learning_rate=0.025)
+    state = b.init(2)._replace(initial_losses=jnp.array([1.0, 1.0]), initialised=jnp.array(True))
+    grads = jnp.array([[1.0, 0.0], [0.0, 3.0]])
+    _, w, state = b.update(jnp.array([0.5, 2.0]), grads, state)
+    np.testing.assert_allclose(w, [1.0, 1.0])
+    np.testing.assert_allclose(state.weights, expected, rtol=1e-6)

@@ -35,6 +35,7 @@ flags.DEFINE_string("seeds", "1,5,10", "Seed counts S.")
 flags.DEFINE_integer("epochs", 2, "Epochs per measurement (the first call compiles and is not timed).")
 flags.DEFINE_string("data_dir", "../shared/data", "Folder with census_income_kdd/ (for --models=census).")
 flags.DEFINE_string("json", "", "Write the rows here.")
+flags.DEFINE_integer("synthetic_rows", 50_000, "Training rows of the synthetic data.")
 
 
 def setup(kind: str):
@@ -43,7 +44,7 @@ def setup(kind: str):
         model = mm.get("mmoe", num_tasks=2, num_numeric=len(data.numeric_names), vocab_sizes=data.vocab_sizes,
                        num_experts=8, expert_hidden=(64,), tower_hidden=(32,), embed_dim=8)
         return data, model, 256
-    data = md.load("synthetic", correlation=0.9, num_train=50_000, num_validation=1000, num_test=1000)
+    data = md.load("synthetic", correlation=0.9, num_train=FLAGS.synthetic_rows, num_validation=1000, num_test=1000)
     return data, mm.get("mmoe", num_tasks=2, num_numeric=100), 128
 
 

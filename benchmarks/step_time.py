@@ -81,6 +81,7 @@ flags.DEFINE_integer("scan_steps", 20, "Steps per timed call for the paper size 
 flags.DEFINE_bool("torch", True, "Time the PyTorch implementation too (when torch is installed).")
 flags.DEFINE_string("json", None, "Write the results to this JSON file.")
 flags.DEFINE_integer("seed", 0, "Seed for data, initialisation and PCGrad's order.")
+flags.DEFINE_string("torch_device", "", "PyTorch device: cpu or cuda (default: cuda when available).")
 
 #: Vocabulary sizes of Census-Income's 31 categorical fields (``test_split``
 #: train split, ``mtl.data.load("census_income")``), fixed here so that the
@@ -158,11 +159,13 @@ class Runner:
         self.trainer = None
         self.times = {"mtl": [], "mtl_dispatched": [], "torch": []}
         if use_torch and name in torch_mmoe.METHODS:
-            self.trainer = torch_mmoe.TorchTrainer(name, num_tasks=t, seed=seed, **size.model)
-            tc = {k: torch.from_numpy(v).long() if k == "categorical" else torch.from_numpy(v)
+            device = FLAGS.torch_device or ("cuda" if torch.cuda.is_available() else "cpu")
+            self.trainer = torch_mmoe.TorchTrainer(name, num_tasks=t, seed=seed, device=device, **size.model)
+            self.sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+            tc = {k: (torch.from_numpy(v).long() if k == "categorical" else torch.from_numpy(v)).to(device)
                   for k, v in cols.items()}
             if epoch:  # a gather per step, like a training loop over in-memory tensors
-                ti = torch.from_numpy(idx).long()
+                ti = torch.from_numpy(idx).long().to(device)
                 self.torch_batch = lambda i: tuple(tc[k].index_select(0, ti[i])  # noqa: E731
                                                    for k in ("numeric", "categorical", "labels"))
             else:  # contiguous views of the stacked batches
@@ -182,6 +185,7 @@ class Runner:
             t0 = time.perf_counter()
             for i in range(self.steps):
                 self.trainer.step(*self.torch_batch(i))
+            self.sync()
             if record:
                 self.times["torch"].append((time.perf_counter() - t0) / self.steps)
 

@@ -285,13 +285,16 @@ class TorchTrainer:
         tower_hidden: the MMoE's sizes (as ``mtl.models.get("mmoe", ...)``).
       learning_rate: Adam's step size.
       seed: initialisation and PCGrad's order.
+      device: ``"cpu"`` or ``"cuda"`` (the T x T solvers run on the host, as in the official code).
     """
 
-    def __init__(self, method: str, *, learning_rate: float = 1e-3, seed: int = 0, **model_kwargs):
+    def __init__(self, method: str, *, learning_rate: float = 1e-3, seed: int = 0, device: str = "cpu",
+                 **model_kwargs):
         if method not in METHODS:
             raise ValueError(f"no PyTorch implementation of {method!r}; choose one of {', '.join(METHODS)}")
         self.method = method
-        self.model = MMoE(seed=seed, **model_kwargs)
+        self.device = torch.device(device)
+        self.model = MMoE(seed=seed, **model_kwargs).to(self.device)
         self.t = self.model.num_tasks
         self.shared = self.model.shared_parameters()
         shared_ids = {id(p) for p in self.shared}
@@ -299,11 +302,11 @@ class TorchTrainer:
         self.params = [*self.shared, *self.rest]
         extra = []
         if method == "uw":
-            self.log_vars = torch.nn.Parameter(torch.zeros(self.t))
+            self.log_vars = torch.nn.Parameter(torch.zeros(self.t, device=self.device))
             extra = [self.log_vars]
         self.opt = torch.optim.Adam([*self.params, *extra], lr=learning_rate)
         if method == "gradnorm":
-            self.gn_weights = torch.ones(self.t, requires_grad=True)
+            self.gn_weights = torch.ones(self.t, requires_grad=True, device=self.device)
             self.gn_opt = torch.optim.Adam([self.gn_weights], lr=0.025)
             self.gn_l0 = None
         self.rng = np.random.default_rng(seed)

@@ -3,6 +3,7 @@
 import importlib
 import json
 
+import numpy as np
 import pytest
 
 from mtl.cli import train_and_evaluate
@@ -46,3 +47,24 @@ def test_tabular_config_on_a_file_it_was_not_written_for(data_dir, tmp_path):
 def test_census_config_rejects_unknown_arguments():
     with pytest.raises(ValueError, match="unknown config argument 'group3'.*shared_bottom"):
         _config("census_income", "group3")
+
+
+@pytest.mark.parametrize("name,arg,balancer", [
+    ("ali_ccp", "smoke,esmm", "ew"), ("aliexpress", "smoke,esmm", "pcgrad"),
+    ("ali_ccp", "smoke,aitm", "pcgrad"), ("aliexpress", "smoke,aitm", "ew"),
+])
+def test_funnel_models_train_on_the_samples(data_dir, tmp_path, name, arg, balancer):
+    """ESMM and AITM from their configs on the public samples (format checks, not results)."""
+    from mtl.config_edge import resolve
+
+    c = _config(name, arg)
+    c.data.data_dir = str(data_dir)
+    c.data.cache_dir = str(tmp_path / "cache")
+    c.balancer.name = balancer
+    c.data.allow_single_class = True
+    s = train_and_evaluate(resolve(c), tmp_path / "run", progress=False)
+    model = arg.split(",")[1]
+    heads = {"esmm": {"click", "conversion", "ctcvr"}, "aitm": {"click", "conversion"}}[model]
+    assert set(s["test"]) == heads and s["loss_names"] == (["click", "ctcvr"] if model == "esmm" else
+                                                          ["click", "conversion"])
+    assert all(np.isfinite(r["train_loss"][n]) for r in s["history"] for n in s["loss_names"])

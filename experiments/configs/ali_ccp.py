@@ -9,6 +9,11 @@
 Arguments (comma-separated): ``ctcvr`` (tasks click and click-AND-conversion, as
 ESMM evaluates), ``paddlerec`` / ``torch_rechub`` (force the file format),
 ``sample`` (the tiny public samples), ``smoke`` (the samples, one epoch).
+``esmm`` / ``aitm`` select the conversion-funnel models (ESMM: CTR and CTCVR
+losses over all impressions, CVR AUC on clicked impressions; AITM: information
+transfer from the click to the conversion tower and the calibrator), e.g.
+``:smoke,esmm``; their model sizes are the defaults of ``mtl.models.ESMM`` /
+``mtl.models.AITM`` with this config's embedding size.
 
 The full data (about 42M + 43M impressions) comes from Alibaba Tianchi; see
 docs/data.md for the expected files. No reference numbers are claimed for this
@@ -42,6 +47,9 @@ def get_config(arg: str | None = None):
             continue
         if token == "ctcvr":
             c.data.tasks = "click,ctcvr"
+        elif token in ("esmm", "aitm"):
+            c.model.name = token
+            c.data.tasks = "click,conversion"
         elif token in ("paddlerec", "torch_rechub"):
             c.data.format = token
         elif token == "sample":
@@ -51,5 +59,6 @@ def get_config(arg: str | None = None):
             c.epochs = 1
             c.batch_size = 32
         else:
-            raise ValueError(f"unknown config argument {token!r}; use ctcvr, paddlerec, torch_rechub, sample, smoke")
+            raise ValueError(f"unknown config argument {token!r}; use ctcvr, paddlerec, torch_rechub, sample, smoke, "
+                             "esmm, aitm")
     return c

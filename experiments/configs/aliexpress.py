@@ -8,6 +8,11 @@
 Arguments: a country ``NL`` (default), ``ES``, ``FR``, ``US``, ``RU``; ``sample``
 reads the 100 + 20 row public sample; ``smoke`` = the sample for one epoch;
 ``ctcvr`` switches the second task from ``conversion`` to click AND conversion.
+``esmm`` / ``aitm`` select the conversion-funnel models (ESMM: CTR and CTCVR
+losses over all impressions, CVR AUC on clicked impressions; AITM: information
+transfer from the click to the conversion tower and the calibrator), e.g.
+``:smoke,esmm``; their model sizes are the defaults of ``mtl.models.ESMM`` /
+``mtl.models.AITM`` with this config's embedding size.
 
 Training settings follow MTReclib's main.py (batch 2048, Adam lr 1e-3, weight
 decay 1e-6, 50 epochs, embedding 128, towers (128, 64), dropout 0.2; its experts /
@@ -59,8 +64,13 @@ def get_config(arg: str | None = None):
             c.batch_size = 64
             c.data.validation_fraction = 0.2
             c.data.allow_single_class = True
+        elif token in ("esmm", "aitm"):
+            c.model.name = token
+            c.model.hparams = {k: v for k, v in c.model.hparams.to_dict().items() if k in ("embed_dim", "dropout")}
+            c.data.tasks = "click,conversion"
         elif token == "ctcvr":
             c.data.tasks = "click,ctcvr"
         else:
-            raise ValueError(f"unknown config argument {token!r}; use a country {COUNTRIES}, sample, smoke, ctcvr")
+            raise ValueError(f"unknown config argument {token!r}; use a country {COUNTRIES}, sample, smoke, ctcvr, "
+                             "esmm, aitm")
     return c

@@ -78,7 +78,6 @@ def main(_):
     if FLAGS.json:
         with open(FLAGS.json, "w") as f:
             json.dump({"device": jax.devices()[0].device_kind, "rows": rows}, f, indent=1)
-    return rows
 
 
 if __name__ == "__main__":

@@ -14,23 +14,29 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
 
-def test_step_time_tiny_writes_json(tmp_path):
-    out = tmp_path / "step_time.json"
+def test_gpu_script_runs_on_cpu_and_writes_json(tmp_path):
+    """benchmarks/gpu.sh unchanged on the CPU (small sizes): step times, vectorised seeds, census-size epochs."""
     # Only the harness is checked here, not speed: rbg keys (model.init's threefry draws dominated the
-    # compile time) and XLA:CPU without backend optimisations bring the run down to a few seconds.
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_DEFAULT_PRNG_IMPL": "rbg", "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.step_time", "--sizes=tiny", "--methods=ew,pcgrad", "--tasks=2",
-         "--rounds=1", f"--json={out}"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    # compile time) and XLA:CPU without backend optimisations keep the run short.
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_DEFAULT_PRNG_IMPL": "rbg", "JAX_DISABLE_MOST_OPTIMIZATIONS": "1",
+           "PYTHON": sys.executable}
+    proc = subprocess.run(["bash", "benchmarks/gpu.sh", str(tmp_path)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "devices: [CpuDevice" in proc.stdout
+    seeds = json.loads((tmp_path / "seeds_throughput.json").read_text())
+    assert {(r["method"], r["seeds"]) for r in seeds["rows"]} == {("ew", 1), ("ew", 2), ("pcgrad", 1), ("pcgrad", 2)}
+    assert all(r["step_ms"] > 0 and r["speedup_vs_sequential"] > 0 for r in seeds["rows"])
+    epochs = json.loads((tmp_path / "census_epoch.json").read_text())
+    assert set(epochs["methods"]) == {"ew", "pcgrad"} and all(m["step_ms"] > 0 for m in epochs["methods"].values())
+    out = tmp_path / "step_time.json"
     if not HAS_TORCH:
         assert "PyTorch is not installed" in proc.stdout
     data = json.loads(out.read_text())
     assert data["meta"]["torch"] is None if not HAS_TORCH else data["meta"]["torch"].startswith("2.")
     assert data["peak"]["tiny"]["jax_peak"] > 0
     rows = {(r["method"], r["T"]): r for r in data["results"]}
-    assert set(rows) == {("ew", 2), ("pcgrad", 2)}
+    assert set(rows) == {("ew", 2), ("pcgrad", 2), ("nash_mtl", 2)}
     for r in rows.values():
         assert r["size"] == "tiny" and r["steps_per_call"] == 2
         for k in ("mtl_ms", "mtl_dispatched_ms", "ew_ratio", "mtl_dispatched_ew_ratio", "mtl_steps_per_s",

@@ -4,11 +4,13 @@ one clear line for every mistake, help text, and the README's command lines."""
 import inspect
 import json
 import os
+import pathlib
 import re
 import shlex
 import subprocess
 import sys
 import textwrap
+import typing
 
 import pytest
 
@@ -17,7 +19,8 @@ import mtl.models as mm
 from mtl import cli
 from mtl.config_edge import load_config_file, resolve
 
-from conftest import ROOT
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
 
 SMOKE = "--config=experiments/configs/synthetic.py:smoke"
 
@@ -122,9 +125,11 @@ def _hparam_alternative(default, annotation):
     if isinstance(default, tuple):
         new = tuple(x + 1 for x in default) + (5,) if default else (5, 4)
         return new, ",".join(map(str, new))
-    if default is None:  # typed by the annotation: 7, 7.0 or (7.0,)
-        from mtl.config_edge import coerce
+    if default is None:  # typed by the annotation: True, 7, 7.0 or (7.0,)
+        from mtl.config_edge import _optional_inner, coerce
 
+        if _optional_inner(annotation) is bool:
+            return True, "true"
         value = coerce("x", "7", None, annotation)
         assert value in (7, 7.0, (7,), (7.0,)), (annotation, value)
         return value, "7"
@@ -133,7 +138,9 @@ def _hparam_alternative(default, annotation):
 
 @pytest.mark.parametrize("name", sorted(mb.REGISTRY))
 def test_every_balancer_hyperparameter_reaches_the_factory(name, monkeypatch):
-    params = {k: p for k, p in inspect.signature(mb.REGISTRY[name]).parameters.items()}
+    hints = typing.get_type_hints(mb.REGISTRY[name])
+    params = {k: p.replace(annotation=hints.get(k, p.annotation))
+              for k, p in inspect.signature(mb.REGISTRY[name]).parameters.items()}
     if not params:  # nothing to set (ew)
         assert resolve(load_config_file(SMOKE.split("=", 1)[1]), [("balancer.name", name)]).balancer.hparams.to_dict() \
             == {}

@@ -3,11 +3,13 @@ exactly like an uninterrupted one; 4 devices compute what 1 device computes."""
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 import textwrap
 
-from conftest import ROOT
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
 
 COMMON = ["--config=experiments/configs/synthetic.py:smoke", "--config.epochs=4", "--config.steps_per_call=4",
           "--config.balancer.name=famo", "--config.seed=3", "--noprogress"]  # 15 steps an epoch, 4 calls

@@ -73,7 +73,7 @@ def measure(t, names, rounds, batch_size, rep_grad=False, scan_steps=10):
     kinds = ("binary",) * t
     runners = {}
     for name in names:
-        b = mb.get(name)
+        b = mb.with_run_facts(mb.get(name), steps_per_epoch=100, rep_grad=rep_grad)
         if rep_grad and not b.rep_grad:
             continue
         step = ScannedSteps(make_train_step(model, b, opt, kinds, rep_grad=rep_grad))
@@ -119,7 +119,7 @@ def measure(t, names, rounds, batch_size, rep_grad=False, scan_steps=10):
     for name, x in runners.items():
         ms = np.median(x["times"]) * 1e3
         solver = np.median(x["solver"]) * 1e3
-        b = mb.get(name)
+        b = mb.with_run_facts(mb.get(name), steps_per_epoch=100, rep_grad=rep_grad)
         own = max(0.0, solver - shared_ms) if b.grads == "shared" else solver
         rows.append({"method": name, "grads": b.grads, "K": b.num_batches, "ms": ms,
                      "ratio": ms / (base * 1e3) if base else float("nan"), "update_share": solver / ms,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import pathlib
 import shutil
@@ -204,15 +205,14 @@ class RunFiles:
             os.fsync(f.fileno())
         if self._tb is not None:
             e = record["epoch"]
-            for group in ("train_loss", "weights", "grad_norms"):
-                for task, v in record.get(group, {}).items():
-                    self._tb.add_scalar(f"{group}/{task}", v, e)
-            for pair, v in record.get("grad_cos", {}).items():
-                self._tb.add_scalar(f"grad_cos/{pair}", v, e)
-            for split in ("validation", "test", "train"):
-                for task, ms in record.get(split, {}).items():
-                    for m, v in ms.items():
-                        self._tb.add_scalar(f"{split}/{task}/{m}", v, e)
+            scalars = {f"{group}/{task}": v for group in ("train_loss", "weights", "grad_norms")
+                       for task, v in record.get(group, {}).items()}
+            scalars.update({f"grad_cos/{pair}": v for pair, v in record.get("grad_cos", {}).items()})
+            scalars.update({f"{split}/{task}/{m}": v for split in ("validation", "test", "train")
+                            for task, ms in record.get(split, {}).items() for m, v in ms.items()})
+            for tag, v in scalars.items():
+                if math.isfinite(v):  # an undefined metric (AUC of one class) is left out of the curves
+                    self._tb.add_scalar(tag, v, e)
             self._tb.flush()
 
     def step_lines(self, epoch: int, first_step: int, outs: dict) -> None:
@@ -276,6 +276,11 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = T
         data = md.load(data_name, **data_kwargs)
     model = build_model(config, data)
     balancer = build_balancer(config)
+    steps_per_epoch = len(data.train) // min(int(config.batch_size), len(data.train))
+    if steps_per_epoch < 10:
+        print(f"note: {steps_per_epoch} train step(s) per epoch (batch_size {config.batch_size}, "
+              f"{len(data.train)} training rows); a smaller --config.batch_size gives early stopping more to go on",
+              file=sys.stderr)
     seed_ids = [int(config.seed)] if seeds is None else seeds
     diagnostics = str(config.get("diagnostics", "") or "")
     loss_names = tuple(model.loss_names or data.task_names)

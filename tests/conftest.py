@@ -1,7 +1,9 @@
 import os
 import tempfile
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
+# One CPU device (the mesh tests ask for four in a subprocess); the fusion emitters off halves
+# XLA:CPU compile times of the solvers' while loops.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=1 --xla_cpu_use_fusion_emitters=false")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Tests are dominated by XLA compile time (many small programs): compile with most
 # optimisations off (4-6x faster compiles here). Subprocesses inherit it. Speed is

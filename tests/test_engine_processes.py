@@ -92,7 +92,7 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
 
 FOUR_DEVICES = textwrap.dedent("""
     import json, os
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4 --xla_cpu_use_fusion_emitters=false"
     import jax, numpy as np, optax
     import mtl.balancers as mb, mtl.data as md, mtl.models as mm
     from mtl.train import fit

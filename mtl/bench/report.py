@@ -375,15 +375,17 @@ def find_ew(cell: Cell, cells: Sequence[Cell]) -> Cell | None:
 
 
 def check_same_protocol(cell: Cell, ref: Cell) -> None:
-    """Raises ``DeltaMError`` unless every run of both cells has the same dataset, protocol and tasks."""
+    """Raises ``DeltaMError`` unless the runs of the two cells have the same dataset, protocol and
+    tasks seed by seed (a generated dataset may be drawn per seed: then its protocol names the seed)."""
     def proto(c: Cell):
-        return {(str(r.summary.get("dataset", "")), str(r.summary.get("protocol", "")),
-                 json.dumps(r.summary.get("tasks", {}), sort_keys=True)) for r in c.runs.values()}
+        return {s: (str(r.summary.get("dataset", "")), str(r.summary.get("protocol", "")),
+                    json.dumps(r.summary.get("tasks", {}), sort_keys=True)) for s, r in c.runs.items()}
 
     a, b = proto(cell), proto(ref)
-    if len(a) != 1 or a != b:
-        raise DeltaMError(f"protocol differs between {cell.label} {sorted(a)} and {ref.label} {sorted(b)} "
-                          "(dataset, protocol, tasks)")
+    per_seed_data = len(set(a.values())) > 1
+    if set(a) != set(b) or a != b or (not per_seed_data and len(set(a.values())) != 1):
+        raise DeltaMError(f"protocol differs between {cell.label} {sorted(set(a.values()))} and {ref.label} "
+                          f"{sorted(set(b.values()))} (dataset, protocol, tasks)")
 
 
 def delta_m(cell: Cell, stl_cell: Cell, metrics: Sequence[MetricSpec], split: str = "test") -> float:
@@ -584,7 +586,7 @@ def _header_lines(cells: Sequence[Cell], header: Mapping[str, Any] | None) -> li
         return ", ".join(vals) if vals else "unknown"
 
     defaults = {
-        "protocol": ", ".join(sorted({f"{c.protocol[0]} ({c.protocol[1]})" for c in cells})),
+        "protocol": _protocols(runs),
         "seeds": ", ".join(map(str, sorted({s for c in cells for s in c.seeds}))),
         "commit": uniq("commit"),
         "config_hash": "per cell, see table.csv",
@@ -600,6 +602,14 @@ def _header_lines(cells: Sequence[Cell], header: Mapping[str, Any] | None) -> li
     return out
 
 
+def _protocols(runs) -> str:
+    """The runs' (dataset, protocol)s; data drawn per seed is summarised as one line."""
+    found = sorted({f"{r.summary.get('dataset', '')} ({r.summary.get('protocol', '')})" for r in runs})
+    if len(found) <= 2:
+        return ", ".join(found) or "unknown"
+    return f"{found[0]} ... {found[-1]} ({len(found)} protocols: the data is drawn per seed)"
+
+
 def caption(table: Table, *, alpha: float = ALPHA, min_pairs: int = MIN_PAIRS) -> str:
     """The method statement printed with every table."""
     stl = f"{STL_MODEL} + {EW_BALANCER}"
@@ -609,7 +619,7 @@ def caption(table: Table, *, alpha: float = ALPHA, min_pairs: int = MIN_PAIRS) -
             f"over seeds (paired by seed), p < {alpha:g}; no mark with fewer than {min_pairs} common seeds. "
             f"Δm (%): mean over the metric columns of the sign-corrected relative change against {stl} under the same "
             f"protocol and seeds (Maninis et al., 2019; higher is better). Step / EW: median train-step time relative "
-            f"to {EW_BALANCER} of the same model (means over seeds). Time: training seconds per seed (mean).")
+            f"to {EW_BALANCER} of the same model. Time: training seconds of the cell (its seeds are trained side by side in one program, so this is the time of all of them).")
 
 
 def _columns(table: Table, arrow_up: str, arrow_down: str) -> list[str]:

@@ -138,12 +138,17 @@ def make_predict(model: Model, eval_batch_size: int) -> Callable:
     return predict
 
 
-def selection_score(val_metrics: dict, kinds: Sequence[str], names: Sequence[str], select_by: str) -> float:
+def selection_score(val_metrics: dict, kinds: Sequence[str], names: Sequence[str], select_by: str,
+                    mse_scale: Sequence[float] | None = None) -> float:
     """Higher is better. ``auc``: mean validation AUC of binary tasks;
-    ``loss``: minus the mean validation loss (log loss / MSE)."""
+    ``loss``: minus the mean validation loss (log loss / MSE), with each MSE
+    divided by ``mse_scale`` (the label variance of a standardised task, so that
+    a target in milliseconds weighs like the others, as in training)."""
     if select_by == "auc":
         return float(np.nanmean([val_metrics[n]["auc"] for n, k in zip(names, kinds) if k == "binary"]))
-    losses = [val_metrics[n]["logloss" if k == "binary" else "mse"] for n, k in zip(names, kinds)]
+    scale = mse_scale or [1.0] * len(names)
+    losses = [val_metrics[n]["logloss"] if k == "binary" else val_metrics[n]["mse"] / c
+              for n, k, c in zip(names, kinds, scale)]
     return -float(np.mean(losses))
 
 
@@ -281,6 +286,7 @@ def fit(
     if select_by not in ("auc", "loss"):
         raise ValueError(f"select_by must be 'auc', 'loss' or 'auto', got {select_by!r}")
     loss_names = tuple(model.loss_names or data.task_names)
+    mse_scale = None if model.eval_view is not None else [getattr(t, "label_std", 1.0) ** 2 for t in data.tasks]
     n = len(data.train)
     if n == 0:
         raise ValueError("the training split is empty")
@@ -535,7 +541,7 @@ def fit(
                 meta["history"][i].append(record)
                 if on_epoch is not None:
                     on_epoch(record)
-                score = selection_score(record["validation"], kinds, names, select_by)
+                score = selection_score(record["validation"], kinds, names, select_by, mse_scale)
                 best = per_seed(state.best_score)[i]
                 if score > best or per_seed(state.best_epoch)[i] < 0:
                     improved[i] = True

@@ -14,9 +14,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Main job: the MMoE paper's synthetic experiment (tables + figures in results/synthetic/).
+# Main job: the MMoE paper's synthetic experiment (tables + figures in results/synthetic/);
+# `make run ARGS=--smoke` runs the same path at toy size into runs/bench/synthetic-smoke/.
 run: $(STAMP)
-	$(VENV)/bin/mtl-bench --bench=synthetic
+	$(VENV)/bin/mtl-bench --bench=synthetic $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist=loadfile

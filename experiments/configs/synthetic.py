@@ -5,7 +5,7 @@
     python -m mtl.train --config=experiments/configs/synthetic.py:smoke --workdir=/tmp/smoke
 
 The full paper-style sweep (all models, rho in {1.0, 0.9, 0.5}, several seeds)
-is ``make run`` (experiments/synthetic_sweep.py). Sizes follow the paper's
+is ``make run`` (``mtl-bench --bench=synthetic``, experiments/benchmarks/synthetic.py). Sizes follow the paper's
 synthetic setup: 8 experts of 16 units, towers of 8 units, Adam 1e-3, batch 128.
 """
 

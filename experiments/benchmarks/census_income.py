@@ -7,6 +7,13 @@ available here), task groups 1 (income, never married) and 2 (education >=
 college, never married), 5 seeds trained side by side per cell, test AUC at the
 best validation epoch (early stopping on mean validation AUC, patience 5, at
 most 30 epochs), model sizes of ``experiments/configs/census_income.py``.
+
+Cost on the 2-core CPU VM (measured, 5 seeds a cell): single-task ~60 s, a
+Shared-Bottom cell 25-62 s of training, an MMoE or PLE cell 120-230 s (their
+8 experts of 64 units on 256 inputs are ~3.3x Shared-Bottom's arithmetic), so one
+group takes about 2 h and both about 4 h, not the 90 minutes once budgeted. Train
+a part with ``--only=SUBSTRING`` (e.g. ``--only=__ew`` for the equal-weighting
+rows of both groups, ``--only=group2/``); finished cells are skipped on every rerun.
 """
 
 from mtl.bench.grid import Bench, grid

@@ -129,10 +129,12 @@ def run_bench(name: str, *, smoke: bool = False, workdir: str | None = None, out
         gdir = workdir / group
         if not gdir.is_dir():
             continue
-        wall = sum(json.loads(p.read_text())["wall_seconds"] for p in gdir.glob("*/bench_wall.json"))
+        walls = [json.loads(p.read_text())["wall_seconds"] for p in gdir.glob("*/bench_wall.json")]
         group_configs = {k: v for k, v in configs.items() if k.startswith(f"{group}/")}
+        timed = (f"{len(walls)} cells" if len(walls) == len(group_configs)
+                 else f"the {len(walls)} of {len(group_configs)} cells trained here")
         header = {"commit": commit, "config_hash": bench_hash(group_configs),
-                  "wall_time": f"{_clock(wall)} for {len(group_configs)} cells on this machine "
+                  "wall_time": f"{_clock(sum(walls))} for {timed} on this machine "
                                f"({'vectorised seeds' if not isinstance(bench.seeds, int) or bench.seeds > 1 else ''})",
                   "command": f"mtl-bench --bench={stem}{' --smoke' if smoke else ''}"}
         title = f"{bench.title} — {group}" if len(bench.groups) > 1 else bench.title

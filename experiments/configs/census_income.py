@@ -14,9 +14,9 @@ e.g. ``--config=experiments/configs/census_income.py:group2,ple``.
 ``data.data_dir`` is the folder holding census-income.test.gz (or a parent with
 census_income_kdd/); empty means ``$MTL_DATA_DIR``. See docs/data.md.
 
-Measured with these defaults (MMoE, EW, ``test_split``, seeds 0-2;
-results/census_income/table.md): income 0.9466 +- 0.0003, never married 0.9945,
-college 0.8875 +- 0.0004. Reference runs (field notes; other code and preprocessing):
+Measured with these defaults (MMoE, EW, ``test_split``, seeds 0-4;
+results/census_income/group{1,2}/table.md): income 0.9472 +- 0.0003, never married
+0.9945, college 0.8875 +- 0.0005. Reference runs (field notes; other code and preprocessing):
 
 * ``test_split`` (the test file alone, 50/25/25): LightGBM per task income 0.9507,
   never married 0.9949, college 0.8945; torch-rechub MMoE, 10 epochs: income

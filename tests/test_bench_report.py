@@ -75,7 +75,8 @@ def _cell(bench, name, model, balancer, values, step, *, failed=(), protocol="te
                                                          "error": "non-finite loss at epoch 1, step 7, task time"}))
             continue
         (sd / "summary.json").write_text(json.dumps(
-            _summary(model, balancer, s, values["auc"][s], values["mse"][s], step, protocol)))
+            _summary(model, balancer, s, values["auc"][s], values["mse"][s], step,
+                     protocol(s) if callable(protocol) else protocol)))
         text = _curves(s, balancer, grad_cos=grad_cos)
         if truncated and s == 0:
             text += '{"epoch": 3, "step": 4'  # a run killed while writing its last line
@@ -158,6 +159,18 @@ def test_delta_m_refuses_another_protocol(tmp_path):
     cells = report.collect(tmp_path).cells
     with pytest.raises(report.DeltaMError, match="protocol differs"):
         report.delta_m(_by(cells, "mmoe", "ew"), report.find_stl(cells), [AUC, MSE])
+
+
+def test_delta_m_with_data_drawn_per_seed(tmp_path):
+    """Generated data drawn per seed: the protocols differ across seeds but must match seed by seed."""
+    _cell(tmp_path, "stl", "single_task", "ew", STL, 0.01, protocol=lambda s: f"synthetic seed={s}")
+    _cell(tmp_path, "ew", "mmoe", "ew", EW, 0.01, protocol=lambda s: f"synthetic seed={s}")
+    _cell(tmp_path, "pcgrad", "mmoe", "pcgrad", PCGRAD, 0.01, protocol=lambda s: f"synthetic seed={(s + 1) % 3}")
+    cells = report.collect(tmp_path).cells
+    stl = report.find_stl(cells)
+    assert report.delta_m(_by(cells, "mmoe", "ew"), stl, [MSE]) == pytest.approx(0.10)
+    with pytest.raises(report.DeltaMError, match="protocol differs"):
+        report.delta_m(_by(cells, "mmoe", "pcgrad"), stl, [MSE])
 
 
 @pytest.mark.parametrize("seed", range(3))

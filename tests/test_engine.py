@@ -172,3 +172,14 @@ def test_streamed_training_split_gives_the_in_memory_results():
     for x, y in zip(jax.tree_util.tree_leaves(streamed["state"].train.params),
                     jax.tree_util.tree_leaves(memory["state"].train.params)):
         np.testing.assert_array_equal(x, y)
+
+
+def test_selection_score_weighs_standardised_regression_tasks_alike():
+    """Model selection compares MSEs in training units: a target in milliseconds does not drown the others."""
+    from mtl.train.loop import selection_score
+
+    val = {"click": {"logloss": 0.4, "auc": 0.7}, "watch_ms": {"mse": 4.0e6}, "rating": {"mse": 0.5}}
+    kinds, names = ("binary", "regression", "regression"), ("click", "watch_ms", "rating")
+    assert selection_score(val, kinds, names, "loss", [1.0, 1.0e6, 1.0]) == pytest.approx(-(0.4 + 4.0 + 0.5) / 3)
+    assert selection_score(val, kinds, names, "loss") == pytest.approx(-(0.4 + 4.0e6 + 0.5) / 3)
+    assert selection_score(val, kinds, names, "auc") == pytest.approx(0.7)

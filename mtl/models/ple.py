@@ -146,7 +146,8 @@ class PLEHeads(nn.Module):
 
 
 class _ExtractionModel(MultiTaskModule):
-    """CGC and PLE: the fields they share; ``levels`` is the number of extraction levels."""
+    """CGC and PLE: the fields they share. Each subclass defines the ``levels``
+    property (the number of extraction levels)."""
 
     num_tasks: int
     num_numeric: int = 0
@@ -157,10 +158,6 @@ class _ExtractionModel(MultiTaskModule):
     expert_hidden: Sequence[int] = (16,)
     tower_hidden: Sequence[int] = (8,)
     dropout: float = 0.0
-
-    @property
-    def levels(self) -> int:
-        raise NotImplementedError
 
     def setup(self):
         if self.levels < 1:

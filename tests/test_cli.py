@@ -17,7 +17,8 @@ import pytest
 import mtl.balancers as mb
 import mtl.models as mm
 from mtl import cli
-from mtl.config_edge import load_config_file, resolve
+from mtl import config as config_mod
+from mtl.config import load_config_file, resolve
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -126,7 +127,7 @@ def _hparam_alternative(default, annotation):
         new = tuple(x + 1 for x in default) + (5,) if default else (5, 4)
         return new, ",".join(map(str, new))
     if default is None:  # typed by the annotation: True, 7, 7.0 or (7.0,)
-        from mtl.config_edge import _optional_inner, coerce
+        from mtl.config import _optional_inner, coerce
 
         if _optional_inner(annotation) is bool:
             return True, "true"
@@ -159,10 +160,10 @@ def test_every_balancer_hyperparameter_reaches_the_factory(name, monkeypatch):
         assert config.balancer.hparams[key] == value
         monkeypatch.setitem(mb.REGISTRY, name, spy)
         seen.clear()
-        cli.build_balancer(config)
+        config_mod.build_balancer(config)
         monkeypatch.setitem(mb.REGISTRY, name, real)
         assert seen[key] == value, (name, key)
-        assert json.loads(json.dumps(cli._plain(config)))["balancer"]["hparams"][key] == \
+        assert json.loads(json.dumps(config_mod.plain(config)))["balancer"]["hparams"][key] == \
             (list(value) if isinstance(value, tuple) else value)  # config.json records it
 
 
@@ -185,7 +186,7 @@ def test_every_model_hyperparameter_reaches_the_module(name, monkeypatch):
         value, text = _hparam_alternative(p.default, p.annotation)
         config = resolve(base, [("model.name", name), (f"model.hparams.{key}", text)])
         seen.clear()
-        cli.build_model(config, _Data)
+        config_mod.build_model(config, _Data)
         assert seen[key] == value, (name, key)
         assert set(seen) == set(hparams)  # every hyperparameter is passed, defaults included
 

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from mtl.cli import train_and_evaluate
+from mtl.train.run import train_and_evaluate
 
 
 def _config(name, arg):
@@ -55,7 +55,7 @@ def test_census_config_rejects_unknown_arguments():
 ])
 def test_funnel_models_train_on_the_samples(data_dir, tmp_path, name, arg, balancer):
     """ESMM and AITM from their configs on the public samples (format checks, not results)."""
-    from mtl.config_edge import resolve
+    from mtl.config import resolve
 
     c = _config(name, arg)
     c.data.data_dir = str(data_dir)

@@ -2,7 +2,7 @@
 
 Every config file defines ``get_config(arg)`` returning a ConfigDict built on
 ``base_config()``. The command line (``mtl-train`` / ``python -m mtl.train``)
-resolves it (:mod:`mtl.config_edge`: every hyperparameter of the chosen model,
+resolves it (:mod:`mtl.config`: every hyperparameter of the chosen model,
 balancer and dataset loader is filled in with its default, then
 ``--config.KEY=VALUE`` overrides are applied, typed) and converts it to typed
 arguments for the library; ``mtl/`` never reads a config.

@@ -55,7 +55,7 @@ def load_bench(name: str, smoke: bool):
 
 def cell_config(bench, cell, data_dir: str | None):
     """The resolved, validated config of a cell (what ``mtl-train`` would run)."""
-    from mtl.config_edge import load_config_file, resolve, validate
+    from mtl.config import load_config_file, resolve, validate
 
     overrides = {**bench.common, **cell.overrides}
     seeds = bench.seeds if isinstance(bench.seeds, int) else ",".join(map(str, bench.seeds))
@@ -79,7 +79,7 @@ def _clock(seconds: float) -> str:
 
 
 def bench_hash(configs: dict) -> str:
-    from mtl.cli import _plain
+    from mtl.config import plain as _plain
 
     blob = json.dumps({k: _plain(v) for k, v in sorted(configs.items())}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
@@ -89,7 +89,8 @@ def run_bench(name: str, *, smoke: bool = False, workdir: str | None = None, out
               data_dir: str | None = None, tables_only: bool = False, only: str = "") -> dict:
     """Trains the unfinished cells (unless ``tables_only``) and renders every group's tables and figures."""
     from mtl.bench.report import render
-    from mtl.cli import git_commit, train_and_evaluate
+    from mtl.rundir import git_commit
+    from mtl.train.run import train_and_evaluate
 
     bench = load_bench(name, smoke)
     stem = pathlib.Path(name).stem
@@ -158,7 +159,7 @@ def _finished(cell_dir: pathlib.Path) -> bool:
 def run(argv=None) -> None:
     """Entry point of ``mtl-bench``."""
     from mtl.cli import quiet_backend_logs
-    from mtl.config_edge import ConfigError
+    from mtl.config import ConfigError
 
     argv = list(sys.argv if argv is None else argv)
     quiet_backend_logs()

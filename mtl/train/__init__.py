@@ -1,7 +1,7 @@
 """Training: the jit-compiled multi-task step and the engine around it.
 
 ``mtl-train --config=experiments/configs/synthetic.py --workdir=DIR`` runs one
-experiment (see :mod:`mtl.cli`); :func:`fit` is the library entry point.
+experiment (:func:`mtl.train.run.train_and_evaluate`); :func:`fit` is the training loop.
 """
 
 from mtl.train.loop import NonFiniteLossError, RunState, TrainingInterrupted, fit, make_predict

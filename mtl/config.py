@@ -25,6 +25,8 @@ what is allowed (and the closest key for typos).
 from __future__ import annotations
 
 import ast
+import hashlib
+import json
 import collections.abc
 import dataclasses
 import difflib
@@ -455,3 +457,53 @@ def _shared_parameter_count(name: str, hparams: dict, balance_embeddings: bool) 
         return None
     parts = [shapes["shared"]] + ([shapes["embed"]] if balance_embeddings else [])
     return sum(len(jax.tree_util.tree_leaves(p)) for p in parts)
+
+
+# ---------------------------------------------------------------------------
+# From a resolved config to library objects
+# ---------------------------------------------------------------------------
+
+
+def plain(x: Any) -> Any:
+    """ConfigDict / tuples -> JSON-able plain Python."""
+    if hasattr(x, "to_dict"):
+        x = x.to_dict()
+    if isinstance(x, dict):
+        return {k: plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [plain(v) for v in x]
+    return x
+
+
+def kwargs_of(cfg) -> dict:
+    d = plain(cfg) if cfg is not None else {}
+    return {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
+
+
+def build_optimizer(learning_rate: float, weight_decay: float = 0.0):
+    import optax
+
+    if weight_decay:
+        return optax.adamw(learning_rate, weight_decay=weight_decay)
+    return optax.adam(learning_rate)
+
+
+def build_model(config, data):
+    """The configured model for ``data``'s shape (every ``model.hparams`` key is a constructor keyword)."""
+    import mtl.models as mm
+
+    return mm.get(config.model.name, num_tasks=len(data.tasks), num_numeric=len(data.numeric_names),
+                  vocab_sizes=data.vocab_sizes, task_names=data.task_names, **kwargs_of(config.model.hparams))
+
+
+def build_balancer(config):
+    """The configured balancer; hyperparameters left ``None`` (run facts such as
+    ``steps_per_epoch``) are filled in by the training loop."""
+    import mtl.balancers as mb
+
+    hparams = {k: v for k, v in kwargs_of(config.balancer.hparams).items() if v is not None}
+    return mb.get(config.balancer.name, **hparams)
+
+
+def config_hash(config) -> str:
+    return hashlib.sha256(json.dumps(plain(config), sort_keys=True).encode()).hexdigest()[:12]

@@ -1,4 +1,4 @@
-"""mtl's train step against a plain eager PyTorch implementation, alternated in one process.
+"""mtl's train step against a bare Flax step and eager PyTorch, alternated in one process.
 
     python -m benchmarks.step_time                                  # paper + census sizes, T = 2 and 7
     python -m benchmarks.step_time --sizes=paper --tasks=2 --methods=ew,pcgrad --rounds=3 --json=/tmp/st.json
@@ -39,6 +39,12 @@ Reported per (size, method, T): ``mtl_ms``, ``mtl_dispatched_ms``, ``torch_ms``,
 cost analysis of the compiled step, the GFLOP/s it achieves (PyTorch's with the
 same FLOP count) and the fraction of the matmul peak measured in the same run
 (best of ``jnp.dot`` / ``torch.matmul`` over a few representative shapes).
+The simplest program doing the same work, a hand-written Flax linen step
+(:mod:`benchmarks.bare_flax`: vmapped Dense experts, per-task gates and towers,
+the loss sum, Adam), is scanned the same way each round: ``bare_ratio`` =
+``mtl_ms / bare_ms`` (target for ew: <= 1.05). ``flop_ratio`` = the method's
+FLOPs / ew's and ``cost_over_flops`` = ``ew_ratio / flop_ratio`` (target for the
+Jacobian methods: <= 1.1).
 ``--json PATH`` writes all of it (see :func:`main`).
 
 Timings taken while other jobs run are distorted 2-7x, ratios included.
@@ -61,6 +67,7 @@ from absl import app, flags
 
 import mtl.balancers as mb
 import mtl.models as mm
+from benchmarks.bare_flax import BareMMoE, bare_train_step
 from benchmarks.timing import DispatchedSteps, ScannedSteps, matmul_gflops
 from mtl.train import init_train_state, make_train_step
 
@@ -190,6 +197,30 @@ class Runner:
                 self.times["torch"].append((time.perf_counter() - t0) / self.steps)
 
 
+class BareRunner:
+    """The bare Flax step (:mod:`benchmarks.bare_flax`) on the same data, scanned like mtl's."""
+
+    def __init__(self, t, size, idx, dev_cols, dev_batches, seed):
+        model = BareMMoE(num_tasks=t, vocab_sizes=tuple(size.model.get("vocab_sizes", ())),
+                         embed_dim=size.model.get("embed_dim", 8), num_experts=size.model["num_experts"],
+                         expert_hidden=tuple(size.model["expert_hidden"]),
+                         tower_hidden=tuple(size.model["tower_hidden"]))
+        state, step = bare_train_step(model, optax.adam(1e-3), dev_batches[0], jax.random.key(seed))
+        self.flops = DispatchedSteps(step, state, dev_batches[0]).flops
+        epoch = size.rows is not None
+        self.scanned = ScannedSteps(step, _gather if epoch else None)
+        self.xs = jnp.asarray(idx) if epoch else {k: v.reshape(idx.shape[0], size.batch, *v.shape[1:])
+                                                   for k, v in dev_cols.items()}
+        self.consts = dev_cols if epoch else None
+        self.state = state
+        self.times = []
+
+    def round(self, record: bool):
+        self.state, sec = self.scanned.time(self.state, self.xs, self.consts)
+        if record:
+            self.times.append(sec)
+
+
 def _ms(times):
     return 1e3 * float(np.median(times)) if times else None
 
@@ -209,11 +240,14 @@ def measure(size_name: str, t: int, names: list[str], rounds: int, scan_steps: i
     gather = jax.jit(_gather)
     dev_batches = [jax.block_until_ready(gather(dev_cols, jnp.asarray(i))) for i in idx]
     runners = [Runner(n, model, t, size, cols, idx, dev_cols, dev_batches, use_torch, seed) for n in names]
+    bare = BareRunner(t, size, idx, dev_cols, dev_batches, seed)
     for r in range(rounds + 1):  # round 0 compiles and warms up
+        bare.round(record=r > 0)
         for x in runners:
             x.round(record=r > 0)
     ew = next(x for x in runners if x.name == "ew")
     base = {k: _ms(v) for k, v in ew.times.items()}
+    bare_ms = _ms(bare.times)
     rows = []
     for x in runners:
         ms = {k: _ms(v) for k, v in x.times.items()}
@@ -232,7 +266,12 @@ def measure(size_name: str, t: int, names: list[str], rounds: int, scan_steps: i
             "gflop_per_step": gflop, "mtl_gflops": mtl_gflops,
             "mtl_peak_fraction": _div(mtl_gflops, peak["jax_peak"]),
             "torch_gflops": torch_gflops, "torch_peak_fraction": _div(torch_gflops, peak.get("torch_peak")),
-            "rounds_ms": {k: [1e3 * s for s in v] for k, v in x.times.items()},
+            "bare_ms": bare_ms, "bare_gflop_per_step": bare.flops / 1e9,
+            "bare_ratio": _div(ms["mtl"], bare_ms),
+            "flop_ratio": _div(x.flops, ew.flops),
+            "cost_over_flops": _div(_div(ms["mtl"], base["mtl"]), _div(x.flops, ew.flops)),
+            "rounds_ms": {**{k: [1e3 * s for s in v] for k, v in x.times.items()},
+                          "bare": [1e3 * s for s in bare.times]},
         })
     return rows
 
@@ -242,8 +281,11 @@ def print_table(rows: list[dict], peak: dict) -> None:
     torch_peak = f", torch.matmul {peak['torch_peak']:.0f}" if peak.get("torch_peak") else ""
     print(f"\n{r0['size']}  T = {r0['T']}  batch {r0['batch']}  ({r0['steps_per_call']} steps a call; "
           f"matmul peak: jnp.dot {peak['jax_peak']:.0f} GFLOP/s{torch_peak})")
+    print(f"bare Flax linen step (benchmarks/bare_flax.py): {r0['bare_ms']:.2f} ms, "
+          f"{r0['bare_gflop_per_step']:.3f} GFLOP; x bare = mtl ms / bare ms; "
+          f"x flops = (x ew) / (GFLOP / GFLOP of ew)")
     print(f"{'method':10s} {'mtl ms':>8s} {'disp ms':>8s} {'torch ms':>9s} {'torch/mtl':>9s} {'x ew':>6s} "
-          f"{'disp x ew':>9s} {'torch x ew':>10s} {'GFLOP':>7s} {'mtl GF/s':>8s} {'%peak':>6s} {'torch GF/s':>10s} "
+          f"{'disp x ew':>9s} {'torch x ew':>10s} {'x bare':>6s} {'x flops':>7s} {'GFLOP':>7s} {'mtl GF/s':>8s} {'%peak':>6s} {'torch GF/s':>10s} "
           f"{'%peak':>6s}")
 
     def f(v, w, p):
@@ -255,7 +297,8 @@ def print_table(rows: list[dict], peak: dict) -> None:
     for r in rows:
         print(f"{r['method']:10s} {f(r['mtl_ms'], 8, 2)} {f(r['mtl_dispatched_ms'], 8, 2)} {f(r['torch_ms'], 9, 2)} "
               f"{f(r['ratio'], 9, 2)} {f(r['ew_ratio'], 6, 2)} {f(r['mtl_dispatched_ew_ratio'], 9, 2)} "
-              f"{f(r['torch_ew_ratio'], 10, 2)} {f(r['gflop_per_step'], 7, 3)} {f(r['mtl_gflops'], 8, 1)} "
+              f"{f(r['torch_ew_ratio'], 10, 2)} {f(r['bare_ratio'], 6, 2)} {f(r['cost_over_flops'], 7, 2)} "
+              f"{f(r['gflop_per_step'], 7, 3)} {f(r['mtl_gflops'], 8, 1)} "
               f"{pct(r['mtl_peak_fraction'])} {f(r['torch_gflops'], 10, 1)} {pct(r['torch_peak_fraction'])}")
 
 

@@ -236,7 +236,7 @@ def test_write_tables(bench, tmp_path):
     assert by[("single_task", "ew")]["Δm (%)"] == "+0.00"
     assert by[("shared_bottom", "ew")]["click auc ↑"] == "0.6900"  # one seed: no std
     notes = md.split("Notes:")[1]
-    assert "mmoe_mgda: no summary.json" in notes and "mmoe_gradnorm seed 2: failed" in notes
+    assert "mmoe_mgda: interrupted: no summary.json" in notes and "mmoe_gradnorm seed 2: failed" in notes
     assert "Δm of mmoe + gradnorm not computed" in notes
 
     recs = list(csv.DictReader(io.StringIO(paths["csv"].read_text())))
@@ -296,4 +296,4 @@ def test_figures_written(bench, tmp_path):
 
 def test_render_end_to_end(bench, tmp_path):
     paths = report.render(bench, tmp_path / "results", title="bench", figures=False)
-    assert set(paths) == {"md", "csv", "tex"} and "Missing: mmoe_mgda" in paths["md"].read_text()
+    assert set(paths) == {"md", "csv", "tex"} and "Missing: mmoe_mgda: interrupted" in paths["md"].read_text()

@@ -30,4 +30,4 @@ def get_bench(smoke: bool = False) -> Benchmark:
                                extra={**extra, "data.correlation": r})
               for r in rhos}
     return Benchmark(title="MMoE synthetic experiment", groups=groups, seeds=10 if not smoke else 2, report=report,
-                 description=__doc__)
+                     description=__doc__)

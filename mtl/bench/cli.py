@@ -188,10 +188,10 @@ def _collect(bench: Benchmark, workdir: pathlib.Path, name: str, tables_only: bo
 
     results = {g: collect(workdir / g) for g in bench.groups if (workdir / g).is_dir()}
     found = {g: r for g, r in results.items() if r.cells}
-    for g in bench.groups:
-        if g not in found:
-            print(f"note: no finished run in {workdir / g}: its table is not written", file=sys.stderr)
     if found:
+        for g in bench.groups:
+            if g not in found:
+                print(f"note: no finished run in {workdir / g}: its table is not written", file=sys.stderr)
         return found
     where = (f"{workdir}/<group>/<cell>/summary.json, groups {', '.join(bench.groups)}")
     if not workdir.is_dir():

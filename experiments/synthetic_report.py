@@ -106,7 +106,8 @@ def report(workdir, outdir, bench, *, command: str = "mtl-bench --bench=syntheti
                               {f"{m} rho={r}": v["seeds"] for (m, r), v in rows.items()})
         if lost:
             raise ValueError(f"{outdir / 'table.json'} holds more than the runs in {workdir} give: "
-                             + "; ".join(lost[:3]) + "; nothing written (--replace_tables replaces it anyway)")
+                             + "; ".join(lost[:3]) + (f"; and {len(lost) - 3} more" if len(lost) > 3 else "")
+                             + "; nothing written (--replace_tables replaces it anyway)")
     rhos = sorted({r for _, r in rows}, reverse=True)
     labels = [l for l in LABELS.values() if any((l, r) in rows for r in rhos)]
     lines = orderings(rows)

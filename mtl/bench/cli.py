@@ -149,7 +149,7 @@ def run_bench(name: str, *, smoke: bool = False, workdir: str | None = None, out
 
 
 def _train(todo, configs: dict, workdir: pathlib.Path) -> dict[str, str]:
-    """Trains each unfinished cell of ``todo`` (resuming interrupted ones); returns ``{cell: why}`` of those that failed."""
+    """Trains each unfinished cell of ``todo`` (resuming interrupted ones); returns ``{cell: why}`` of the failed."""
     from mtl.rundir import run_status
     from mtl.train.run import train_and_evaluate
 

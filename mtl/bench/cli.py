@@ -50,14 +50,15 @@ class BenchError(ValueError):
     """A benchmark that cannot run or render as asked, explained in one line."""
 
 
-def load_bench(name: str, smoke: bool):
+def load_bench(name: str, smoke: bool) -> Benchmark:
+    """``get_bench(smoke)`` of ``experiments/benchmarks/<name>.py``, or of the file ``name`` when it is a path."""
     root = pathlib.Path(__file__).resolve().parents[2]
     path = pathlib.Path(name)
     if not path.suffix:
         path = root / "experiments" / "benchmarks" / f"{name}.py"
     if not path.is_file():
         available = sorted(p.stem for p in (root / "experiments" / "benchmarks").glob("*.py") if p.stem != "__init__")
-        raise ValueError(f"--bench={name}: no benchmark file {path}; available: {', '.join(available)}")
+        raise BenchError(f"--bench={name}: no benchmark file {path}; available: {', '.join(available)}")
     for p in (str(root), str(pathlib.Path.cwd())):
         if p not in sys.path:
             sys.path.insert(0, p)
@@ -104,10 +105,10 @@ def run_bench(name: str, *, smoke: bool = False, workdir: str | None = None, out
               replace_tables: bool = False) -> dict:
     """Trains the unfinished cells (unless ``tables_only``) and renders every group's tables and figures.
 
-    Raises :class:`BenchError` (nothing trained or written) when ``only``
-    matches no cell, when no cell has a finished run to tabulate, and when a
-    table would be replaced by one with fewer cells or seeds than it holds
-    (unless ``replace_tables``).
+    Raises :class:`BenchError`, with nothing written, when ``only`` matches no
+    cell (before any training), when no cell has a finished run to tabulate,
+    and when a table would be replaced by one with fewer cells or seeds than it
+    holds (unless ``replace_tables``).
     """
     from mtl.rundir import git_commit
 

@@ -17,6 +17,7 @@ cells or seeds than it holds unless ``--replace_tables`` says so. The
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib.util
 import json
@@ -58,7 +59,9 @@ def load_bench(name: str, smoke: bool) -> Benchmark:
         path = root / "experiments" / "benchmarks" / f"{name}.py"
     if not path.is_file():
         available = sorted(p.stem for p in (root / "experiments" / "benchmarks").glob("*.py") if p.stem != "__init__")
-        raise BenchError(f"--bench={name}: no benchmark file {path}; available: {', '.join(available)}")
+        close = difflib.get_close_matches(path.stem, available, n=1)
+        raise BenchError(f"--bench={name}: no benchmark file {path}; available: {', '.join(available)}"
+                         + (f"; did you mean {close[0]!r}?" if close else ""))
     for p in (str(root), str(pathlib.Path.cwd())):
         if p not in sys.path:
             sys.path.insert(0, p)

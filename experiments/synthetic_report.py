@@ -1,8 +1,10 @@
 """The MMoE paper's view of the synthetic benchmark, from its run directories.
 
 Called by ``mtl-bench --bench=synthetic`` (``make run``) after the generic tables;
-reads ``WORKDIR/rho_<r>/<cell>/seed_<s>/{metrics.jsonl,summary.json}`` and writes
-``OUTDIR/table.md``, ``table.json`` and ``loss_curves.png``:
+reads the run directories ``WORKDIR/rho_<r>/<cell>/`` through :mod:`mtl.rundir`
+(cells and seeds that did not finish are listed with the reason) and writes
+``OUTDIR/table.md``, ``table.json`` and ``loss_curves.png``, each whole, and
+never over a table of more cells or seeds unless ``replace_tables``:
 
 * per model and correlation, the last epoch's training loss and the test loss at
   the best validation epoch (MSE averaged over the two tasks), mean ± std over seeds;
@@ -18,27 +20,28 @@ import pathlib
 
 import numpy as np
 
+from mtl.bench import publish
+from mtl.rundir import ABSENT, read_curves, run_status, seed_statuses
+
 LABELS = {"sb113__ew": "Shared-Bottom (113, matched)", "sb16__ew": "Shared-Bottom (16, small)", "omoe__ew": "OMoE",
           "mmoe__ew": "MMoE", "single_task__ew": "Single-task (one network per task)"}
 
 
-def _read(cell_dir: pathlib.Path) -> dict | None:
-    top = cell_dir / "summary.json"
-    if not top.is_file():
-        return None
-    summary = json.loads(top.read_text())
-    if "seeds" not in summary:
-        return None
-    runs = []
-    for s in summary["seeds"]:
-        d = cell_dir / f"seed_{s}"
-        lines = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines() if x.strip()]
-        one = json.loads((d / "summary.json").read_text())
+def _read(cell_dir: pathlib.Path) -> tuple[dict | None, list[str]]:
+    """The finished seeds of a cell (None when none finished) and why the others did not finish."""
+    runs, missing = [], []
+    for seed, status in seed_statuses(cell_dir).items():
+        if not status.finished:
+            missing.append(f"{cell_dir.parent.name}/{cell_dir.name}" + (f" seed {seed}" if seed is not None else "")
+                           + f": {status}")
+            continue
+        lines = read_curves(status.path)
+        one = status.summary
         runs.append({"train": [float(np.mean(list(r["train_loss"].values()))) for r in lines],
                      "test_curve": [float(np.mean([m["mse"] for m in r["test"].values()])) for r in lines],
                      "best_test": float(np.mean([m["mse"] for m in one["test"].values()])),
                      "params": one["num_params"]})
-    return {"seeds": summary["seeds"], "runs": runs, "wall": _wall(cell_dir)}
+    return ({"runs": runs, "wall": _wall(cell_dir)} if runs else None), missing
 
 
 def _wall(cell_dir: pathlib.Path) -> float:
@@ -70,14 +73,23 @@ def orderings(rows: dict) -> list[str]:
     return lines
 
 
-def report(workdir, outdir, bench) -> pathlib.Path:
+def report(workdir, outdir, bench, *, command: str = "mtl-bench --bench=synthetic",
+           replace_tables: bool = False) -> pathlib.Path:
+    """Writes the paper's table, its JSON and the loss curves from the run directories under ``workdir``.
+
+    Raises ValueError (nothing written) when no cell finished, or when the
+    saved ``table.json`` holds a (model, rho) with more seeds, or one this
+    table would not have, unless ``replace_tables``.
+    """
     workdir, outdir = pathlib.Path(workdir), pathlib.Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    data, rows = {}, {}
+    data, rows, missing = {}, {}, []
     for gdir in sorted(workdir.glob("rho_*")):
         rho = float(gdir.name.split("_", 1)[1])
         for cell, label in LABELS.items():
-            r = _read(gdir / cell)
+            if run_status(gdir / cell).state == ABSENT:  # not a cell of this variant (e.g. --smoke)
+                continue
+            r, why = _read(gdir / cell)
+            missing += why
             if r is None:
                 continue
             data[(label, rho)] = r
@@ -86,13 +98,23 @@ def report(workdir, outdir, bench) -> pathlib.Path:
             rows[(label, rho)] = {"train_mean": tr.mean(), "train_std": tr.std(ddof=1) if len(tr) > 1 else 0.0,
                                   "test_mean": te.mean(), "test_std": te.std(ddof=1) if len(te) > 1 else 0.0,
                                   "params": r["runs"][0]["params"], "seeds": len(r["runs"])}
+    if not rows:
+        raise ValueError(f"no finished runs in {workdir}/rho_<r>/<cell>/ for cells {', '.join(LABELS)}"
+                         + (f" ({missing[0]})" if missing else "") + "; nothing written")
+    if not replace_tables:
+        lost = publish.losses(_saved_seeds(outdir / "table.json"),
+                              {f"{m} rho={r}": v["seeds"] for (m, r), v in rows.items()})
+        if lost:
+            raise ValueError(f"{outdir / 'table.json'} holds more than the runs in {workdir} give: "
+                             + "; ".join(lost[:3]) + (f"; and {len(lost) - 3} more" if len(lost) > 3 else "")
+                             + "; nothing written (--replace_tables replaces it anyway)")
     rhos = sorted({r for _, r in rows}, reverse=True)
     labels = [l for l in LABELS.values() if any((l, r) in rows for r in rhos)]
     lines = orderings(rows)
     seeds = max((v["seeds"] for v in rows.values()), default=0)
     wall = sum(v["wall"] for v in data.values() if np.isfinite(v["wall"]))
     md = ["# MMoE synthetic experiment (Ma et al., KDD 2018)", "",
-          "Regenerate: `make run` (= `mtl-bench --bench=synthetic`; run directories in runs/bench/synthetic).",
+          f"Regenerate: `{command}` (run directories in {workdir}).",
           f"{seeds} seeds per cell, trained side by side, each seed on its own draw of the data; "
           "generator constants d=100, c=1, m=10, alpha_k=k, beta_k=(k-1)^2, noise 0.01. Loss = MSE averaged over the "
           "two tasks. 'train' is the last epoch's mean training loss; 'test' is the test MSE at the best validation "
@@ -107,9 +129,11 @@ def report(workdir, outdir, bench) -> pathlib.Path:
         md.append(f"| {label} | {params:,} | " + " | ".join(fmt(x, "train") for x in rs) + " | "
                   + " | ".join(fmt(x, "test") for x in rs) + " |")
     md += ["", "## The paper's orderings", ""] + lines
+    if missing:
+        md += ["", "## Not finished", ""] + [f"- {m}" for m in missing]
     md += ["", f"Training wall time: {wall:.0f} s for {len(data)} cells on this machine (CPU).", ""]
-    (outdir / "table.md").write_text("\n".join(md))
-    (outdir / "table.json").write_text(json.dumps(
+    publish.write_text(outdir / "table.md", "\n".join(md))
+    publish.write_text(outdir / "table.json", json.dumps(
         {"rows": [{"model": k[0], "rho": k[1], **{a: float(b) for a, b in v.items()}} for k, v in rows.items()],
          "orderings": lines,
          "curves": {f"{k[0]}|{k[1]}": [x["train"] for x in v["runs"]] for k, v in data.items()}}, indent=1))
@@ -141,4 +165,11 @@ def _plot(data, rhos, labels, path):
     axes[0].set_ylabel("training loss (MSE, mean of 2 tasks)", fontsize=8)
     axes[-1].legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=200)
+    publish.save_figure(fig, path, 200)
+
+
+def _saved_seeds(path: pathlib.Path) -> dict[str, int]:
+    """``{"<model> rho=<r>": seeds}`` of a saved ``table.json`` (empty when none)."""
+    if not path.is_file():
+        return {}
+    return {f"{r['model']} rho={r['rho']}": int(r["seeds"]) for r in json.loads(path.read_text())["rows"]}

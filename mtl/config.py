@@ -1,8 +1,15 @@
-"""From a config file and command-line overrides to a resolved, validated config.
+"""From a config file and command-line overrides to a resolved, validated config, and to library objects.
 
 This is the edge where ``ml_collections`` configs meet the library (the rest of
-``mtl`` never reads a config): :mod:`mtl.cli` uses it for ``mtl-train``, the
-experiment scripts and ``mtl-bench`` through :func:`resolve`.
+``mtl`` never reads a config): :mod:`mtl.cli` uses it for ``mtl-train``,
+:mod:`mtl.bench.cli` for each cell of ``mtl-bench``, and
+:mod:`mtl.train.run` to build what a run trains. In order: loading
+(:func:`load_config_file`), override parsing and typing (:func:`split_overrides`,
+:func:`coerce`), the schema derived from the signatures of the chosen model,
+balancer and data loader (:func:`model_params`, :func:`balancer_params`,
+:func:`loader_params`), :func:`resolve`, :func:`validate`, and the builders
+(:func:`build_model`, :func:`build_balancer`, :func:`build_optimizer`,
+:func:`config_hash`).
 
 Resolution, in order:
 

@@ -1,4 +1,4 @@
-"""Run directories: what ``mtl-train`` writes, and whether a run is finished.
+"""Run directories: what ``mtl-train`` writes, whether a run finished, and reading it back.
 
 A run directory holds
 
@@ -14,6 +14,12 @@ A run directory holds
 
 With several seeds each seed's files go to ``seed_<s>/`` and the top
 ``summary.json`` aggregates them (mean and std).
+
+Whether a run is done is decided in one place, :func:`run_status`; everything
+that asks (``mtl-train`` before training, ``mtl-bench`` before each cell, the
+benchmark tables) goes through it, and reads a run back with
+:func:`seed_statuses` (one status, with its summary, per seed) and
+:func:`read_curves`.
 """
 
 from __future__ import annotations
@@ -24,8 +30,11 @@ import os
 import pathlib
 import shutil
 import subprocess
+from dataclasses import dataclass, field
 
 from mtl.config import ConfigError
+
+FINISHED, INTERRUPTED, FAILED, ABSENT = "finished", "interrupted", "failed", "absent"
 
 
 RUN_FILES = ("config.json", "metrics.jsonl", "steps.jsonl", "summary.json")
@@ -68,14 +77,9 @@ def prepare_workdir(workdir: pathlib.Path, config_json: dict, overwrite: bool) -
             diff = _diff(old or {}, config_json)
             raise ConfigError(f"--workdir={workdir} holds a run of a different config ({'; '.join(diff[:4])}"
                               f"{'; ...' if len(diff) > 4 else ''}); use another --workdir, or --overwrite")
-        summary = workdir / "summary.json"
-        if summary.is_file():
-            try:
-                s = json.loads(summary.read_text())
-            except json.JSONDecodeError:
-                s = {}
-            if s and "error" not in s and "interrupted" not in s:
-                return s
+        status = run_status(workdir)
+        if status.finished:
+            return status.summary
     existing.write_text(json.dumps(config_json, indent=2, sort_keys=True))
     return None
 
@@ -156,3 +160,116 @@ def git_commit() -> str:
         return head.stdout.strip()[:12] + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+# ---------------------------------------------------------------------------
+# Reading: is a run finished, and what did it write
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """Where a run directory (or one seed's folder) stands.
+
+    ``state`` is ``finished``, ``interrupted`` (stopped by a signal, or
+    started and never finished: killed or still running), ``failed`` (an
+    error, or a summary without results) or ``absent`` (nothing written);
+    ``reason`` says why when not finished; ``summary`` is the parsed
+    ``summary.json`` (empty when there is none).
+    """
+
+    path: pathlib.Path
+    state: str
+    reason: str = ""
+    summary: dict = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.state == FINISHED
+
+    def __str__(self) -> str:
+        return f"{self.state}: {self.reason}" if self.reason else self.state
+
+
+def run_status(run_dir: str | os.PathLike) -> RunStatus:
+    """Whether ``run_dir`` holds a finished run, and why not.
+
+    Finished: ``summary.json`` holds ``validation`` and ``test`` metrics (one
+    seed, or one seed's folder) or names its ``seeds`` (the aggregate of seeds
+    trained side by side, written only once every seed has finished), with
+    neither ``error`` nor ``interrupted``.
+    """
+    path = pathlib.Path(run_dir)
+    summary_path = path / "summary.json"
+    if not path.is_dir():
+        return RunStatus(path, ABSENT, f"no directory {path}")
+    if not summary_path.is_file():
+        if (path / "config.json").is_file() or (path / "metrics.jsonl").is_file():
+            return RunStatus(path, INTERRUPTED, "no summary.json (started, not finished: killed, or still running)")
+        return RunStatus(path, ABSENT, "no summary.json or config.json (never started)")
+    try:
+        summary = json.loads(summary_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        return RunStatus(path, FAILED, f"summary.json is not valid JSON ({e})")
+    if not isinstance(summary, dict):
+        return RunStatus(path, FAILED, "summary.json is not a JSON object")
+    if "error" in summary:
+        return RunStatus(path, FAILED, str(summary["error"]), summary)
+    if "interrupted" in summary:
+        return RunStatus(path, INTERRUPTED, str(summary["interrupted"]), summary)
+    if isinstance(summary.get("seeds"), list) or (isinstance(summary.get("test"), dict)
+                                                  and isinstance(summary.get("validation"), dict)):
+        return RunStatus(path, FINISHED, "", summary)
+    return RunStatus(path, FAILED, "summary.json holds no validation/test metrics", summary)
+
+
+def read_config(run_dir: str | os.PathLike) -> dict:
+    """The run's ``config.json`` (empty when absent or unreadable)."""
+    path = pathlib.Path(run_dir) / "config.json"
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def seed_statuses(run_dir: str | os.PathLike) -> dict[int | None, RunStatus]:
+    """``{seed: status}`` of each seed of a finished run.
+
+    Seeds trained side by side: the status of each ``seed_<s>/`` the aggregate
+    names. One seed: ``{seed: run_status(run_dir)}`` (the seed from the summary
+    or ``config.json``; ``None`` when neither names it). A run that did not
+    finish: ``{None: its status}``.
+    """
+    top = run_status(run_dir)
+    if not top.finished:
+        return {None: top}
+    if isinstance(top.summary.get("seeds"), list):
+        folders = {int(k): v for k, v in (top.summary.get("runs") or {}).items()}
+        seeds = sorted({int(s) for s in top.summary["seeds"]} | set(folders))
+        return {s: run_status(top.path / folders.get(s, f"seed_{s}")) for s in seeds}
+    seed = next((v for v in (top.summary.get("seed"), read_config(run_dir).get("seed")) if isinstance(v, int)), None)
+    return {seed: top}
+
+
+def read_curves(folder: str | os.PathLike) -> list[dict]:
+    """The per-epoch records of a run (or seed) folder's ``metrics.jsonl`` (empty when absent).
+
+    A truncated last line (a run killed while writing) is dropped; a malformed
+    line elsewhere is an error naming the file and line.
+    """
+    path = pathlib.Path(folder) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines()
+    out = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if i == len(lines) - 1:
+                break
+            raise ValueError(f"{path}:{i + 1}: not a JSON line ({e})") from None
+    return out

@@ -4,13 +4,14 @@ import csv
 import io
 import json
 import math
+import pathlib
 import re
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from mtl.bench import figures, report
+from mtl.bench import figures, publish, report
 
 TASKS = {"click": "binary", "time": "regression"}
 AUC = report.MetricSpec("click", "auc", True)
@@ -236,7 +237,7 @@ def test_write_tables(bench, tmp_path):
     assert by[("single_task", "ew")]["Δm (%)"] == "+0.00"
     assert by[("shared_bottom", "ew")]["click auc ↑"] == "0.6900"  # one seed: no std
     notes = md.split("Notes:")[1]
-    assert "mmoe_mgda: no summary.json" in notes and "mmoe_gradnorm seed 2: failed" in notes
+    assert "mmoe_mgda: interrupted: no summary.json" in notes and "mmoe_gradnorm seed 2: failed" in notes
     assert "Δm of mmoe + gradnorm not computed" in notes
 
     recs = list(csv.DictReader(io.StringIO(paths["csv"].read_text())))
@@ -296,4 +297,45 @@ def test_figures_written(bench, tmp_path):
 
 def test_render_end_to_end(bench, tmp_path):
     paths = report.render(bench, tmp_path / "results", title="bench", figures=False)
-    assert set(paths) == {"md", "csv", "tex"} and "Missing: mmoe_mgda" in paths["md"].read_text()
+    assert set(paths) == {"md", "csv", "tex"} and "Missing: mmoe_mgda: interrupted" in paths["md"].read_text()
+
+
+def test_an_interrupted_cell_is_missing_with_its_reason(tmp_path):
+    _cell(tmp_path, "stl", "single_task", "ew", STL, 0.01)
+    cut = tmp_path / "mmoe_pcgrad"
+    cut.mkdir()
+    (cut / "config.json").write_text(json.dumps({"model": {"name": "mmoe"}, "balancer": {"name": "pcgrad"}}))
+    (cut / "summary.json").write_text(json.dumps({"model": "mmoe", "interrupted": "SIGTERM at epoch 4, step 7"}))
+    got = report.collect(tmp_path)
+    assert [c.name for c in got.cells] == ["stl"]
+    assert [str(m) for m in got.missing] == ["mmoe_pcgrad: interrupted: SIGTERM at epoch 4, step 7"]
+
+
+def test_files_are_replaced_whole_or_not_at_all(tmp_path):
+    path = tmp_path / "table.md"
+    publish.write_text(path, "the old table\n")
+    with pytest.raises(UnicodeEncodeError):
+        publish.write_text(path, "a new table, cut short \ud800 by an error while writing\n")
+    assert path.read_text() == "the old table\n" and sorted(p.name for p in tmp_path.iterdir()) == ["table.md"]
+
+
+def test_tables_are_rendered_before_any_is_written(bench, tmp_path, monkeypatch):
+    paths = report.write_tables(report.collect(bench), tmp_path, title="first")
+    before = {k: p.read_bytes() for k, p in paths.items()}
+    assert report.saved_seed_counts(tmp_path) == {"single_task_ew": 3, "shared_bottom_ew": 1, "mmoe_ew": 3,
+                                                  "mmoe_gradnorm": 2, "mmoe_pcgrad": 3, "mmoe_rlw": 3, "mmoe_uw": 3}
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("LaTeX rendering failed")
+
+    monkeypatch.setattr(report, "render_latex", broken)
+    with pytest.raises(RuntimeError):
+        report.write_tables(report.collect(bench), tmp_path, title="second")
+    assert {k: p.read_bytes() for k, p in paths.items()} == before
+
+
+def test_publish_losses():
+    assert publish.losses({"a": 3, "b": 2}, {"a": 3, "b": 5, "c": 1}) == []
+    assert publish.losses({"a": 3, "b": 2}, {"a": 2}) == ["a would have 2 seeds instead of 3",
+                                                         "b (2 seeds) would disappear"]
+    assert report.saved_seed_counts(pathlib.Path("/nonexistent")) == {}

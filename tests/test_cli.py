@@ -63,8 +63,10 @@ def _cli(capsys, *args):
      "error: config.model.name='mtl.models:NoSuchModel': module 'mtl.models' has no 'NoSuchModel'"),
     (["--config.model.name=mtl.data.base:Split"], "error: config.model: model 'mtl.data.base:Split' is not a "),
     (["--config.data.num_trian=10"], "did you mean 'num_train'?"),
-    (["--workdir"], "error: unknown argument '--workdir'"),
-    (["--wrkdir=x"], "error: unknown argument '--wrkdir=x'"),
+    (["--workdir"], "error: --workdir needs a value: --workdir=DIR (see mtl-train --help)"),
+    (["--workdr=x"], "error: unknown argument '--workdr=x'; did you mean '--workdir'? (see mtl-train --help)"),
+    (["--overwrite=maybe"], "error: --overwrite=maybe: expected true or false (see mtl-train --help)"),
+    (["extra"], "error: unknown argument 'extra' (see mtl-train --help)"),
 ])
 def test_every_mistake_is_one_line_with_status_2(capsys, tmp_path, args, message):
     status, out, err = _cli(capsys, SMOKE, f"--workdir={tmp_path}", *args)

@@ -1,1 +1,1 @@
-"""Benchmark grids for ``mtl-bench`` (one file each: ``get_bench(smoke) -> mtl.bench.grid.Bench``)."""
+"""Benchmark grids for ``mtl-bench`` (one file each: ``get_bench(smoke) -> mtl.bench.grid.Benchmark``)."""

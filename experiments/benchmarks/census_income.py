@@ -16,7 +16,7 @@ a part with ``--only=SUBSTRING`` (e.g. ``--only=__ew`` for the equal-weighting
 rows of both groups, ``--only=group2/``); finished cells are skipped on every rerun.
 """
 
-from mtl.bench.grid import Bench, grid
+from mtl.bench.grid import Benchmark, grid
 
 MODELS = ("shared_bottom", "mmoe", "ple")
 BALANCERS = ("ew", "uw", "gradnorm", "pcgrad", "mgda", "cagrad", "nash_mtl", "famo", "aligned_mtl", "db_mtl", "imtl",
@@ -24,12 +24,12 @@ BALANCERS = ("ew", "uw", "gradnorm", "pcgrad", "mgda", "cagrad", "nash_mtl", "fa
 CONFIG = "experiments/configs/census_income.py"
 
 
-def get_bench(smoke: bool = False) -> Bench:
+def get_bench(smoke: bool = False) -> Benchmark:
     models, balancers, seeds = (MODELS, BALANCERS, 5) if not smoke else (("mmoe",), ("ew", "pcgrad"), 2)
     extra = {"checkpoint_every": 5} if not smoke else {"epochs": 1, "batch_size": 4096}
     groups = {}
     for g in (1, 2):
         groups[f"group{g}"] = grid(CONFIG, models, balancers, extra=extra,
                                    model_config=lambda m, g=g: f"{CONFIG}:group{g},test_split,{m}")
-    return Bench(title="Census-Income (KDD), test_split protocol", groups=groups, seeds=seeds,
-                 description=__doc__)
+    return Benchmark(title="Census-Income (KDD), test_split protocol", groups=groups, seeds=seeds,
+                     description=__doc__)

@@ -12,14 +12,14 @@ training and test loss per model and rho with the orderings the paper claims,
 and training-loss curves with 95% confidence bands.
 """
 
-from mtl.bench.grid import Bench, grid
+from mtl.bench.grid import Benchmark, grid
 
 MODELS = (("sb113", "shared_bottom", {"bottom_hidden": (113,)}), ("sb16", "shared_bottom", {"bottom_hidden": (16,)}),
           "omoe", "mmoe")
 CORRELATIONS = (1.0, 0.9, 0.5)
 
 
-def get_bench(smoke: bool = False) -> Bench:
+def get_bench(smoke: bool = False) -> Benchmark:
     from experiments.synthetic_report import report
 
     rhos = CORRELATIONS if not smoke else (0.9,)
@@ -29,5 +29,5 @@ def get_bench(smoke: bool = False) -> Bench:
     groups = {f"rho_{r}": grid(config, MODELS if not smoke else ("mmoe",), ["ew"],
                                extra={**extra, "data.correlation": r})
               for r in rhos}
-    return Bench(title="MMoE synthetic experiment", groups=groups, seeds=10 if not smoke else 2, report=report,
-                 description=__doc__)
+    return Benchmark(title="MMoE synthetic experiment", groups=groups, seeds=10 if not smoke else 2, report=report,
+                     description=__doc__)

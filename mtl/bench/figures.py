@@ -1,6 +1,6 @@
 """Benchmark figures from saved run directories (PNG, matplotlib, no display needed).
 
-Every function takes ``Cell`` objects from ``mtl.bench.report.collect`` (the
+Every function takes ``CellResults`` from ``mtl.bench.results.collect`` (the
 runs read from disk) and writes one PNG sized for a paper column: 3.3 in wide
 (6.9 in, a full page width, only when a figure has more than three metric
 panels side by side), fonts of 7 pt, 200 dpi. Figures are drawn on
@@ -34,7 +34,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from mtl.bench.report import Cell, MetricSpec, find_stl, primary_metrics, sort_cells
+from mtl.bench import publish
+from mtl.bench.results import CellResults, MetricSpec, default_metrics, find_stl, sort_cells
 
 COLUMN_WIDTH = 3.3  # inches
 PAGE_WIDTH = 6.9
@@ -52,19 +53,7 @@ def _figure(width: float, height: float) -> Figure:
 
 
 def _save(fig: Figure, path) -> pathlib.Path:
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
-    return path
-
-
-def _default_metrics(cells: Sequence[Cell]) -> list[MetricSpec]:
-    stl = find_stl(cells)
-    tasks: dict[str, str] = {}
-    for c in ([stl] if stl else []) + list(cells):
-        for t, k in c.tasks.items():
-            tasks.setdefault(t, k)
-    return primary_metrics(tasks)
+    return publish.save_figure(fig, path, DPI)
 
 
 def _palette(n: int) -> list:
@@ -72,7 +61,7 @@ def _palette(n: int) -> list:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def _model_colors(cells: Sequence[Cell]) -> dict[str, tuple]:
+def _model_colors(cells: Sequence[CellResults]) -> dict[str, tuple]:
     models = list(dict.fromkeys(c.model for c in cells if not c.is_stl))
     return dict(zip(models, _palette(len(models))))
 
@@ -84,7 +73,7 @@ def _line_styles(n: int) -> list[tuple]:
     return [(colors[i % len(colors)], styles[(i // len(colors)) % len(styles)]) for i in range(n)]
 
 
-def _series(cell: Cell, get: Callable[[dict], float | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _series(cell: CellResults, get: Callable[[dict], float | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(epochs, mean, std)`` of ``get(record)`` over the cell's seeds, epoch by epoch.
 
     Seeds that stopped early simply contribute to fewer epochs; std (ddof 1)
@@ -137,7 +126,7 @@ def _axis_label(m: MetricSpec, split: str, arrow: str) -> str:
 # ---- trade-off -------------------------------------------------------------------------------------------------
 
 
-def tradeoff(cells: Sequence[Cell], path, *, metrics: Sequence[MetricSpec] | None = None, split: str = "test",
+def tradeoff(cells: Sequence[CellResults], path, *, metrics: Sequence[MetricSpec] | None = None, split: str = "test",
              annotate: bool | None = None) -> pathlib.Path:
     """Per-task trade-off of the cells (mean ± std over seeds).
 
@@ -147,7 +136,7 @@ def tradeoff(cells: Sequence[Cell], path, *, metrics: Sequence[MetricSpec] | Non
     balancer name beside it (default: when there are at most 16 cells).
     """
     cells = sort_cells(cells)
-    metrics = list(metrics) if metrics is not None else _default_metrics(cells)
+    metrics = list(metrics) if metrics is not None else default_metrics(cells)
     if not cells or not metrics:
         raise ValueError("tradeoff: no cells or no metrics to plot")
     with matplotlib.rc_context(STYLE):
@@ -158,7 +147,7 @@ def tradeoff(cells: Sequence[Cell], path, *, metrics: Sequence[MetricSpec] | Non
         return _save(fig, path)
 
 
-def _marker(c: Cell) -> tuple[str, float]:
+def _marker(c: CellResults) -> tuple[str, float]:
     if c.is_stl:
         return "*", 9.0
     return ("s", 4.5) if c.is_ew else ("o", 4.0)
@@ -236,12 +225,12 @@ def _dotplot(cells, metrics, split) -> Figure:
 # ---- curves ----------------------------------------------------------------------------------------------------
 
 
-def validation_curves(cells: Sequence[Cell], path, *, metrics: Sequence[MetricSpec] | None = None,
+def validation_curves(cells: Sequence[CellResults], path, *, metrics: Sequence[MetricSpec] | None = None,
                       split: str = "validation") -> pathlib.Path | None:
     """The ``split`` metric per epoch (default: validation), mean ± std over seeds; one panel per metric,
     one line per cell. None (no file) when no run has per-epoch records."""
     cells = sort_cells(cells)
-    metrics = list(metrics) if metrics is not None else _default_metrics(cells)
+    metrics = list(metrics) if metrics is not None else default_metrics(cells)
     series = {(id(c), m): _series(c, _get(split, m.task, m.metric)) for c in cells for m in metrics}
     if not any(s[0].size for s in series.values()):
         return None
@@ -263,7 +252,7 @@ def validation_curves(cells: Sequence[Cell], path, *, metrics: Sequence[MetricSp
         return _save(fig, path)
 
 
-def task_weights(cells: Sequence[Cell], path, *, include_ew: bool = False) -> pathlib.Path | None:
+def task_weights(cells: Sequence[CellResults], path, *, include_ew: bool = False) -> pathlib.Path | None:
     """Mean task weight per epoch (``weights`` in metrics.jsonl), mean ± std over seeds; one panel per
     cell (two columns), one line per task, a legend of tasks below. Equal-weighting cells (single-task
     ones included), whose weights are constant, are left out unless ``include_ew``. None (no file) when
@@ -297,7 +286,7 @@ def task_weights(cells: Sequence[Cell], path, *, include_ew: bool = False) -> pa
         return _save(fig, path)
 
 
-def grad_cosine(cells: Sequence[Cell], path) -> pathlib.Path | None:
+def grad_cosine(cells: Sequence[CellResults], path) -> pathlib.Path | None:
     """Pairwise cosine of the task gradients per epoch (``grad_cos``, ``"a|b"`` keys), mean ± std over
     seeds; one panel per task pair, one line per cell that recorded it. None (no file) when none did."""
     cells = sort_cells(cells)
@@ -326,7 +315,7 @@ def grad_cosine(cells: Sequence[Cell], path) -> pathlib.Path | None:
         return _save(fig, path)
 
 
-def write_figures(cells: Sequence[Cell], outdir, *, metrics: Sequence[MetricSpec] | None = None
+def write_figures(cells: Sequence[CellResults], outdir, *, metrics: Sequence[MetricSpec] | None = None
                   ) -> dict[str, pathlib.Path]:
     """All four figures into ``outdir`` (``tradeoff.png``, ``validation_curves.png``, ``task_weights.png``,
     ``grad_cosine.png``); returns ``{name: path}`` of those written (a figure without data is skipped)."""

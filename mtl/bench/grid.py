@@ -1,7 +1,7 @@
 """What a benchmark is: groups of cells, each cell an ordinary ``mtl-train`` run.
 
 A benchmark file ``experiments/benchmarks/<name>.py`` defines
-``get_bench(smoke: bool) -> Bench``. Every cell names a config file (with its
+``get_bench(smoke: bool) -> Benchmark``: groups of :class:`CellSpec`. Every cell names a config file (with its
 argument) and command-line style overrides; ``mtl-bench`` resolves them exactly
 as ``mtl-train`` would and trains the cell in ``WORKDIR/<group>/<cell>/``, so a
 rerun skips finished cells and resumes interrupted ones. Each group gets its
@@ -17,9 +17,10 @@ from typing import Callable, Mapping, Sequence
 
 
 @dataclasses.dataclass(frozen=True)
-class Cell:
-    """One run: ``config`` is ``path[:arg]`` of a config file; ``overrides`` are
-    ``{"balancer.name": "pcgrad", ...}`` as on the command line (strings or values)."""
+class CellSpec:
+    """One declared cell, to be trained as one run directory: ``config`` is ``path[:arg]`` of a
+    config file; ``overrides`` are ``{"balancer.name": "pcgrad", ...}`` as on the command line
+    (strings or values). What the cell's runs gave is read back by :mod:`mtl.bench.results`."""
 
     name: str
     config: str
@@ -27,13 +28,15 @@ class Cell:
 
 
 @dataclasses.dataclass(frozen=True)
-class Bench:
+class Benchmark:
     """A benchmark: a title, ``groups`` of cells (one table each), the seeds every
     cell trains side by side, overrides shared by every cell, and an optional
-    ``report(workdir, outdir, bench)`` for analysis beyond the generic tables."""
+    ``report(workdir, outdir, bench, *, replace_tables)`` for analysis beyond the
+    generic tables (it must not replace its own outputs by ones with fewer runs
+    unless ``replace_tables``)."""
 
     title: str
-    groups: Mapping[str, Sequence[Cell]]
+    groups: Mapping[str, Sequence[CellSpec]]
     seeds: int | Sequence[int] = 5
     common: Mapping[str, object] = dataclasses.field(default_factory=dict)
     report: Callable | None = None
@@ -47,7 +50,7 @@ class Bench:
 
 def grid(config: str, models: Sequence, balancers: Sequence, *, stl: str | None = "single_task",
          model_config: Callable[[str], str] | None = None, extra: Mapping[str, object] | None = None,
-         gradient_diagnostics: bool = True) -> list[Cell]:
+         gradient_diagnostics: bool = True) -> list[CellSpec]:
     """The cells of ``models × balancers`` plus the single-task cell.
 
     Args:
@@ -71,7 +74,7 @@ def grid(config: str, models: Sequence, balancers: Sequence, *, stl: str | None 
     spec = model_config or (lambda name: config)
     cells = []
     if stl:
-        cells.append(Cell(f"{stl}__ew", spec(stl), {"model.name": stl, "balancer.name": "ew", **(extra or {})}))
+        cells.append(CellSpec(f"{stl}__ew", spec(stl), {"model.name": stl, "balancer.name": "ew", **(extra or {})}))
     for (m_label, m_name, m_hp), (b_label, b_name, b_hp) in itertools.product(map(entry, models), map(entry, balancers)):
         overrides = {"model.name": m_name, "balancer.name": b_name, **(extra or {})}
         overrides.update({f"model.hparams.{k}": v for k, v in m_hp.items()})
@@ -80,5 +83,5 @@ def grid(config: str, models: Sequence, balancers: Sequence, *, stl: str | None 
             overrides["label"] = "/".join(x for x, n in ((m_label, m_name), (b_label, b_name)) if x != n)
         if gradient_diagnostics and mb.get(b_name, **b_hp).needs_grads:
             overrides["diagnostics"] = "epoch"
-        cells.append(Cell(f"{m_label}__{b_label}", spec(m_name), overrides))
+        cells.append(CellSpec(f"{m_label}__{b_label}", spec(m_name), overrides))
     return cells

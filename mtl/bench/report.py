@@ -1,19 +1,7 @@
-"""Benchmark tables from saved run directories.
+"""Benchmark tables from the results read back from run directories (:mod:`mtl.bench.results`).
 
-Everything here reads finished runs from disk; nothing takes results from a
-training process's memory, so ``mtl-bench --tables-only`` re-renders a bench
-without training. The layout read (written by ``mtl-bench`` / ``mtl-train``)::
-
-    BENCH/<cell>/config.json           resolved config: model, balancer, data, seeds, ...
-    BENCH/<cell>/summary.json          one seed: the run summary; several seeds: an aggregate
-                                       with "seeds": [0, 1, ...] and "runs": {"0": "seed_0", ...}
-    BENCH/<cell>/seed_<s>/summary.json, seed_<s>/metrics.jsonl   per seed (several seeds)
-    BENCH/<cell>/metrics.jsonl         one seed
-
-A run summary holds ``validation`` and ``test`` metrics (``{task: {metric: v}}``)
-at the best validation epoch, ``step_seconds``, ``train_seconds``, ``model``,
-``balancer``, ``dataset``, ``protocol``, ``tasks``, ``seed``, ``commit`` and
-``config_hash``; a failed run has ``error`` instead of metrics.
+Nothing here takes results from a training process's memory, so
+``mtl-bench --tables-only`` re-renders a bench without training.
 
 The table (``write_tables``): one row per cell (model × balancer), the test
 metric of each task as mean ± sample std (ddof 1) over seeds, Δm against the
@@ -33,10 +21,11 @@ columns, with seed means, ``l_k = 1`` when lower is better, and M_STL from the
 ``single_task`` + ``ew`` cell under the same protocol and seeds (never epoch 0
 or an untrained model). Positive is better than single-task learning.
 
-Public API: ``collect``, ``Bench``, ``Cell``, ``Run``, ``Missing``,
-``MetricSpec``, ``primary_metrics``, ``metric_spec``, ``delta_m``,
-``paired_t_test``, ``compare_to_ew``, ``build_table``, ``write_tables``,
-``render``.
+Every file is written whole or not at all (:mod:`mtl.bench.publish`).
+
+Public API: ``delta_m``, ``paired_t_test``, ``compare_to_ew``, ``build_table``,
+``write_tables``, ``render``, and, from :mod:`mtl.bench.results`, ``collect``,
+``MetricSpec``, ``metric_spec``, ``primary_metrics``, ``find_stl``, ``find_ew``.
 """
 
 from __future__ import annotations
@@ -48,304 +37,22 @@ import math
 import pathlib
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-NAN = float("nan")
+from mtl.bench import publish
+from mtl.bench.results import (EW_BALANCER, NAN, STL_MODEL, CellResults, GroupResults, MetricSpec, Missing, collect,
+                               default_metrics, find_ew, find_stl, metric_spec, primary_metrics, sort_cells)
 
-#: Direction of every metric ``mtl.metrics.evaluate`` reports.
-HIGHER_IS_BETTER = {
-    "auc": True, "gauc": True, "accuracy": True, "precision": True, "recall": True, "f1": True,
-    "logloss": False, "mse": False, "mae": False, "loss": False,
-}
-STL_MODEL, EW_BALANCER = "single_task", "ew"
-MODEL_ORDER = ("single_task", "shared_bottom", "omoe", "mmoe", "cgc", "ple")
+__all__ = ["ALPHA", "MIN_PAIRS", "DeltaMError", "Comparison", "Stat", "Row", "Table", "check_same_protocol", "delta_m",
+           "paired_t_test", "compare_to_ew", "build_table", "caption", "render_markdown", "render_latex",
+           "render_csv", "latex_escape", "write_tables", "saved_seed_counts", "render", "collect", "MetricSpec",
+           "metric_spec", "primary_metrics", "find_stl", "find_ew", "sort_cells", "Missing"]
+
 ALPHA = 0.05
 MIN_PAIRS = 3
-
-
-# ---- metrics -----------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    """One table column: ``task``'s ``metric``, and its direction."""
-
-    task: str
-    metric: str
-    higher_is_better: bool
-
-    @property
-    def label(self) -> str:
-        return f"{self.task} {self.metric}"
-
-    @property
-    def sign(self) -> int:
-        """+1 when higher is better, −1 when lower is better: ``(−1)^l`` of Δm."""
-        return 1 if self.higher_is_better else -1
-
-
-def metric_spec(task: str, metric: str, higher_is_better: bool | None = None) -> MetricSpec:
-    """A column for ``task``'s ``metric``; the direction comes from ``HIGHER_IS_BETTER`` unless given."""
-    if higher_is_better is None:
-        if metric not in HIGHER_IS_BETTER:
-            raise ValueError(f"unknown direction of metric {metric!r}: pass higher_is_better "
-                             f"(known: {', '.join(sorted(HIGHER_IS_BETTER))})")
-        higher_is_better = HIGHER_IS_BETTER[metric]
-    return MetricSpec(task, metric, bool(higher_is_better))
-
-
-def primary_metrics(tasks: Mapping[str, str]) -> list[MetricSpec]:
-    """The default columns: AUC for binary tasks (higher is better), MSE for regression (lower is better)."""
-    out = []
-    for task, kind in tasks.items():
-        if kind == "binary":
-            out.append(MetricSpec(task, "auc", True))
-        elif kind == "regression":
-            out.append(MetricSpec(task, "mse", False))
-        else:
-            raise ValueError(f"unknown task kind {kind!r} of task {task!r}")
-    return out
-
-
-# ---- reading run directories -------------------------------------------------------------------------------------
-
-
-@dataclass
-class Run:
-    """One finished seed: its summary and its per-epoch records (``metrics.jsonl``)."""
-
-    seed: int
-    path: pathlib.Path
-    summary: dict
-    curves: list[dict]
-
-    def value(self, task: str, metric: str, split: str = "test") -> float:
-        try:
-            return float(self.summary[split][task][metric])
-        except (KeyError, TypeError, ValueError):
-            return NAN
-
-
-@dataclass
-class Cell:
-    """One grid cell (model × balancer [× variant]) and its finished seeds.
-
-    ``runs`` maps seed -> ``Run`` for the seeds that finished; seeds that
-    failed or never finished are in ``Bench.missing``. ``variant`` is the
-    config's ``label`` or ``tag`` (empty when absent); when two cells would
-    share (model, balancer, variant) it is the cell's directory name.
-    """
-
-    name: str
-    path: pathlib.Path
-    config: dict
-    model: str
-    balancer: str
-    runs: dict[int, Run]
-    variant: str = ""
-    planned_seeds: list[int] = field(default_factory=list)
-
-    @property
-    def seeds(self) -> list[int]:
-        return sorted(self.runs)
-
-    @property
-    def label(self) -> str:
-        base = f"{self.model} + {self.balancer}"
-        return f"{base} ({self.variant})" if self.variant else base
-
-    @property
-    def is_stl(self) -> bool:
-        return self.model == STL_MODEL
-
-    @property
-    def is_ew(self) -> bool:
-        return self.balancer == EW_BALANCER
-
-    def _first(self, key: str, default=None):
-        for s in self.seeds:
-            if key in self.runs[s].summary:
-                return self.runs[s].summary[key]
-        return default
-
-    @property
-    def tasks(self) -> dict[str, str]:
-        """``{task: "binary" | "regression"}`` from the summaries."""
-        return dict(self._first("tasks", {}) or {})
-
-    @property
-    def protocol(self) -> tuple[str, str]:
-        """``(dataset, protocol)`` of the runs (the first seed's; ``check_same_protocol`` compares all)."""
-        return str(self._first("dataset", "")), str(self._first("protocol", ""))
-
-    def per_seed(self, spec: MetricSpec, split: str = "test") -> dict[int, float]:
-        return {s: self.runs[s].value(spec.task, spec.metric, split) for s in self.seeds}
-
-    def values(self, spec: MetricSpec, split: str = "test") -> np.ndarray:
-        """The metric of every finished seed, in ``seeds`` order (NaN where a summary lacks it)."""
-        return np.array([self.runs[s].value(spec.task, spec.metric, split) for s in self.seeds], np.float64)
-
-    def mean(self, spec: MetricSpec, split: str = "test") -> float:
-        v = self.values(spec, split)
-        return float(np.mean(v)) if v.size else NAN
-
-    def std(self, spec: MetricSpec, split: str = "test") -> float:
-        """Sample standard deviation over seeds (ddof 1); NaN with one seed."""
-        v = self.values(spec, split)
-        return float(np.std(v, ddof=1)) if v.size > 1 else NAN
-
-    def summary_mean(self, key: str) -> float:
-        """Mean over seeds of a number in the run summaries (``step_seconds``, ``train_seconds``)."""
-        v = [float(self.runs[s].summary[key]) for s in self.seeds if isinstance(self.runs[s].summary.get(key), (int, float))]
-        return float(np.mean(v)) if v else NAN
-
-
-@dataclass
-class Missing:
-    """A cell or seed without a finished summary, and why."""
-
-    cell: str
-    seed: int | None
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.cell}" + (f" seed {self.seed}" if self.seed is not None else "") + f": {self.reason}"
-
-
-@dataclass
-class Bench:
-    """What ``collect`` found: the cells with at least one finished seed, and what is missing."""
-
-    path: pathlib.Path
-    cells: list[Cell]
-    missing: list[Missing]
-
-
-def _read_json(path: pathlib.Path) -> dict:
-    return json.loads(path.read_text())
-
-
-def read_curves(path: pathlib.Path) -> list[dict]:
-    """The records of a ``metrics.jsonl`` (empty when absent). A truncated last line
-    (a run killed while writing) is dropped; a malformed line elsewhere is an error."""
-    if not path.exists():
-        return []
-    lines = path.read_text().splitlines()
-    out = []
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            if i == len(lines) - 1:
-                break
-            raise ValueError(f"{path}:{i + 1}: not a JSON line ({e})") from None
-    return out
-
-
-def _finished(summary: dict) -> str | None:
-    """None when the run summary holds results, else why not."""
-    if "error" in summary:
-        return f"failed: {summary['error']}"
-    if not isinstance(summary.get("test"), dict) or not isinstance(summary.get("validation"), dict):
-        return "summary.json has no validation/test metrics"
-    return None
-
-
-def _seed_of(summary: dict, config: dict) -> int | None:
-    for v in (summary.get("seed"), config.get("seed")):
-        if isinstance(v, int):
-            return v
-    return None
-
-
-def _read_cell(d: pathlib.Path) -> tuple[Cell | None, list[Missing]]:
-    config = _read_json(d / "config.json") if (d / "config.json").exists() else {}
-    if not (d / "summary.json").exists():
-        return None, [Missing(d.name, None, "no summary.json (not finished)")]
-    top = _read_json(d / "summary.json")
-    runs: dict[int, Run] = {}
-    missing: list[Missing] = []
-    if "runs" in top or "seeds" in top:  # aggregate of several seeds
-        seeds = [int(s) for s in top.get("seeds", [])]
-        subdirs = {int(k): v for k, v in (top.get("runs") or {}).items()}
-        seeds = sorted(set(seeds) | set(subdirs))
-        for s in seeds:
-            sd = d / subdirs.get(s, f"seed_{s}")
-            if not (sd / "summary.json").exists():
-                missing.append(Missing(d.name, s, f"no {sd.name}/summary.json"))
-                continue
-            summary = _read_json(sd / "summary.json")
-            why = _finished(summary)
-            if why:
-                missing.append(Missing(d.name, s, why))
-            else:
-                runs[s] = Run(s, sd, summary, read_curves(sd / "metrics.jsonl"))
-        planned = seeds
-    else:
-        s = _seed_of(top, config)
-        why = _finished(top)
-        if why:
-            missing.append(Missing(d.name, s, why))
-        else:
-            runs[s if s is not None else 0] = Run(s if s is not None else 0, d, top, read_curves(d / "metrics.jsonl"))
-        planned = [s] if s is not None else []
-    if not runs:
-        if not missing:
-            missing.append(Missing(d.name, None, "no seed finished"))
-        return None, missing
-    first = runs[min(runs)].summary
-    model = str(first.get("model") or (config.get("model") or {}).get("name", ""))
-    balancer = str(first.get("balancer") or (config.get("balancer") or {}).get("name", ""))
-    variant = str(config.get("label") or config.get("tag") or "")
-    planned = [int(s) for s in config.get("seeds", planned) or planned]
-    return Cell(d.name, d, config, model, balancer, runs, variant, sorted(planned)), missing
-
-
-def collect(bench_dir: str | pathlib.Path) -> Bench:
-    """Reads every cell of a bench directory.
-
-    A cell is a sub-directory holding ``config.json`` or ``summary.json``
-    (others, e.g. where tables are written, are ignored). Cells without a
-    finished ``summary.json``, and seeds that failed (``error``) or lack their
-    summary, are listed in ``Bench.missing`` with the reason; a cell with at
-    least one finished seed is kept with those seeds. ``write_tables`` prints
-    the missing list under the table, so nothing is dropped silently.
-    """
-    bench_dir = pathlib.Path(bench_dir)
-    if not bench_dir.is_dir():
-        raise FileNotFoundError(f"bench directory {bench_dir} does not exist")
-    cells, missing = [], []
-    for d in sorted(p for p in bench_dir.iterdir() if p.is_dir()):
-        if not ((d / "config.json").exists() or (d / "summary.json").exists()):
-            continue
-        cell, miss = _read_cell(d)
-        missing += miss
-        if cell is not None:
-            cells.append(cell)
-    # cells sharing (model, balancer, variant) are told apart by their directory names
-    keys: dict[tuple, list[Cell]] = {}
-    for c in cells:
-        keys.setdefault((c.model, c.balancer, c.variant), []).append(c)
-    for group in keys.values():
-        if len(group) > 1:
-            for c in group:
-                c.variant = c.name
-    return Bench(bench_dir, sort_cells(cells), missing)
-
-
-def sort_cells(cells: Sequence[Cell]) -> list[Cell]:
-    """Table order: models as in ``MODEL_ORDER`` (single-task first, then others by name),
-    within a model ``ew`` first, then balancers by name, then variants."""
-    def key(c: Cell):
-        m = MODEL_ORDER.index(c.model) if c.model in MODEL_ORDER else len(MODEL_ORDER)
-        return (m, c.model, c.balancer != EW_BALANCER, c.balancer, c.variant != "", c.variant, c.name)
-
-    return sorted(cells, key=key)
 
 
 # ---- references: single-task (Δm) and equal weighting (significance) -------------------------------------------
@@ -355,29 +62,10 @@ class DeltaMError(ValueError):
     """Δm is not defined for this pair of cells (different seeds or protocol, missing metric)."""
 
 
-def find_stl(cells: Sequence[Cell]) -> Cell | None:
-    """The single-task baseline: model ``single_task`` with balancer ``ew`` (the one without a variant if several)."""
-    cands = [c for c in cells if c.is_stl and c.is_ew]
-    cands.sort(key=lambda c: (c.variant != "", c.name))
-    return cands[0] if cands else None
-
-
-def find_ew(cell: Cell, cells: Sequence[Cell]) -> Cell | None:
-    """Equal weighting of the same model: the same variant if there is one, else the plain one."""
-    cands = [c for c in cells if c.model == cell.model and c.is_ew]
-    for c in cands:
-        if c.variant == cell.variant:
-            return c
-    for c in cands:
-        if c.variant == "":
-            return c
-    return None
-
-
-def check_same_protocol(cell: Cell, ref: Cell) -> None:
+def check_same_protocol(cell: CellResults, ref: CellResults) -> None:
     """Raises ``DeltaMError`` unless the runs of the two cells have the same dataset, protocol and
     tasks seed by seed (a generated dataset may be drawn per seed: then its protocol names the seed)."""
-    def proto(c: Cell):
+    def proto(c: CellResults):
         return {s: (str(r.summary.get("dataset", "")), str(r.summary.get("protocol", "")),
                     json.dumps(r.summary.get("tasks", {}), sort_keys=True)) for s, r in c.runs.items()}
 
@@ -387,7 +75,7 @@ def check_same_protocol(cell: Cell, ref: Cell) -> None:
                           f"{sorted(set(b.values()))} (dataset, protocol, tasks)")
 
 
-def delta_m(cell: Cell, stl_cell: Cell, metrics: Sequence[MetricSpec], split: str = "test") -> float:
+def delta_m(cell: CellResults, stl_cell: CellResults, metrics: Sequence[MetricSpec], split: str = "test") -> float:
     """Δm of ``cell`` against the single-task cell, as a fraction (×100 for %).
 
     ``Δm = 1/K Σ_k sign_k (M_k − M_STL,k) / M_STL,k`` over ``metrics``, with M the
@@ -445,7 +133,7 @@ class Comparison:
     n_pairs: int
 
 
-def compare_to_ew(cell: Cell, ew_cell: Cell | None, spec: MetricSpec, split: str = "test", *,
+def compare_to_ew(cell: CellResults, ew_cell: CellResults | None, spec: MetricSpec, split: str = "test", *,
                   alpha: float = ALPHA, min_pairs: int = MIN_PAIRS) -> Comparison:
     """Paired t-test over the seeds both cells finished (paired by seed), two-sided at ``alpha``.
 
@@ -484,7 +172,7 @@ class Stat:
 
 @dataclass
 class Row:
-    cell: Cell
+    cell: CellResults
     stats: list[Stat]
     delta_m: float = NAN  # fraction
     delta_m_note: str = ""
@@ -501,7 +189,7 @@ class Table:
     split: str
     decimals: list[int]
     notes: list[str]
-    stl: Cell | None
+    stl: CellResults | None
 
 
 def _decimals(values: Sequence[float]) -> int:
@@ -521,7 +209,7 @@ def _mark_best(values: Sequence[float], higher: bool, decimals: int) -> list[boo
     return [x is not None and x == best for x in r]
 
 
-def build_table(cells: Sequence[Cell], *, metrics: Sequence[MetricSpec] | None = None, split: str = "test",
+def build_table(cells: Sequence[CellResults], *, metrics: Sequence[MetricSpec] | None = None, split: str = "test",
                 alpha: float = ALPHA, min_pairs: int = MIN_PAIRS, missing: Sequence[Missing] = ()) -> Table:
     """Everything the renderers print: per cell the stats of every metric column,
     Δm against the single-task cell, the paired tests against EW, the best
@@ -531,13 +219,7 @@ def build_table(cells: Sequence[Cell], *, metrics: Sequence[MetricSpec] | None =
         raise ValueError("no finished cells to tabulate" + (
             ": " + "; ".join(map(str, missing)) if missing else ""))
     stl = find_stl(cells)
-    if metrics is None:
-        tasks: dict[str, str] = {}
-        for c in ([stl] if stl else []) + list(cells):
-            for t, k in c.tasks.items():
-                tasks.setdefault(t, k)
-        metrics = primary_metrics(tasks)
-    metrics = list(metrics)
+    metrics = list(metrics) if metrics is not None else default_metrics(cells)
     notes: list[str] = []
     rows = []
     for c in cells:
@@ -574,7 +256,7 @@ def _fmt(x: float, d: int) -> str:
     return f"{x:.{d}f}" if math.isfinite(x) else "—"
 
 
-def _header_lines(cells: Sequence[Cell], header: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+def _header_lines(cells: Sequence[CellResults], header: Mapping[str, Any] | None) -> list[tuple[str, str]]:
     """``(key, value)`` lines above the table: protocol, seeds, commit and config hash
     (taken from ``header``, else from the run summaries), then the other ``header`` keys."""
     header = dict(header or {})
@@ -746,15 +428,15 @@ def render_csv(table: Table) -> str:
     return buf.getvalue()
 
 
-def write_tables(cells: Bench | Sequence[Cell], outdir: str | pathlib.Path, *, title: str,
+def write_tables(cells: GroupResults | Sequence[CellResults], outdir: str | pathlib.Path, *, title: str,
                  header: Mapping[str, Any] | None = None, metrics: Sequence[MetricSpec] | None = None,
                  split: str = "test", missing: Sequence[Missing] | None = None, alpha: float = ALPHA,
                  min_pairs: int = MIN_PAIRS, label: str | None = None) -> dict[str, pathlib.Path]:
-    """Writes ``table.md``, ``table.csv`` and ``table.tex`` to ``outdir``.
+    """Writes ``table.md``, ``table.csv`` and ``table.tex`` to ``outdir`` (each rendered first, then written whole).
 
     Args:
-      cells: a ``Bench`` from ``collect`` (its ``missing`` are listed under the
-        table) or a list of ``Cell``.
+      cells: a ``GroupResults`` from ``collect`` (its ``missing`` are listed under the
+        table) or a list of ``CellResults``.
       title: the table's title.
       header: printed above the table: ``protocol``, ``seeds``, ``commit``,
         ``config_hash`` (each taken from the run summaries when not given),
@@ -762,7 +444,7 @@ def write_tables(cells: Bench | Sequence[Cell], outdir: str | pathlib.Path, *, t
       metrics: the metric columns (default ``primary_metrics`` of the tasks);
         Δm is computed over the same columns.
       split: ``"test"`` (default) or ``"validation"``.
-      missing: extra ``Missing`` entries to list (default: the bench's).
+      missing: extra ``Missing`` entries to list (default: the group's).
       alpha, min_pairs: the significance level of the paired t-test and the
         fewest common seeds for a mark.
       label: the LaTeX ``\\label`` (default ``tab:<outdir name>``).
@@ -770,36 +452,47 @@ def write_tables(cells: Bench | Sequence[Cell], outdir: str | pathlib.Path, *, t
     Returns:
       ``{"md": path, "csv": path, "tex": path}``.
     """
-    if isinstance(cells, Bench):
+    if isinstance(cells, GroupResults):
         missing = cells.missing if missing is None else missing
         cells = cells.cells
     table = build_table(cells, metrics=metrics, split=split, alpha=alpha, min_pairs=min_pairs, missing=missing or ())
     outdir = pathlib.Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
     lines = _header_lines([r.cell for r in table.rows], header)
     label = label or "tab:" + re.sub(r"[^0-9A-Za-z]+", "-", outdir.resolve().name).strip("-")
     paths = {"md": outdir / "table.md", "csv": outdir / "table.csv", "tex": outdir / "table.tex"}
-    paths["md"].write_text(render_markdown(table, title=title, header_lines=lines, alpha=alpha, min_pairs=min_pairs))
-    paths["csv"].write_text(render_csv(table))
-    paths["tex"].write_text(render_latex(table, title=title, header_lines=lines, label=label, alpha=alpha,
-                                         min_pairs=min_pairs))
+    texts = {"md": render_markdown(table, title=title, header_lines=lines, alpha=alpha, min_pairs=min_pairs),
+             "csv": render_csv(table),
+             "tex": render_latex(table, title=title, header_lines=lines, label=label, alpha=alpha, min_pairs=min_pairs)}
+    for kind, text in texts.items():
+        publish.write_text(paths[kind], text)
     return paths
 
 
-def render(bench_dir: str | pathlib.Path, outdir: str | pathlib.Path, *, title: str,
+def saved_seed_counts(outdir: str | pathlib.Path) -> dict[str, int]:
+    """``{cell: seeds}`` of the ``table.csv`` that ``write_tables`` wrote to ``outdir`` (empty when none)."""
+    path = pathlib.Path(outdir) / "table.csv"
+    if not path.is_file():
+        return {}
+    with path.open(newline="") as f:
+        return {r["cell"]: int(r["n_seeds"]) for r in csv.DictReader(f)}
+
+
+def render(results: GroupResults | str | pathlib.Path, outdir: str | pathlib.Path, *, title: str,
            header: Mapping[str, Any] | None = None, metrics: Sequence[MetricSpec] | None = None,
            figures: bool = True) -> dict[str, pathlib.Path]:
-    """``collect`` + ``write_tables`` + the figures: what ``mtl-bench --tables-only`` runs.
+    """``write_tables`` + the figures of one group: what ``mtl-bench --tables-only`` runs per group.
 
-    Returns the written paths: ``md``, ``csv``, ``tex`` and, with ``figures``,
-    ``tradeoff``, ``validation_curves``, ``task_weights``, ``grad_cosine`` (a
-    figure whose data no run recorded, e.g. gradient cosines without
-    diagnostics, is skipped). Missing cells and seeds are listed in the tables.
+    ``results`` is what ``collect`` returned, or the group's directory to
+    collect. Returns the written paths: ``md``, ``csv``, ``tex`` and, with
+    ``figures``, ``tradeoff``, ``validation_curves``, ``task_weights``,
+    ``grad_cosine`` (a figure whose data no run recorded, e.g. gradient cosines
+    without diagnostics, is skipped). Missing cells and seeds are listed in the tables.
     """
-    bench = collect(bench_dir)
-    paths = write_tables(bench, outdir, title=title, header=header, metrics=metrics)
+    if not isinstance(results, GroupResults):
+        results = collect(results)
+    paths = write_tables(results, outdir, title=title, header=header, metrics=metrics)
     if figures:
         from mtl.bench import figures as figs
 
-        paths.update(figs.write_figures(bench.cells, outdir, metrics=metrics))
+        paths.update(figs.write_figures(results.cells, outdir, metrics=metrics))
     return paths

@@ -232,14 +232,14 @@ class NumberColumn:
             rows = np.flatnonzero((x != 0) & (x != 1))
             if rows.size:
                 return None, DataError(
-                    f"label value {_number_text(x[rows[:1]])[0]!r} is not 0 or 1 (binary task; {rows.size} such "
+                    f"label value {str(_number_text(x[rows[:1]])[0])!r} is not 0 or 1 (binary task; {rows.size} such "
                     "rows). List the column in regression_columns if it is real-valued.",
                     line=int(self.lines[rows[0]]), **where,
                 )  # fmt: skip
         else:
             rows = np.flatnonzero(~np.isfinite(x))
             if rows.size:
-                return None, DataError(f"label value {_number_text(x[rows[:1]])[0]!r} is not finite",
+                return None, DataError(f"label value {str(_number_text(x[rows[:1]])[0])!r} is not finite",
                                        line=int(self.lines[rows[0]]), **where)  # fmt: skip
         return x, None
 

@@ -178,7 +178,8 @@ class NumberColumn:
         if pa.types.is_integer(array.type) and array.null_count == 0:
             values = array.to_numpy().astype(np.int64, copy=False)
         else:
-            values = pc.cast(array, pa.float64()).fill_null(np.nan).to_numpy()
+            floats = pc.cast(array, pa.float64())
+            values = (floats.fill_null(np.nan) if floats.null_count else floats).to_numpy()
         return NumberColumn(name, values, path, lines)
 
     @property
@@ -188,11 +189,26 @@ class NumberColumn:
     def distinct(self) -> np.ndarray:
         """Sorted distinct non-missing values."""
         x = self.values
-        return np.unique(x if x.dtype.kind == "i" else x[~np.isnan(x)])
+        if x.dtype.kind == "f":
+            x = x[~np.isnan(x)]
+            if not (np.isfinite(x).all() and (x == np.round(x)).all() and np.abs(x).max(initial=0) < 2**53):
+                return np.unique(x)
+            x = x.astype(np.int64)
+        low, high = int(x.min(initial=0)), int(x.max(initial=0))
+        if high - low < 4 * len(x) + 1024:  # a dense range: count instead of sort
+            return np.flatnonzero(np.bincount(x - low, minlength=high - low + 1)).astype(np.int64) + low
+        return np.unique(x)
 
     def infer(self, *, max_categorical_distinct: int, others: Sequence["NumberColumn"] = ()) -> tuple[str, str]:
-        """The type rule of delimited files over this column and ``others``."""
-        x = np.unique(np.concatenate([p.distinct().astype(np.float64) for p in [self, *others]]))
+        """The type rule of delimited files over this column and ``others`` (for a column with
+        fractions, without counting its distinct values)."""
+        parts = [self, *others]
+        floats = [p.values for p in parts if p.values.dtype.kind == "f"]
+        if any(np.isinf(x).any() for x in floats):
+            return "categorical", "non-finite numbers"
+        if any(((x != np.round(x)) & ~np.isnan(x)).any() for x in floats):
+            return "numeric", "non-integer numbers"
+        x = np.unique(np.concatenate([p.distinct().astype(np.float64) for p in parts]))
         if x.size == 0:
             return "categorical", "all values missing"
         return _decide(x, max_categorical_distinct)
@@ -205,8 +221,13 @@ class NumberColumn:
         become ``missing_token`` (``None``: the empty string, which is a missing value)."""
         missing = self.missing
         if missing is None:
-            uniq, codes = unique_inverse(self.values)
-            return int_factor(uniq.astype(np.int64), codes)
+            uniq = self.distinct().astype(np.int64)
+            low, high = int(uniq[0]), int(uniq[-1])
+            if high - low < 4 * len(self.values) + 1024:  # a dense range: look the ranks up
+                rank = np.zeros(high - low + 1, np.int32)
+                rank[uniq - low] = np.arange(len(uniq), dtype=np.int32)
+                return int_factor(uniq, rank[self.values - low])
+            return int_factor(uniq, np.searchsorted(uniq, self.values).astype(np.int32))
         uniq, present_codes = unique_inverse(self.values[~missing])
         codes = np.full(len(self.values), len(uniq), np.int32)  # missing: one value after the others
         codes[~missing] = present_codes

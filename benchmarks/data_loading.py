@@ -2,6 +2,7 @@
 
     python -m benchmarks.data_loading --rows=5000000 --out=/tmp/mtl_bench
     python -m benchmarks.data_loading --formats=aliexpress --rows=20000000 --out=/tmp/mtl_bench --read_csv=false
+    python -m benchmarks.data_loading --formats=parquet --rows=1000000 --out=/tmp/mtl_bench
 
 For each format the files are generated first when absent
 (``benchmarks/make_ecommerce_files.py``, same ``--rows`` and ``--out``). Then, in
@@ -19,6 +20,11 @@ step's alone, ``resource.getrusage``):
 * the cached load (a new process, same cache): memory-mapped arrays, target < 2 s;
   and, for information, the time to read every array once from the page cache.
 
+``parquet`` is the AliExpress files converted to Parquet (snappy), loaded with the
+tabular loader (the AliExpress loader's column roles; validation cut from the train
+file); its reference is ``pyarrow.parquet.read_table`` of the same files (target for
+the ratio: <= 2 as well).
+
 The measurements alternate ``--repeats`` times (read_csv, first load, cached load)
 and the table shows each round; the machine is shared, so compare within a row.
 """
@@ -35,7 +41,7 @@ import textwrap
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("formats", ["aliexpress", "ali_ccp"], "Datasets to measure: aliexpress, ali_ccp.")
+flags.DEFINE_list("formats", ["aliexpress", "ali_ccp"], "Datasets to measure: aliexpress, ali_ccp, parquet.")
 flags.DEFINE_integer("rows", 1_000_000, "Total rows per dataset (generated when absent).")
 flags.DEFINE_string("out", "/tmp/mtl_bench", "Folder for the generated files and the caches.")
 flags.DEFINE_integer("repeats", 1, "Alternating rounds.")
@@ -62,13 +68,21 @@ rows = sum(pyarrow.csv.read_csv(f).num_rows for f in files)
 print(json.dumps({"seconds": time.perf_counter() - start, "rows": rows, "peak_mb": peak_mb()}))
 """
 
+_READ_PARQUET = _PRELUDE + """
+import pyarrow.parquet
+files = json.loads(sys.argv[1])
+start = time.perf_counter()
+rows = sum(pyarrow.parquet.read_table(f).num_rows for f in files)
+print(json.dumps({"seconds": time.perf_counter() - start, "rows": rows, "peak_mb": peak_mb()}))
+"""
+
 _LOAD = _PRELUDE + """
 import numpy as np
 import mtl.data
-name, data_dir, cache_dir, touch = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
+name, kwargs, cache_dir, touch = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"
 base_mb = peak_mb()
 start = time.perf_counter()
-data = mtl.data.load(name, data_dir=data_dir, cache_dir=cache_dir)
+data = mtl.data.load(name, cache_dir=cache_dir, **kwargs)
 seconds = time.perf_counter() - start
 arrays = [a for s in data.splits().values() for a in (s.numeric, s.categorical, s.labels)]
 def mapped(a):
@@ -95,8 +109,35 @@ def _run(code: str, *args: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def _parquet_files(out: pathlib.Path) -> list[pathlib.Path]:
+    """The AliExpress files as Parquet, converted when absent."""
+    import pyarrow.csv
+    import pyarrow.parquet
+
+    _, files = _files("aliexpress", out)
+    converted = [f.with_suffix(".parquet") for f in files]
+    for f, p in zip(files, converted):
+        if not p.is_file():
+            pyarrow.parquet.write_table(pyarrow.csv.read_csv(f), p)
+    return converted
+
+
+def _loader(fmt: str, data_dir: pathlib.Path, files: list[pathlib.Path]) -> tuple[str, dict]:
+    """The loader and its arguments for a format."""
+    if fmt != "parquet":
+        return fmt, {"data_dir": str(data_dir)}
+    from mtl.data.formats.aliexpress import CATEGORICAL, ID_COLUMN
+
+    return "tabular", dict(path=str(files[0]), test_path=str(files[1]), label_columns="click,conversion",
+                           drop_columns=ID_COLUMN, categorical_columns=",".join(CATEGORICAL), split="0.9,0.1,0",
+                           verbose=False)  # fmt: skip
+
+
 def _files(fmt: str, out: pathlib.Path) -> tuple[pathlib.Path, list[pathlib.Path]]:
     """The dataset folder and its files, generated when absent."""
+    if fmt == "parquet":
+        files = _parquet_files(out)
+        return files[0].parent, files
     data_dir = out / fmt / str(FLAGS.rows)
     if fmt == "aliexpress":
         folder = data_dir / "aliexpress" / "AliExpress_NL"
@@ -121,16 +162,20 @@ def main(argv):
         for r in range(FLAGS.repeats):
             cache = out / f"cache-{fmt}-{FLAGS.rows}-{r}"
             shutil.rmtree(cache, ignore_errors=True)
-            ref = _run(_READ_CSV, json.dumps([str(f) for f in files])) if FLAGS.read_csv else {"seconds": float("nan")}
-            first = _run(_LOAD, fmt, str(data_dir), str(cache), "0")
-            again = _run(_LOAD, fmt, str(data_dir), str(cache), "1")
+            reference = _READ_PARQUET if fmt == "parquet" else _READ_CSV
+            use_ref = FLAGS.read_csv or fmt == "parquet"
+            ref = _run(reference, json.dumps([str(f) for f in files])) if use_ref else {"seconds": float("nan")}
+            name, kwargs = _loader(fmt, data_dir, files)
+            first = _run(_LOAD, name, json.dumps(kwargs), str(cache), "0")
+            again = _run(_LOAD, name, json.dumps(kwargs), str(cache), "1")
             if not FLAGS.keep_cache:
                 shutil.rmtree(cache, ignore_errors=True)
             results.append((fmt, r, size_mb, ref, first, again))
             print(json.dumps({"format": fmt, "round": r, "read_csv": ref, "first": first, "cached": again}), flush=True)
 
     print(f"\nrows per dataset: {FLAGS.rows:,} (measured one after another in fresh processes; machine shared)\n")
-    head = (f"{'format':<10} {'round':>5} {'file MiB':>9} {'read_csv s':>10} {'first load s':>12} {'ratio':>6} "
+    print("reference: pyarrow.csv.read_csv, or pyarrow.parquet.read_table for parquet")
+    head = (f"{'format':<10} {'round':>5} {'file MiB':>9} {'pyarrow s':>10} {'first load s':>12} {'ratio':>6} "
             f"{'peak RSS MiB':>12} {'arrays MiB':>10} {'RSS/arrays':>10} {'import MiB':>10} {'cached s':>8} "
             f"{'read all s':>10}")  # fmt: skip
     print(head)

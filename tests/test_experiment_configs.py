@@ -18,6 +18,7 @@ def _config(name, arg):
     ("census_income", "shared_bottom,smoke", {"income", "never_married"}),
     ("aliexpress", "smoke", {"click", "conversion"}),
     ("ali_ccp", "smoke", {"click", "conversion"}),
+    ("kuairand_pure", "watch,smoke", {"is_click", "long_view", "play_time_s"}),
 ])
 def test_dataset_configs_smoke(data_dir, tmp_path, name, arg, tasks):
     c = _config(name, arg)
@@ -28,6 +29,8 @@ def test_dataset_configs_smoke(data_dir, tmp_path, name, arg, tasks):
     assert set(s["test"]) == tasks
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["protocol"] and summary["dataset"] == c.data.name
+    if "play_time_s" in tasks:  # reported in seconds (mean absolute error ~20 s), not in log1p units (~1)
+        assert s["test"]["play_time_s"]["mae"] > 5
 
 
 def test_tabular_config_on_a_file_it_was_not_written_for(data_dir, tmp_path):

@@ -15,6 +15,7 @@ from mtl.data.aliexpress import load_aliexpress
 from mtl.data.base import MultiTaskData, Split, TaskSpec
 from mtl.data.census_income import load_census_income
 from mtl.data.errors import DataError
+from mtl.data.kuairand_pure import load_kuairand_pure
 from mtl.data.synthetic import load_synthetic
 from mtl.data.tabular import load_tabular
 
@@ -24,6 +25,7 @@ LOADERS: dict[str, Callable[..., MultiTaskData]] = {
     "ali_ccp": load_ali_ccp,
     "aliexpress": load_aliexpress,
     "tabular": load_tabular,
+    "kuairand_pure": load_kuairand_pure,
 }
 
 

@@ -15,6 +15,15 @@ import numpy as np
 
 TASK_KINDS = ("binary", "regression")
 
+#: Transforms of regression labels, applied before standardisation: ``name -> (forward,
+#: inverse)``. ``forward`` maps the file's values (which must be >= 0) to what the model
+#: learns; ``inverse`` maps that back to the units metrics are reported in.
+#: ``log1p_seconds_from_ms`` takes milliseconds and reports seconds.
+LABEL_TRANSFORMS = {
+    "log1p": (np.log1p, np.expm1),
+    "log1p_seconds_from_ms": (lambda y: np.log1p(np.asarray(y, np.float64) / 1000.0), np.expm1),
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class TaskSpec:
@@ -24,12 +33,17 @@ class TaskSpec:
     with training-split statistics; ``label_mean + label_std * stored`` gives the
     original units back (for predictions and labels alike), which is what metrics
     should report. Binary tasks keep 0/1 labels (``label_mean = 0``, ``label_std = 1``).
+
+    ``label_transform`` (regression only) names an entry of :data:`LABEL_TRANSFORMS`
+    applied to the raw labels before standardisation (e.g. ``log1p`` of a heavy-tailed
+    watch time); :meth:`to_original_units` applies its inverse too.
     """
 
     name: str
     kind: str  # "binary" or "regression"
     label_mean: float = 0.0
     label_std: float = 1.0
+    label_transform: str = ""
 
     def __post_init__(self):
         if self.kind not in TASK_KINDS:
@@ -38,14 +52,29 @@ class TaskSpec:
             raise ValueError(f"task {self.name!r}: label_std must be positive and finite, got {self.label_std!r}")
         if self.kind == "binary" and (self.label_mean, self.label_std) != (0.0, 1.0):
             raise ValueError(f"task {self.name!r}: binary labels are stored as 0/1 (label_mean 0, label_std 1)")
+        if self.label_transform and (self.kind != "regression" or self.label_transform not in LABEL_TRANSFORMS):
+            raise ValueError(f"task {self.name!r}: label_transform {self.label_transform!r} needs a regression task "
+                             f"and one of {sorted(LABEL_TRANSFORMS)}")
 
     @property
     def standardized(self) -> bool:
         return (self.label_mean, self.label_std) != (0.0, 1.0)
 
     def to_original_units(self, values):
-        """Stored labels or predictions back in the data's units: ``label_mean + label_std * values``."""
-        return self.label_mean + self.label_std * values
+        """Stored labels or predictions back in the data's units: ``label_mean + label_std * values``,
+        then the inverse of ``label_transform``."""
+        values = self.label_mean + self.label_std * values
+        return LABEL_TRANSFORMS[self.label_transform][1](values) if self.label_transform else values
+
+
+def original_units(tasks, values: np.ndarray) -> np.ndarray:
+    """``(N, T)`` stored labels or predictions with every regression column in its original units
+    (:meth:`TaskSpec.to_original_units`); binary columns unchanged."""
+    values = np.array(values, np.float64)
+    for t, task in enumerate(tasks):
+        if task.kind == "regression":
+            values[:, t] = task.to_original_units(values[:, t])
+    return values
 
 
 @dataclasses.dataclass

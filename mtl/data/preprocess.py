@@ -8,6 +8,10 @@ The rules every loader shares:
   training); the training values get ``1..V`` in sorted order; ``vocab_size = V + 1``.
   A missing categorical value is its own token (:data:`MISSING_TOKEN`), so it gets
   an id when training has missing values and falls in bucket 0 otherwise.
+* Rare values: with ``min_count`` > 1, a value seen fewer than ``min_count`` times in
+  the training split gets no id of its own and falls in bucket 0 too (FuxiCTR's
+  ``min_categr_count``), so that the out-of-vocabulary embedding is trained on the rows
+  that are most like unseen values, and no embedding is fitted to one or two rows.
 * Optional hashing for very large vocabularies: a column whose training vocabulary
   exceeds ``hash_threshold`` distinct values is mapped with a stable hash (CRC32 of
   the UTF-8 value) into ``hash_buckets`` ids; unseen values hash like seen ones.
@@ -34,7 +38,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from mtl.data.base import MultiTaskData, Split, TaskSpec
+from mtl.data.base import LABEL_TRANSFORMS, MultiTaskData, Split, TaskSpec
 from mtl.data.cache import PackWriter
 from mtl.data.errors import DataError
 from mtl.data.frame import MISSING_TOKEN, Factor, Frame
@@ -69,26 +73,33 @@ def stable_hash(value: str) -> int:
 
 
 def categorical_encoder(
-    factor: Factor, train_idx: np.ndarray, *, hash_buckets: int = 0, hash_threshold: int | None = None
+    factor: Factor, train_idx: np.ndarray, *, hash_buckets: int = 0, hash_threshold: int | None = None,
+    min_count: int = 1,
 ) -> tuple[np.ndarray, int, str]:
-    """``(mapping (V,), vocab_size, how)``: ``mapping[factor.codes]`` are the model ids of a column."""
-    present = np.flatnonzero(np.bincount(factor.codes[train_idx], minlength=factor.num_values))
+    """``(mapping (V,), vocab_size, how)``: ``mapping[factor.codes]`` are the model ids of a column.
+
+    Values seen fewer than ``min_count`` times in training map to :data:`OOV_INDEX`
+    (hashed columns are not affected)."""
+    counts = np.bincount(factor.codes[train_idx], minlength=factor.num_values)
+    present = np.flatnonzero(counts)
     threshold = hash_buckets if hash_threshold is None else hash_threshold
     if hash_buckets > 0 and len(present) > threshold:
         values = factor.values
         buckets = np.fromiter((stable_hash(str(v)) % hash_buckets for v in values), np.int32, len(values))
         return buckets, int(hash_buckets), f"hashed ({len(present)} train values > {threshold})"
+    kept = present[counts[present] >= min_count]
     mapping = np.full(factor.num_values, OOV_INDEX, np.int32)
-    mapping[present] = np.arange(1, len(present) + 1, dtype=np.int32)
-    return mapping, int(len(present) + 1), "vocabulary"
+    mapping[kept] = np.arange(1, len(kept) + 1, dtype=np.int32)
+    return mapping, int(len(kept) + 1), "vocabulary"
 
 
 def encode_categorical(
-    factor: Factor, train_idx: np.ndarray, *, hash_buckets: int = 0, hash_threshold: int | None = None
+    factor: Factor, train_idx: np.ndarray, *, hash_buckets: int = 0, hash_threshold: int | None = None,
+    min_count: int = 1,
 ) -> tuple[np.ndarray, int, str]:
     """Codes a column with its training vocabulary; returns ``(ids (N,), vocab_size, how)``."""
     mapping, size, how = categorical_encoder(factor, train_idx, hash_buckets=hash_buckets,
-                                             hash_threshold=hash_threshold)  # fmt: skip
+                                             hash_threshold=hash_threshold, min_count=min_count)  # fmt: skip
     return mapping[factor.codes], size, how
 
 
@@ -135,6 +146,24 @@ def check_binary_labels(labels: np.ndarray, frame: Frame, names: Sequence[str]) 
             )
 
 
+def _transform_labels(labels: np.ndarray, tasks: Sequence[TaskSpec], frame: Frame) -> np.ndarray:
+    """``labels`` with each task's ``label_transform`` applied (a copy when there is one);
+    the transforms need values >= 0, else a :class:`DataError` naming the first bad row."""
+    transformed = [t for t, task in enumerate(tasks) if task.label_transform]
+    if not transformed:
+        return labels
+    labels = np.array(labels, np.float64)
+    for t in transformed:
+        name = tasks[t].label_transform
+        bad = np.flatnonzero(~(labels[:, t] >= 0))
+        if bad.size:
+            path, line = frame.locate(int(bad[0]))
+            raise DataError(f"label value {_fmt(labels[bad[0], t])!r} is negative; label_transform {name!r} needs "
+                            f"values >= 0 ({bad.size} such rows)", path=path, line=line, column=tasks[t].name)
+        labels[:, t] = LABEL_TRANSFORMS[name][0](labels[:, t])
+    return labels
+
+
 def _fmt(v: float) -> str:
     return str(int(v)) if float(v).is_integer() else str(v)
 
@@ -175,6 +204,7 @@ def build_multitask_data(
     single_class_hint: str = "use more rows, another seed, or allow_single_class=True.",
     users: np.ndarray | None = None,
     standardize_labels: bool = False,
+    min_count: int = 1,
     out: PackWriter | None = None,
     block_rows: int = 1 << 16,
 ) -> MultiTaskData:
@@ -192,7 +222,10 @@ def build_multitask_data(
       users: optional ``(N,)`` integer user code of every row (``Split.users``).
       standardize_labels: store regression labels as ``(y - mean) / std`` with
         training-split statistics, recorded in the tasks' ``label_mean`` / ``label_std``
-        and in ``info["label_standardization"]``.
+        and in ``info["label_standardization"]``. A task's ``label_transform`` is applied
+        first (``labels`` are the raw values).
+      min_count: categorical values seen fewer times in training map to the
+        out-of-vocabulary id (1: every training value gets an id).
       out: write the split arrays into this array pack as ``<split>.<array>`` (and
         return them memory-mapped) instead of building them in memory; rows are
         written a block at a time, so the result never sits in memory.
@@ -201,6 +234,7 @@ def build_multitask_data(
     labels = np.asarray(labels)
     if labels.dtype not in (np.float32, np.float64):
         labels = labels.astype(np.float64)
+    labels = _transform_labels(labels, tasks, frame)
     train_idx = splits["train"]
     binary = [t.name for t in tasks if t.kind == "binary"]
     if binary:
@@ -227,7 +261,7 @@ def build_multitask_data(
     for name in categorical:
         factor = frame.categorical[name]
         mapping, size, how = categorical_encoder(factor, train_idx, hash_buckets=hash_buckets,
-                                                 hash_threshold=hash_threshold)  # fmt: skip
+                                                 hash_threshold=hash_threshold, min_count=min_count)  # fmt: skip
         encoders.append((factor.codes, mapping))
         vocab_sizes.append(size)
         if how != "vocabulary":

@@ -1,67 +1,89 @@
-"""Any delimited text file with a header as a multi-task dataset.
+"""Any table with a header — delimited text, Parquet or Arrow IPC (Feather) — as a multi-task dataset.
 
     data = mtl.data.load("tabular", path="clicks.csv", label_columns="click,purchase")
 
 or from the command line::
 
     python -m mtl.train --config=experiments/configs/tabular.py \\
-        --config.data.path=clicks.csv --config.data.label_columns=click,purchase --workdir=/tmp/run
+        --config.data.path=clicks.parquet --config.data.label_columns=click,purchase --workdir=/tmp/run
 
 What it does, in order:
 
-1. Reads ``path`` (and ``validation_path`` / ``test_path`` when given) with
-   :mod:`mtl.data.delimited` (pyarrow's CSV reader; quoting, line and value rules
-   there). ``delimiter=""`` detects one of ``, \\t ; |`` from the
-   first lines; a given delimiter that leaves the header as one column while
-   another candidate would split it is an error that names the likely delimiter.
-   Fields are stripped of surrounding whitespace.
-2. Labels: ``label_columns``; those in ``regression_columns`` are real-valued,
+1. Reads ``path`` (and ``validation_path`` / ``test_path`` when given); each may be
+   several files (a list, or comma-separated), read one after the other as one split.
+   A file's format comes from its content (``PAR1``: Parquet, ``ARROW1``/``FEA1``:
+   Arrow IPC / Feather) or else its extension (:mod:`mtl.data.columnar_files`, read
+   with pyarrow, only the columns needed); any other file is delimited text
+   (:mod:`mtl.data.delimited`: pyarrow's CSV reader; quoting, line and value rules
+   there). ``delimiter=""`` detects one of ``, \\t ; |`` from the first lines; a given
+   delimiter that leaves the header as one column while another candidate would split
+   it is an error that names the likely delimiter. Fields are stripped of surrounding
+   whitespace.
+2. Side tables (``joins="KEY=FILE,..."``, any of the formats): each adds its columns
+   to every row whose ``KEY`` value it holds (matched as text; one row per key in the
+   side table); a row whose key it lacks gets missing values. A column that the data
+   files already hold keeps their values (and an earlier side table's win over a later one's).
+3. Labels: ``label_columns``; those in ``regression_columns`` are real-valued,
    the others binary and must be 0 or 1 (``0.0``/``1.0`` accepted).
-3. Features: every other column except ``drop_columns``. ``categorical_columns``
-   and ``numeric_columns`` fix a column's type; the rest are inferred (and printed
-   as a table): numeric when every non-missing value parses as a number and the
-   values are not all integers, or there are more than ``max_categorical_distinct``
-   distinct integers; categorical otherwise.
-4. Missing values (empty, ``NA``, ``N/A``, ``nan``, ``null``, ``none``, ``?``, in
-   lower, UPPER, Capitalized or Title case): a numeric one becomes the training mean (optionally with a 0/1
-   ``<name>:missing`` column, ``missing_indicators=True``); a categorical one is
-   the token ``<missing>``. A missing label is an error.
-5. Splits: a ``default_rng(seed)`` permutation of the rows cut by the ``split``
+   ``label_transforms="col:log1p"`` transforms a regression label before
+   standardisation (:data:`mtl.data.base.LABEL_TRANSFORMS`; metrics are reported
+   after the inverse).
+4. Features: every other column except ``drop_columns`` and ``split_column``.
+   ``categorical_columns`` and ``numeric_columns`` fix a column's type; the rest are
+   inferred (and printed as a table): numeric when every non-missing value is a
+   number and the values are not all integers, or there are more than
+   ``max_categorical_distinct`` distinct integers; categorical otherwise. An inferred
+   categorical column of text that looks like free text or row ids (more than
+   ``max_categorical_distinct`` distinct values, and at least half of its values
+   distinct or values of 64 characters on average) is dropped, with a printed note:
+   as a categorical column it would be one embedding per row, which a model
+   memorises; name it in ``categorical_columns`` to keep it.
+5. Missing values (empty, ``NA``, ``N/A``, ``nan``, ``null``, ``none``, ``?``, in
+   lower, UPPER, Capitalized or Title case; nulls and NaNs of columnar files): a
+   numeric one becomes the training mean (optionally with a 0/1 ``<name>:missing``
+   column, ``missing_indicators=True``); a categorical one is the token
+   ``<missing>``. A missing label is an error.
+6. Splits: a ``default_rng(seed)`` permutation of the rows cut by the ``split``
    fractions (train, validation, test); or the given files: with both
    ``validation_path`` and ``test_path`` the main file is all training data; with
    one of them the main file is cut into train and the other split in the ratio
-   of their fractions.
-6. Vocabularies (id 0 = out of vocabulary), hashing (``hash_buckets``) and
-   numeric scaling from the training split only (:mod:`mtl.data.preprocess`).
-   Regression labels are standardised with training statistics too
-   (``standardize_labels=True``, the default); the tasks record the mean and
-   standard deviation that map them back to the original units.
-7. ``user_column`` (optional): any column; each split then carries ``users``, the
+   of their fractions; or ``split_column`` with two ``split_boundaries`` ``b1,b2``:
+   train ``< b1 <=`` validation ``< b2 <=`` test, compared as numbers when the values
+   and boundaries all are numbers, else as text (ISO dates compare correctly).
+7. Vocabularies (id 0 = out of vocabulary; values seen fewer than ``min_count``
+   times in training go there too), hashing (``hash_buckets``) and numeric scaling
+   from the training split only (:mod:`mtl.data.preprocess`). Regression labels are
+   standardised with training statistics too (``standardize_labels=True``, the
+   default); the tasks record the mean and standard deviation that map them back to
+   the original units.
+8. ``user_column`` (optional): any column; each split then carries ``users``, the
    row's user code (the same value has the same code in every split and file;
    a missing value is one user of its own), for per-user metrics (GAUC). The
    column stays a feature unless it is in ``drop_columns``.
 
 The prepared splits are cached under ``cache_dir`` (default ``$MTL_CACHE_DIR``
 or ``~/.cache/mtl``), keyed by the files and every argument; a repeated load
-memory-maps them and prints the same column table.
+memory-maps them and prints the same column table. Raw columns are not cached.
 
 Every problem raises :class:`~mtl.data.errors.DataError` naming the file, the
-1-based line and the column.
+1-based line (the row, in a Parquet or Arrow file) and the column.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Sequence
 
 import numpy as np
 
-from mtl.data import paths
-from mtl.data.base import MultiTaskData, TaskSpec
+from mtl.data import columnar_files, paths
+from mtl.data.base import LABEL_TRANSFORMS, MultiTaskData, TaskSpec
 from mtl.data.cache import cached_dataset
 from mtl.data.delimited import (  # noqa: F401 (re-exported)
     CANDIDATE_DELIMITERS,
     MISSING_VALUES,
+    AutoColumn,
     Column,
     Header,
     Table,
@@ -74,7 +96,7 @@ from mtl.data.delimited import (  # noqa: F401 (re-exported)
     read_header,
 )
 from mtl.data.errors import DataError
-from mtl.data.frame import Frame, concat_factors, concat_frames
+from mtl.data.frame import Factor, Frame, concat_factors, concat_frames, merge_values
 from mtl.data.preprocess import (
     MISSING_TOKEN,
     build_multitask_data,
@@ -84,6 +106,12 @@ from mtl.data.preprocess import (
 )
 
 DATASET = "tabular"
+#: Rare categorical values (seen fewer times in training) share the out-of-vocabulary id.
+DEFAULT_MIN_COUNT = 2
+#: An inferred categorical text column is free text or row ids when at least this
+#: share of its values are distinct, or its values are this long on average.
+TEXT_DISTINCT_SHARE = 0.5
+TEXT_MEAN_LENGTH = 64
 
 
 def _missing_column_error(path: str, names: Sequence[str], header: Sequence[str], role: str) -> DataError:
@@ -101,9 +129,75 @@ def format_column_table(rows: list[tuple[str, str, str, str]]) -> str:
     return "\n".join(out)
 
 
+def file_list(value: str | Sequence[str] | None) -> list[str]:
+    """``"a.parquet,b.parquet"``, a list of paths, or ``""`` -> a list of paths."""
+    return split_list([os.fspath(v) for v in value] if isinstance(value, (list, tuple)) else value)
+
+
+def parse_joins(joins) -> list[tuple[str, str]]:
+    """``"KEY=FILE,KEY=FILE"`` (or a list of such strings or ``(key, file)`` pairs) -> ``[(key, file)]``."""
+    items = joins if isinstance(joins, (list, tuple)) else split_list(joins)
+    out = []
+    for item in items:
+        if isinstance(item, (list, tuple)) and len(item) == 2:
+            key, path = (str(x).strip() for x in item)
+        elif isinstance(item, str) and "=" in item:
+            key, path = (x.strip() for x in item.split("=", 1))
+        else:
+            key = path = ""
+        if not key or not path:
+            raise DataError(f"joins: {item!r} is not KEY=FILE (e.g. joins='user_id=users.csv,item_id=items.parquet')")
+        out.append((key, os.fspath(path)))
+    return out
+
+
+def parse_label_transforms(value) -> dict[str, str]:
+    """``"col:log1p,..."`` (or a dict) -> ``{column: transform}``."""
+    if isinstance(value, dict):
+        items = list(value.items())
+    else:
+        items = []
+        for item in split_list(value):
+            column, _, name = item.partition(":")
+            items.append((column.strip(), name.strip()))
+    for column, name in items:
+        if not column or name not in LABEL_TRANSFORMS:
+            raise DataError(f"label_transforms: {column}:{name} is not COLUMN:TRANSFORM with a transform among "
+                            f"{sorted(LABEL_TRANSFORMS)}")  # fmt: skip
+    return dict(items)
+
+
+def _read_any_header(path: str, delimiter: str) -> Header:
+    if columnar_files.file_format(path) != "delimited":
+        return columnar_files.read_header(path)
+    return read_header(path, delimiter=delimiter)
+
+
+def _check_structures(headers: Sequence[Header]) -> None:
+    for h in headers:  # problems inside earlier delimited files come first, as they always did
+        if not isinstance(h, columnar_files.ColumnarHeader):
+            check_structure(h)
+
+
+def _read_any_columns(header: Header, spec) -> Table:
+    if isinstance(header, columnar_files.ColumnarHeader):
+        return columnar_files.read_columns(header, spec)
+    return read_columns(header, spec)
+
+
+@dataclasses.dataclass
+class _Side:
+    """A side table: its join key, header and the columns it adds."""
+
+    key: str
+    header: Header
+    columns: list[str]
+    table: Table | None = None
+
+
 def load_tabular(
     *,
-    path: str = "",
+    path: str | Sequence[str] = "",
     label_columns: str | Sequence[str] = "",
     regression_columns: str | Sequence[str] = "",
     categorical_columns: str | Sequence[str] = "",
@@ -112,8 +206,13 @@ def load_tabular(
     delimiter: str = "",
     split: str | Sequence[float] = "0.8,0.1,0.1",
     seed: int = 0,
-    validation_path: str = "",
-    test_path: str = "",
+    validation_path: str | Sequence[str] = "",
+    test_path: str | Sequence[str] = "",
+    split_column: str = "",
+    split_boundaries: str | Sequence = "",
+    joins: str | Sequence = "",
+    label_transforms: str | dict = "",
+    min_count: int = DEFAULT_MIN_COUNT,
     hash_buckets: int = 0,
     hash_threshold: int | None = None,
     missing_indicators: bool = False,
@@ -124,19 +223,27 @@ def load_tabular(
     cache_dir: str | os.PathLike | None = None,
     verbose: bool = True,
 ) -> MultiTaskData:
-    """Loads a delimited file as a multi-task dataset; see the module docstring.
+    """Loads a table as a multi-task dataset; see the module docstring.
 
     Args:
-      path: the data file (the training file when ``validation_path`` and
-        ``test_path`` are both given).
+      path: the data file(s), a list or comma-separated (the training files when
+        ``validation_path`` and ``test_path`` are both given).
       label_columns: task label columns, comma-separated or a list, in task order.
       regression_columns: the labels that are real-valued (the others are binary 0/1).
       categorical_columns, numeric_columns: force a feature column's type.
       drop_columns: columns that are neither labels nor features (ids, leaks).
-      delimiter: one character, or ``""`` to detect among ``, \\t ; |``.
+      delimiter: one character, or ``""`` to detect among ``, \\t ; |`` (delimited files).
       split: train, validation, test fractions (comma-separated or a sequence).
       seed: seeds the row permutation of the split.
       validation_path, test_path: optional separate files with the same columns.
+      split_column: split by this column's values at ``split_boundaries`` instead
+        (the column is then not a feature).
+      split_boundaries: two values ``b1,b2``: train ``< b1 <=`` validation ``< b2 <=`` test.
+      joins: side tables, ``"KEY=FILE,..."``: their columns are added to each row by ``KEY``.
+      label_transforms: ``"COLUMN:TRANSFORM,..."`` for regression labels
+        (:data:`mtl.data.base.LABEL_TRANSFORMS`).
+      min_count: categorical values seen fewer times in training map to the
+        out-of-vocabulary id (1 keeps every training value).
       hash_buckets: if > 0, a categorical column with more than ``hash_threshold``
         (default ``hash_buckets``) distinct training values is hashed into this many ids.
       missing_indicators: add ``<name>:missing`` 0/1 columns for numeric columns
@@ -149,39 +256,58 @@ def load_tabular(
       user_column: a column whose values identify users (``Split.users``), or ``""``.
       cache_dir: where the prepared splits are cached (default ``$MTL_CACHE_DIR``
         or ``~/.cache/mtl``).
-      verbose: print the column table.
+      verbose: print the column table (and the note on dropped text columns).
     """
-    if not path:
+    mains = file_list(path)
+    if not mains:
         raise DataError(
             "tabular: no data file given; pass path=FILE (on the command line --config.data.path=FILE)"
         )
     labels = split_list(label_columns)
     if not labels:
         raise DataError(
-            "tabular: no label columns given; pass label_columns='a,b' (--config.data.label_columns=a,b)", path=path
+            "tabular: no label columns given; pass label_columns='a,b' (--config.data.label_columns=a,b)",
+            path=mains[0],
         )
     regression = split_list(regression_columns)
     forced_cat, forced_num = split_list(categorical_columns), split_list(numeric_columns)
     dropped = split_list(drop_columns)
     user_column = (user_column or "").strip()
+    split_column = (split_column or "").strip()
+    boundaries = split_list(split_boundaries if isinstance(split_boundaries, str) else [str(b) for b in split_boundaries])
+    join_specs = parse_joins(joins)
+    transforms = parse_label_transforms(label_transforms)
+    if int(min_count) < 1:
+        raise DataError(f"min_count must be >= 1, got {min_count!r}")
 
-    files = [("main", path)] + [(k, p) for k, p in (("validation", validation_path), ("test", test_path)) if p]
+    validations, tests = file_list(validation_path), file_list(test_path)
+    files = [("main", p) for p in mains] + [("validation", p) for p in validations] + [("test", p) for p in tests]
     headers: list[Header] = []
     for _, p in files:
         try:
-            headers.append(read_header(p, delimiter=delimiter or (headers[0].delimiter if headers else "")))
+            headers.append(_read_any_header(p, delimiter or next((h.delimiter for h in headers if h.delimiter), "")))
         except DataError:
-            for h in headers:  # problems inside earlier files come first, as they always did
-                check_structure(h)
+            _check_structures(headers)
+            raise
+    sides = []
+    for key, p in join_specs:
+        try:
+            sides.append(_Side(key, _read_any_header(p, ""), []))
+        except DataError:
+            _check_structures(headers)
             raise
     main = headers[0]
-    header = main.names
-    problem = _column_problem(headers, labels, regression, forced_cat, forced_num, dropped, user_column)
+    header = list(main.names)
+    for side in sides:
+        side.columns = [c for c in side.header.names if c != side.key and c not in header]
+        header += side.columns
+    problem = _column_problem(headers, header, sides, labels, regression, forced_cat, forced_num, dropped,
+                              user_column, split_column, boundaries, transforms,
+                              split_files=bool(validations or tests))  # fmt: skip
     if problem is not None:
-        for h in headers:
-            check_structure(h)
+        _check_structures(headers)
         raise problem
-    features = [c for c in header if c not in labels and c not in dropped]
+    features = [c for c in header if c not in labels and c not in dropped and c != split_column]
 
     args = dict(
         label_columns=labels, regression_columns=regression, categorical_columns=forced_cat,
@@ -190,14 +316,16 @@ def load_tabular(
         hash_threshold=None if hash_threshold in (None, 0, "") else int(hash_threshold),
         missing_indicators=bool(missing_indicators), max_categorical_distinct=int(max_categorical_distinct),
         allow_single_class=bool(allow_single_class), standardize_labels=bool(standardize_labels),
-        user_column=user_column,
+        user_column=user_column, files=[p for _, p in files], split_column=split_column,
+        split_boundaries=boundaries, joins=join_specs, label_transforms=transforms, min_count=int(min_count),
     )  # fmt: skip
     printed = []
 
     def build(out):
-        data, text = _build(headers, [k for k, _ in files], labels=labels, regression=regression,
+        data, text = _build(headers, [k for k, _ in files], sides, labels=labels, regression=regression,
                             forced_cat=forced_cat, forced_num=forced_num, dropped=dropped, features=features,
-                            split=split, seed=seed, validation_path=validation_path, test_path=test_path,
+                            split=split, seed=seed, split_column=split_column, boundaries=boundaries,
+                            transforms=transforms, min_count=int(min_count),
                             hash_buckets=hash_buckets, hash_threshold=hash_threshold,
                             missing_indicators=missing_indicators,
                             max_categorical_distinct=max_categorical_distinct,
@@ -206,7 +334,8 @@ def load_tabular(
         printed.append(text)
         return data
 
-    data, extra = cached_dataset(paths.cache_root(cache_dir) / DATASET, args=args, sources=[p for _, p in files],
+    sources = [p for _, p in files] + [s.header.path for s in sides]
+    data, extra = cached_dataset(paths.cache_root(cache_dir) / DATASET, args=args, sources=sources,
                                  build=build, extra=lambda _: {"column_table": printed[-1]})  # fmt: skip
     if verbose and not printed:
         print(extra["column_table"])
@@ -217,27 +346,33 @@ def _plain_split(split):
     return split if isinstance(split, str) else [float(x) for x in split]
 
 
-def _column_problem(headers, labels, regression, forced_cat, forced_num, dropped, user_column) -> DataError | None:
+def _column_problem(headers, header, sides, labels, regression, forced_cat, forced_num, dropped, user_column,
+                    split_column, boundaries, transforms, split_files) -> DataError | None:  # fmt: skip
     """The first problem with the columns asked for, in the order the checks always ran."""
     main = headers[0]
-    header = main.names
     for h in headers[1:]:
-        if set(h.names) != set(header):
+        if set(h.names) != set(main.names):
             return DataError(
-                f"columns differ from {main.path}: missing {sorted(set(header) - set(h.names))}, "
-                f"extra {sorted(set(h.names) - set(header))}",
+                f"columns differ from {main.path}: missing {sorted(set(main.names) - set(h.names))}, "
+                f"extra {sorted(set(h.names) - set(main.names))}",
                 path=h.path,
                 line=1,
             )
-    absent = [c for c in labels if c not in header]
+    absent = [c for c in labels if c not in main.names]
     if absent:
-        return _missing_column_error(main.path, absent, header, "label columns")
+        return _missing_column_error(main.path, absent, main.names, "label columns")
+    for side in sides:
+        if side.key not in main.names:
+            return _missing_column_error(main.path, [side.key], main.names, f"join key of {side.header.path}")
+        if side.key not in side.header.names:
+            return _missing_column_error(side.header.path, [side.key], side.header.names, "join key")
     for role, names in (
         ("regression_columns", regression),
         ("categorical_columns", forced_cat),
         ("numeric_columns", forced_num),
         ("drop_columns", dropped),
         ("user_column", [user_column] if user_column else []),
+        ("split_column", [split_column] if split_column else []),
     ):
         absent = [c for c in names if c not in header]
         if absent:
@@ -245,8 +380,12 @@ def _column_problem(headers, labels, regression, forced_cat, forced_num, dropped
     not_labels = [c for c in regression if c not in labels]
     if not_labels:
         return DataError(f"regression_columns {not_labels} are not among label_columns {labels}", path=main.path)
+    not_regression = [c for c in transforms if c not in regression]
+    if not_regression:
+        return DataError(f"label_transforms {not_regression} are not among regression_columns {regression}",
+                         path=main.path)  # fmt: skip
     for role, names in (("categorical_columns", forced_cat), ("numeric_columns", forced_num),
-                        ("drop_columns", dropped)):  # fmt: skip
+                        ("drop_columns", dropped), ("split_column", [split_column] if split_column else [])):  # fmt: skip
         clash = [c for c in names if c in labels]
         if clash:
             return DataError(
@@ -255,7 +394,20 @@ def _column_problem(headers, labels, regression, forced_cat, forced_num, dropped
     both = sorted(set(forced_cat) & set(forced_num))
     if both:
         return DataError(f"columns {both} are in both categorical_columns and numeric_columns", path=main.path)
-    features = [c for c in header if c not in labels and c not in dropped]
+    keys_numeric = [s.key for s in sides if s.key in forced_num]
+    if keys_numeric:
+        return DataError(f"join keys {keys_numeric} are in numeric_columns; keys are matched as text",
+                         path=main.path)  # fmt: skip
+    if split_column:
+        if split_files:
+            return DataError(f"split_column={split_column!r} splits the rows itself; leave validation_path and "
+                             "test_path empty", path=main.path)  # fmt: skip
+        if len(boundaries) != 2:
+            return DataError(f"split_column={split_column!r} needs split_boundaries='b1,b2' (train < b1 <= "
+                             f"validation < b2 <= test), got {boundaries!r}", path=main.path)  # fmt: skip
+    elif boundaries:
+        return DataError("split_boundaries given without split_column", path=main.path)
+    features = [c for c in header if c not in labels and c not in dropped and c != split_column]
     if not features:
         return DataError(f"no feature columns left after labels {labels} and drop_columns {dropped}", path=main.path)
     if user_column in labels:
@@ -263,9 +415,10 @@ def _column_problem(headers, labels, regression, forced_cat, forced_num, dropped
     return None
 
 
-def _build(headers, roles, *, labels, regression, forced_cat, forced_num, dropped, features, split, seed,
-           validation_path, test_path, hash_buckets, hash_threshold, missing_indicators, max_categorical_distinct,
-           allow_single_class, standardize_labels, user_column, out, verbose) -> tuple[MultiTaskData, str]:  # fmt: skip
+def _build(headers, roles, sides, *, labels, regression, forced_cat, forced_num, dropped, features, split, seed,
+           split_column, boundaries, transforms, min_count, hash_buckets, hash_threshold, missing_indicators,
+           max_categorical_distinct, allow_single_class, standardize_labels, user_column, out,
+           verbose) -> tuple[MultiTaskData, str]:  # fmt: skip
     main = headers[0]
     spec = {c: Column("label", task="regression" if c in regression else "binary") for c in labels}
     for c in features:
@@ -277,12 +430,29 @@ def _build(headers, roles, *, labels, regression, forced_cat, forced_num, droppe
             spec[c] = Column("auto")
     if user_column and user_column not in spec:
         spec[user_column] = Column("factor", missing_token=MISSING_TOKEN)
-    tables: list[Table] = [read_columns(h, spec) for h in headers]
+    for c in [split_column] + [s.key for s in sides]:
+        if c:
+            spec.setdefault(c, Column("auto"))
+    for side in sides:
+        side.table = _read_any_columns(side.header, {c: spec[c] for c in side.columns if c in spec}
+                                       | {side.key: Column("auto")})  # fmt: skip
+    tables: list[Table] = []
+    for h in headers:
+        table = _read_any_columns(h, {c: k for c, k in spec.items() if c in h.names})
+        for side in sides:
+            _join(table, side, spec)
+        tables.append(table)
+    for c in features:  # a column read as numbers in one file and as text in another: text everywhere
+        autos = [t.auto.get(c) for t in tables]
+        if len({type(a) for a in autos}) > 1:
+            for t in tables:
+                a = t.auto[c]
+                t.auto[c] = a if isinstance(a, AutoColumn) else AutoColumn(c, a.factor, a.path, a.lines)
 
-    kinds, rows = {}, []
+    kinds, rows, texts = {}, [], {}
     for c in labels:
         kind = "regression" if c in regression else "binary"
-        rows.append((c, f"label ({kind})", "label_columns", ""))
+        rows.append((c, f"label ({kind}{', ' + transforms[c] if c in transforms else ''})", "label_columns", ""))
     for c in features:
         if c in forced_cat:
             kinds[c] = "categorical"
@@ -293,19 +463,36 @@ def _build(headers, roles, *, labels, regression, forced_cat, forced_num, droppe
         else:
             autos = [t.auto[c] for t in tables]
             kinds[c], reason = autos[0].infer(max_categorical_distinct=max_categorical_distinct, others=autos[1:])
-            rows.append((c, kinds[c], "inferred", reason))
+            text = _free_text(autos, max_categorical_distinct) if kinds[c] == "categorical" else None
+            if text is not None:
+                kinds[c], texts[c] = "text", text
+                rows.append((c, "dropped", "looks like free text", text))
+            else:
+                rows.append((c, kinds[c], "inferred", reason))
     for c in dropped:
         rows.append((c, "dropped", "drop_columns", ""))
-    text = "\n".join([
-        f"tabular: columns of {main.path} (delimiter {delimiter_name(main.delimiter)}, {tables[0].num_rows} rows)",
+    if split_column:
+        rows.append((split_column, "split key", "split_column", ""))
+    features = [c for c in features if kinds[c] != "text"]
+    joined = "".join(f", {s.header.path} joined on {s.key}" for s in sides)
+    lines = [
+        f"tabular: columns of {main.path} ({_format_name(main)}, {tables[0].num_rows} rows{joined})",
         format_column_table(rows),
         "(override with categorical_columns=..., numeric_columns=..., drop_columns=...)",
-    ])  # fmt: skip
+    ]
+    if texts:
+        lines.append(
+            f"tabular: dropped {len(texts)} column(s) that look like free text or row ids: {', '.join(texts)}. As "
+            "categorical features they would give most rows an embedding of their own, which a model memorises "
+            "instead of learning. To keep one, name it in categorical_columns; to silence this note, in drop_columns."
+        )
+    text = "\n".join(lines)
     if verbose:
         print(text)
 
-    tasks = [TaskSpec(c, "regression" if c in regression else "binary") for c in labels]
-    frames, label_parts, user_parts = [], [], []
+    tasks = [TaskSpec(c, "regression" if c in regression else "binary", label_transform=transforms.get(c, ""))
+             for c in labels]  # fmt: skip
+    frames, label_parts, user_parts, split_keys = [], [], [], []
     for table in tables:
         if user_column and user_column in forced_num:  # read as strings for the user codes
             x, error = number_column(table.auto[user_column].factor, path=table.header.path, lines=table.lines,
@@ -326,44 +513,61 @@ def _build(headers, roles, *, labels, regression, forced_cat, forced_num, droppe
         if user_column:
             user_parts.append(table.factors[user_column] if user_column in table.factors
                               else table.auto[user_column].as_factor(MISSING_TOKEN))  # fmt: skip
+        if split_column:
+            split_keys.append(table.auto[split_column])
         frames.append(Frame.single_file(table.header.path, categorical, numeric, lines=table.lines))
-    num_main = tables[0].num_rows
     del tables
     frame, parts = concat_frames(frames, consume=True)
     del frames
     label_matrix = np.concatenate(label_parts)
     users = concat_factors(user_parts).codes.astype(np.int64) if user_column else None
 
+    role_rows = {r: np.concatenate([p for p, k in zip(parts, roles) if k == r]) for r in dict.fromkeys(roles)}
+    role_paths = {r: [h.path for h, k in zip(headers, roles) if k == r] for r in role_rows}
+    num_main = len(role_rows["main"])
+    main_paths = ", ".join(role_paths["main"])
     fractions = parse_fractions(split)
     names = ("train", "validation", "test")
-    others = dict(zip(roles[1:], headers[1:]))
-    if len(others) == 2:
-        splits = {"train": parts[0], "validation": parts[1], "test": parts[2]}
-        sources = {"train": main.path, "validation": others["validation"].path, "test": others["test"].path}
+    others = [r for r in role_rows if r != "main"]
+    if split_column:
+        assignment, numeric_keys = _split_by_column(split_keys, split_column, boundaries)
+        splits = {name: np.flatnonzero(assignment == i) for i, name in enumerate(names)}
+        b1, b2 = boundaries
+        ranges = {"train": f"{split_column} < {b1}", "validation": f"{b1} <= {split_column} < {b2}",
+                  "test": f"{split_column} >= {b2}"}  # fmt: skip
+        sources = {k: f"rows of {main_paths} with {ranges[k]}" for k in names}
+        protocol = f"split by column {split_column!r}"
+        description = (f"{main_paths} split by {split_column} (compared as {'numbers' if numeric_keys else 'text'}): "
+                       + "; ".join(f"{k}: {ranges[k]}" for k in names))  # fmt: skip
+    elif len(others) == 2:
+        splits = {"train": role_rows["main"], "validation": role_rows["validation"], "test": role_rows["test"]}
+        sources = {"train": main_paths, "validation": ", ".join(role_paths["validation"]),
+                   "test": ", ".join(role_paths["test"])}  # fmt: skip
         protocol = "files"
-        description = f"files: train={main.path}, validation={validation_path}, test={test_path}"
+        description = f"files: train={sources['train']}, validation={sources['validation']}, test={sources['test']}"
     elif len(others) == 1:
-        (given, raw), = others.items()
+        given = others[0]
         cut = "validation" if given == "test" else "test"
         f_train, f_cut = fractions[0], fractions[names.index(cut)]
         if f_train + f_cut <= 0:
-            raise DataError(f"split {split!r} leaves nothing to cut {cut} from {main.path}", path=main.path)
+            raise DataError(f"split {split!r} leaves nothing to cut {cut} from {main_paths}", path=main.path)
         total = f_train + f_cut
         train_rows, cut_rows = permutation_split(num_main, (f_train / total, f_cut / total), seed)
-        splits = {"train": parts[0][train_rows], cut: parts[0][cut_rows], given: parts[1]}
-        sources = {"train": f"part of {main.path}", cut: f"part of {main.path}", given: raw.path}
+        given_paths = ", ".join(role_paths[given])
+        splits = {"train": role_rows["main"][train_rows], cut: role_rows["main"][cut_rows], given: role_rows[given]}
+        sources = {"train": f"part of {main_paths}", cut: f"part of {main_paths}", given: given_paths}
         protocol = f"random train/{cut} split of one file, {given} file"
         description = (
-            f"{main.path} permuted with default_rng({seed}) and cut train:{cut} = {f_train:g}:{f_cut:g}; "
-            f"{given} = {raw.path}"
+            f"{main_paths} permuted with default_rng({seed}) and cut train:{cut} = {f_train:g}:{f_cut:g}; "
+            f"{given} = {given_paths}"
         )
     else:
         idx = permutation_split(num_main, fractions, seed)
         splits = dict(zip(names, idx))
-        sources = {k: f"{k} part of {main.path}" for k in names}
+        sources = {k: f"{k} part of {main_paths}" for k in names}
         protocol = "random split"
         description = (
-            f"{main.path} permuted with default_rng({seed}) and cut "
+            f"{main_paths} permuted with default_rng({seed}) and cut "
             f"{'/'.join(f'{x:g}' for x in fractions)} into train/validation/test"
         )
     info = {
@@ -377,6 +581,11 @@ def _build(headers, roles, *, labels, regression, forced_cat, forced_num, droppe
         "column_types": {c: kinds[c] for c in features},
         "dropped_columns": dropped,
         "user_column": user_column or None,
+        "min_count": min_count,
+        "text_columns_dropped": texts,
+        "joins": [[s.key, s.header.path] for s in sides],
+        "split_column": split_column or None,
+        "label_transforms": transforms,
     }
     data = build_multitask_data(
         frame,
@@ -397,9 +606,128 @@ def _build(headers, roles, *, labels, regression, forced_cat, forced_num, droppe
         ),
         users=users,
         standardize_labels=standardize_labels,
+        min_count=min_count,
         out=out,
     )
     return data, text
 
 
-__all__ = ["infer_column_type", "load_tabular"]
+def _format_name(header: Header) -> str:
+    if isinstance(header, columnar_files.ColumnarHeader):
+        return columnar_files.FORMAT_NAMES[header.format]
+    return f"delimiter {delimiter_name(header.delimiter)}"
+
+
+# ---------------------------------------------------------------- free text
+
+
+def _free_text(autos, max_categorical_distinct: int) -> str | None:
+    """Why a categorical column of text looks like free text or row ids, or ``None`` when it does not."""
+    if not all(isinstance(a, AutoColumn) for a in autos):
+        return None  # numbers: at most max_categorical_distinct distinct integers
+    values = np.concatenate([a.factor.values for a in autos])
+    counts = np.concatenate([np.bincount(a.factor.codes, minlength=a.factor.num_values) for a in autos])
+    uniq, inverse = np.unique(values, return_inverse=True)
+    counts = np.bincount(inverse.reshape(-1), weights=counts, minlength=len(uniq))
+    keep = (counts > 0) & ~missing_mask(uniq)
+    uniq, counts = uniq[keep], counts[keep]
+    distinct, rows = len(uniq), float(counts.sum())
+    if distinct <= max_categorical_distinct:
+        return None
+    mean_length = float(np.dot(np.char.str_len(uniq), counts)) / rows
+    if distinct < TEXT_DISTINCT_SHARE * rows and mean_length < TEXT_MEAN_LENGTH:
+        return None
+    return (f"{distinct:,} distinct values in {int(rows):,} rows ({distinct / rows:.0%}), "
+            f"{mean_length:.0f} characters on average")  # fmt: skip
+
+
+# ---------------------------------------------------------------- joins
+
+
+def _take(factor: Factor, index: np.ndarray, missing_value: str) -> Factor:
+    """``factor``'s rows at ``index``; ``-1`` gives ``missing_value``."""
+    absent = index < 0
+    if not absent.any():
+        return factor.take(index)
+    codes = np.where(absent, factor.num_values, factor.codes[np.maximum(index, 0)]).astype(np.int32)
+    return merge_values(np.append(factor.values, missing_value), codes)
+
+
+def _key_factor(table: Table, key: str) -> Factor:
+    return table.factors[key] if key in table.factors else table.auto[key].factor
+
+
+def _match(log: Factor, side: Factor, *, key: str, side_path: str, side_lines: np.ndarray) -> np.ndarray:
+    """For each log row, the side-table row with the same key (as text), or -1."""
+    values = side.values
+    counts = np.bincount(side.codes, minlength=len(values))
+    present = ~missing_mask(values)
+    repeated = np.flatnonzero((counts > 1) & present)
+    if repeated.size:
+        second = np.flatnonzero(side.codes == repeated[0])[1]
+        raise DataError(f"join key value {str(values[repeated[0]])!r} appears {counts[repeated[0]]} times; "
+                        "a side table needs one row per key", path=side_path, line=int(side_lines[second]),
+                        column=key)  # fmt: skip
+    row_of = np.full(len(values), -1, np.int64)
+    row_of[side.codes] = np.arange(len(side.codes))
+    row_of[~present] = -1
+    wanted = log.values
+    if not len(values):
+        return np.full(len(log.codes), -1, np.int64)
+    order = np.argsort(values)
+    at = np.minimum(np.searchsorted(values, wanted, sorter=order), len(values) - 1)
+    found = (values[order[at]] == wanted) & ~missing_mask(wanted)
+    return np.where(found, row_of[order[at]], -1)[log.codes]
+
+
+def _join(table: Table, side: _Side, spec) -> None:
+    """Adds ``side``'s columns to ``table``, row by row on the key."""
+    st = side.table
+    index = _match(_key_factor(table, side.key), st.auto[side.key].factor, key=side.key, side_path=side.header.path,
+                   side_lines=st.lines)  # fmt: skip
+    absent = index < 0
+    rows = np.maximum(index, 0)
+    for c in side.columns:
+        if c in st.errors:
+            table.errors[c] = st.errors[c]
+        if c in st.factors:
+            table.factors[c] = _take(st.factors[c], index, spec[c].missing_token or "")
+        elif c in st.numbers:
+            table.numbers[c] = np.where(absent, np.float32(np.nan), st.numbers[c][rows])
+        elif c in st.auto:
+            a = st.auto[c]
+            if isinstance(a, AutoColumn):
+                table.auto[c] = AutoColumn(c, _take(a.factor, index, ""), table.header.path, table.lines)
+            else:
+                values = a.values[rows]
+                if absent.any():
+                    values = np.where(absent, np.nan, values.astype(np.float64))
+                table.auto[c] = columnar_files.NumberColumn(c, values, table.header.path, table.lines)
+
+
+# ---------------------------------------------------------------- split by a column
+
+
+def _split_by_column(columns, name: str, boundaries: Sequence[str]) -> tuple[np.ndarray, bool]:
+    """``(split id 0/1/2 of every row, compared as numbers)``; a missing key is an error."""
+    factors = [c.factor for c in columns]
+    for column, f in zip(columns, factors):
+        missing = missing_mask(f.values)[f.codes]
+        if missing.any():
+            row = int(np.flatnonzero(missing)[0])
+            raise DataError("split_column value is missing; every row needs one", path=column.path,
+                            line=int(column.lines[row]), column=name)  # fmt: skip
+    try:
+        keys = [np.asarray(f.values, np.float64) for f in factors]
+        edges = np.asarray(boundaries, np.float64)
+        numeric = True
+    except ValueError:
+        keys = [np.asarray(f.values, str) for f in factors]
+        edges = np.asarray(boundaries, str)
+        numeric = False
+    if not edges[0] < edges[1]:
+        raise DataError(f"split_boundaries {list(boundaries)} must increase")
+    return np.concatenate([np.searchsorted(edges, k, side="right")[f.codes] for k, f in zip(keys, factors)]), numeric
+
+
+__all__ = ["file_list", "infer_column_type", "load_tabular", "parse_joins"]

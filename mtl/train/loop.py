@@ -54,7 +54,7 @@ from jax.sharding import NamedSharding
 from mtl import metrics as mtl_metrics
 from mtl.balancers import with_run_facts
 from mtl.balancers.base import Balancer
-from mtl.data.base import MultiTaskData, Split
+from mtl.data.base import MultiTaskData, Split, original_units
 from mtl.models.base import Model
 from mtl.train import devices as dev
 from mtl.train.checkpoint import Checkpointer
@@ -160,13 +160,8 @@ def evaluate_split(model: Model, data: MultiTaskData, split: str, outputs: np.nd
     s: Split = getattr(data, split)
     labels = s.labels
     outputs = np.asarray(outputs, np.float64)
-    if model.eval_view is None:  # undo label standardisation of regression tasks
-        mean = np.array([getattr(t, "label_mean", 0.0) for t in data.tasks])
-        std = np.array([getattr(t, "label_std", 1.0) for t in data.tasks])
-        regression = np.array([t.kind == "regression" for t in data.tasks])
-        if regression.any():
-            outputs = np.where(regression, outputs * std + mean, outputs)
-            labels = np.where(regression, labels * std + mean, labels)
+    if model.eval_view is None:  # undo label standardisation (and transforms) of regression tasks
+        outputs, labels = original_units(data.tasks, outputs), original_units(data.tasks, labels)
     view = model.evaluation(outputs, labels, data.task_names, data.task_kinds)
     return mtl_metrics.evaluate(view.labels, view.outputs, view.names, view.kinds, thresholds=thresholds,
                                 users=getattr(s, "users", None), masks=view.masks)

@@ -1,0 +1,148 @@
+"""KuaiRand-Pure (Gao et al., CIKM 2022): 14 days of Kuaishou's standard log, a temporal split.
+
+    data = mtl.data.load("kuairand_pure", data_dir="../shared/data", tasks="main")
+
+The folder (``data_dir``, or a parent holding ``kuairand_pure/``) holds the two Parquet
+logs of 2022-04-25…04-30 and 2022-05-01…05-08 (every row of the official
+``log_standard_4_22_to_5_08_pure.csv`` in those days) and the official
+``user_features_pure.csv`` and ``video_features_basic_pure.csv``. It is read by the
+tabular loader (:mod:`mtl.data.tabular`) with these fixed choices:
+
+* Protocol (temporal, by ``date``): train 2022-04-25…05-04 (171,671 rows), validation
+  05-05…05-06 (27,224), test 05-07…05-08 (29,434).
+* Joins: user features on ``user_id``, video features on ``video_id``; where the log
+  and the video file both carry a column (``author_id``, ``tag``, ``upload_dt``,
+  ``video_duration``), the log's value is used.
+* Features (:data:`CATEGORICAL`, :data:`NUMERIC`): user, video and author ids, ``tab``,
+  ``hourmin``, the video's duration and side columns, the official user features.
+  Everything else in the log is dropped: every outcome (:func:`outcome_columns`: the
+  ``is_*`` and ``long_view`` flags, play and stay times, and the columns derived from
+  them) whether or not it is a task, the split key ``date`` and the timestamp
+  ``time_ms``, ``upload_date``/``freshness_days`` (another copy of ``upload_dt`` and
+  the impression date minus it), and constant columns (``is_rand``, ``source_file``,
+  ``is_lowactive_period``, ``visible_status``).
+* Tasks (:data:`TASK_GROUPS`): ``main`` = click, long view, like, profile enter;
+  ``all`` adds comment, follow and forward (rare: 0.1-0.3% positives); ``watch`` =
+  click, long view and the play time as a regression, learned as ``log1p`` of seconds
+  (the raw time is heavy-tailed: median 4.6 s, maximum 898 s) and reported in
+  seconds (task ``play_time_s``).
+* ``user_column = "user_id"`` (GAUC); rare categorical values (seen fewer than
+  ``min_count`` times in training, default 2) share the out-of-vocabulary id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+
+from mtl.data import columnar_files, delimited, paths
+from mtl.data.base import MultiTaskData
+from mtl.data.errors import DataError
+from mtl.data.tabular import DEFAULT_MIN_COUNT, load_tabular
+
+DATASET = "kuairand_pure"
+LOGS = ("log_standard_20220425_20220430.parquet", "log_standard_20220501_20220508.parquet")
+USERS = "user_features_pure.csv"
+VIDEOS = "video_features_basic_pure.csv"
+HOW_TO_GET = (
+    "KuaiRand is at https://kuairand.com (CC BY-SA 4.0); the folder needs "
+    f"{', '.join(LOGS)} (the standard log of 2022-04-25..05-08 as Parquet), {USERS} and {VIDEOS}."
+)
+#: train < first boundary <= validation < second boundary <= test (``date`` as yyyymmdd)
+SPLIT_COLUMN, SPLIT_BOUNDARIES = "date", ("20220505", "20220507")
+PROTOCOL = "temporal: train 2022-04-25..05-04, validation 05-05..05-06, test 05-07..05-08"
+
+_USER_CATEGORICAL = ("user_active_degree", "is_live_streamer", "is_video_author", "follow_user_num_range",
+                     "fans_user_num_range", "friend_user_num_range", "register_days_range",
+                     *(f"onehot_feat{i}" for i in range(18)))  # fmt: skip
+#: Categorical features: ids, context, the video's side columns, the official user features.
+CATEGORICAL = ("user_id", "video_id", "author_id", "tab", "hourmin", "tag", "upload_dt", "video_type", "upload_type",
+               "music_id", "music_type", *_USER_CATEGORICAL)  # fmt: skip
+#: Numeric features: durations, the video's frame size, the users' counts.
+NUMERIC = ("duration_ms", "video_duration", "server_width", "server_height", "follow_user_num", "fans_user_num",
+           "friend_user_num", "register_days")  # fmt: skip
+#: Outcomes that are not ``is_*``/``long_view`` flags: known only after the impression.
+OUTCOMES = ("play_time_ms", "profile_stay_time", "comment_stay_time", "watch_ratio", "finish", "like", "long_watch",
+            "is_positive")  # fmt: skip
+#: Log and side columns that are neither outcomes nor features, and why.
+NOT_FEATURES = {
+    "date": "the split key", "time_ms": "the impression time (the split key, to the millisecond)",
+    "upload_date": "a copy of upload_dt", "freshness_days": "date - upload_date: the split key again",
+    "is_rand": "constant", "source_file": "constant", "is_lowactive_period": "constant", "visible_status": "constant",
+}  # fmt: skip
+TASK_GROUPS = {
+    "main": ("is_click", "long_view", "is_like", "is_profile_enter"),
+    "all": ("is_click", "long_view", "is_like", "is_profile_enter", "is_comment", "is_follow", "is_forward"),
+    "watch": ("is_click", "long_view", "play_time_ms"),
+}
+#: The regression task of ``watch``: its column, its transform and its name (in seconds).
+WATCH_TIME = ("play_time_ms", "log1p_seconds_from_ms", "play_time_s")
+
+
+def outcome_columns(log_columns) -> list[str]:
+    """The log's outcome columns: :data:`OUTCOMES` and every ``is_*`` or ``long_view`` column."""
+    return [c for c in log_columns if c in OUTCOMES or c.startswith("is_") or c == "long_view"]
+
+
+def find_files(data_dir=None) -> pathlib.Path:
+    """The folder holding the KuaiRand-Pure files (``data_dir`` itself or ``data_dir/kuairand_pure``)."""
+    return paths.resolve_dataset_dir(
+        data_dir, dataset="KuaiRand-Pure", folder=DATASET, how_to_get=HOW_TO_GET,
+        has_files=lambda p: all((p / f).is_file() for f in (*LOGS, USERS, VIDEOS)),
+    )  # fmt: skip
+
+
+def load_kuairand_pure(
+    *,
+    data_dir: str | os.PathLike | None = "",
+    tasks: str = "main",
+    min_count: int = DEFAULT_MIN_COUNT,
+    cache_dir: str | os.PathLike | None = None,
+    verbose: bool = True,
+) -> MultiTaskData:
+    """Loads KuaiRand-Pure with the temporal protocol; see the module docstring.
+
+    Args:
+      data_dir: the folder with the files (or a parent of ``kuairand_pure/``); empty:
+        ``$MTL_DATA_DIR``.
+      tasks: a task group of :data:`TASK_GROUPS` (``main``, ``all``, ``watch``).
+      min_count: categorical values seen fewer times in training map to the
+        out-of-vocabulary id.
+      cache_dir: where prepared splits are cached.
+      verbose: print the column table.
+    """
+    if tasks not in TASK_GROUPS:
+        raise DataError(f"kuairand_pure: unknown task group {tasks!r}; choose one of {', '.join(TASK_GROUPS)}")
+    folder = find_files(data_dir or None)
+    logs = [str(folder / f) for f in LOGS]
+    labels = TASK_GROUPS[tasks]
+    regression = [WATCH_TIME[0]] if WATCH_TIME[0] in labels else []
+    log_columns = _columns(logs[0])
+    user_columns, video_columns = _columns(str(folder / USERS)), _columns(str(folder / VIDEOS))
+    features = set(CATEGORICAL) | set(NUMERIC)
+    drop = [c for c in dict.fromkeys(log_columns + user_columns + video_columns)
+            if c not in features and c not in labels and c != SPLIT_COLUMN]
+    data = load_tabular(
+        path=logs, joins=[("user_id", str(folder / USERS)), ("video_id", str(folder / VIDEOS))],
+        label_columns=list(labels), regression_columns=regression,
+        label_transforms={WATCH_TIME[0]: WATCH_TIME[1]} if regression else "",
+        categorical_columns=list(CATEGORICAL), numeric_columns=list(NUMERIC), drop_columns=drop,
+        split_column=SPLIT_COLUMN, split_boundaries=list(SPLIT_BOUNDARIES), user_column="user_id",
+        min_count=min_count, cache_dir=cache_dir, verbose=verbose,
+    )  # fmt: skip
+    names = {WATCH_TIME[0]: WATCH_TIME[2]}
+    data.tasks = tuple(dataclasses.replace(t, name=names.get(t.name, t.name)) for t in data.tasks)
+    data.info.update(dataset=DATASET, protocol=PROTOCOL, task_group=tasks,
+                     not_features={**{c: "outcome" for c in outcome_columns(log_columns) if c not in labels},
+                                   **NOT_FEATURES})  # fmt: skip
+    return data
+
+
+def _columns(path: str) -> list[str]:
+    if columnar_files.file_format(path) == "delimited":
+        return delimited.read_header(path).names
+    return columnar_files.read_header(path).names
+
+
+__all__ = ["CATEGORICAL", "NUMERIC", "TASK_GROUPS", "load_kuairand_pure", "outcome_columns"]

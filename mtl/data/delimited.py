@@ -345,19 +345,40 @@ def _count_lines(h: Header) -> int:
     return count + (last not in (b"\n", b"\r"))
 
 
+def _quoted(b: np.ndarray, inside: bool, before: int, delimiter: int) -> tuple[np.ndarray, bool]:
+    """Which bytes of ``b`` are inside a quoted value (``before``: the byte before ``b``). A quote
+    opens one at the start of a field and the next single quote closes it (``""`` is one quote)."""
+    quotes = np.flatnonzero(b == 34)
+    prev = np.concatenate([[before], b])[quotes]
+    bounds, i = [], 0
+    while i < len(quotes):
+        if not inside and prev[i] in (delimiter, 10, 13):
+            inside = True
+            bounds.append(quotes[i])
+        elif inside and i + 1 < len(quotes) and quotes[i + 1] == quotes[i] + 1:
+            i += 1  # a doubled quote
+        elif inside:
+            inside = False
+            bounds.append(quotes[i])
+        i += 1
+    start_inside = len(bounds) % 2 != inside
+    return (np.searchsorted(np.asarray(bounds, np.int64), np.arange(len(b)), "right") + start_inside) % 2 == 1, inside
+
+
 def _record_lines(h: Header) -> tuple[np.ndarray, np.ndarray]:
     """``(line, blank)`` of each non-empty record after the header: the line on which it ends and
-    whether it is whitespace only. A ``"`` toggles "inside a quoted value" (``""`` twice)."""
+    whether it is whitespace only (one field)."""
     ends, blanks = [], []
-    line, inside, size, text, start = h.line, 0, 0, 0, h.line + 1  # start: first line of the open record
+    line, inside, size, text, before = h.line, False, 0, 0, 10
     for chunk in _chunks(h.path, h.data_offset):
         b = np.frombuffer(chunk, np.uint8)
         term, cr_lf = _line_ends(b)
-        quotes = np.cumsum(b == 34) + inside
-        at = np.flatnonzero(term & (quotes % 2 == 0))
+        quoted, inside = _quoted(b, inside, before, ord(h.delimiter))
+        before = int(b[-1])
+        at = np.flatnonzero(term & ~quoted)
         counted = ~term & ~cr_lf
         sizes = np.cumsum(counted)
-        texts = np.cumsum(counted & ~np.isin(b, (9, 11, 12, 32)))
+        texts = np.cumsum(counted & (~np.isin(b, (9, 11, 12, 32)) | (b == ord(h.delimiter))))
         numbers = line + np.cumsum(term)
         record_size = np.diff(np.concatenate([[-size], sizes[at]]))
         record_text = np.diff(np.concatenate([[-text], texts[at]]))
@@ -366,21 +387,17 @@ def _record_lines(h: Header) -> tuple[np.ndarray, np.ndarray]:
         tail = at[-1] if len(at) else None
         size = int(sizes[-1] - (sizes[tail] if tail is not None else -size))
         text = int(texts[-1] - (texts[tail] if tail is not None else -text))
-        start = int(numbers[tail]) + 1 if tail is not None else start
-        line, inside = int(numbers[-1]), int(quotes[-1] % 2)
-    if inside:
-        raise DataError('a quoted value starting on this line is never closed (a \'"\' is missing)',
-                        path=h.path, line=start)  # fmt: skip
+        line = int(numbers[-1])
     if size:
-        ends.append(np.array([line + 1]))
+        ends.append(np.array([line + (before not in (10, 13))]))
         blanks.append(np.array([text == 0]))
     return np.concatenate(ends or [np.zeros(0, np.int64)]), np.concatenate(blanks or [np.zeros(0, bool)])
 
 
 def _lines(h: Header, rows: int) -> np.ndarray:
     """Each data row's line: counted from the header when lines and rows correspond one to one,
-    else from the record ends (or, where quotes inside unquoted values leave them ambiguous,
-    as if every record were one line)."""
+    else from the record ends (or, should they not match pyarrow's records, as if every record
+    were one line)."""
     first = h.line + 1
     if _count_lines(h) != rows:
         ends, blank = _record_lines(h)
@@ -412,7 +429,9 @@ def utf8_error(path: str, offset: int, line: int, h: Header | None = None) -> Da
                              path=path, line=line + len(ends), column=column)  # fmt: skip
         line += int(_line_ends(np.frombuffer(data[:cut], np.uint8))[0].sum())
         carry = data[cut:]
-    return DataError("is not UTF-8 text (cut inside a character at its end)", path=path, line=line)
+    if carry:
+        return DataError("is not UTF-8 text (cut inside a character at its end)", path=path, line=line)
+    return DataError("is UTF-8 text", path=path)
 
 
 # ---------------------------------------------------------------- the reader
@@ -424,8 +443,11 @@ def _open(h: Header, types: Mapping[str, pa.DataType], *, block_size: int | None
         return iter(())
 
     def invalid(row):
-        if not row.text.strip():
-            return "skip"  # a whitespace-only line
+        try:
+            if not row.text.strip():
+                return "skip"  # a whitespace-only line
+        except UnicodeDecodeError:
+            pass
         if problems is not None:
             problems.append(row)
         return "error"
@@ -459,7 +481,8 @@ def _located(h: Header, error: pa.ArrowInvalid, block_size: int) -> DataError:
     except pa.ArrowInvalid:
         pass
     if not problems:
-        return DataError(f"cannot be read as delimited text: {error}", path=h.path)
+        utf8 = utf8_error(h.path, h.data_offset, h.line + 1, h)
+        return utf8 if utf8.line is not None else DataError(f"cannot be read as delimited text: {error}", path=h.path)
     row = problems[-1]
     ends, _ = _record_lines(h)
     line = int(ends[row.number - 1]) if row.number and row.number <= len(ends) else None

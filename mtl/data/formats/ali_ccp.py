@@ -188,15 +188,14 @@ def _paddlerec_chunk(text: str, first_line: int, path: str):
         row = int(np.argmax(widths < 3))
         raise DataError(f"has {widths[row]} fields; expected id,click,conversion,field:feature,...", path=path,
                         line=int(line_numbers[row]))  # fmt: skip
-    label_values = []
+    label_values, problems = [], []
     for k, name in ((1, "click"), (2, "conversion")):
         element = pc.list_element(records, k)
         is_one = pc.equal(element, "1").to_numpy(zero_copy_only=False)
         bad = ~(is_one | pc.equal(element, "0").to_numpy(zero_copy_only=False))
         if bad.any():
             row = int(np.argmax(bad))
-            raise DataError(f"label value {element[row].as_py()!r} is not 0 or 1 (binary task)", path=path,
-                            line=int(line_numbers[row]), column=name)  # fmt: skip
+            problems.append((row, f"label value {element[row].as_py()!r} is not 0 or 1 (binary task)", name))
         label_values.append(is_one.astype(np.float32))
     items = pc.list_slice(records, 3)
     flat = pc.list_flatten(items)
@@ -204,8 +203,10 @@ def _paddlerec_chunk(text: str, first_line: int, path: str):
     colon = pc.match_substring(flat, ":").to_numpy(zero_copy_only=False)
     if not colon.all():
         item = int(np.argmax(~colon))
-        raise DataError(f"feature {flat[item].as_py()!r} is not field_id:feature_id", path=path,
-                        line=int(line_numbers[parent[item]]))  # fmt: skip
+        problems.append((int(parent[item]), f"feature {flat[item].as_py()!r} is not field_id:feature_id", None))
+    if problems:  # the first line with a problem
+        row, message, column = min(problems, key=lambda p: p[0])
+        raise DataError(message, path=path, line=int(line_numbers[row]), column=column)
     parts = pc.split_pattern(flat, ":", max_splits=1)
     field = pc.index_in(pc.list_element(parts, 0), value_set=_FIELD_IDS)
     feature = pc.list_element(parts, 1)

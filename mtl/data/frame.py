@@ -45,9 +45,6 @@ class Factor:
     def strings(self) -> np.ndarray:
         return self.values[self.codes]
 
-    def take(self, idx: np.ndarray) -> "Factor":
-        return Factor(self.codes[idx], self.values)
-
 
 class TooWide(ValueError):
     """Distinct values that would need more than :data:`MAX_DISTINCT_BYTES` (``row``: one holding the longest)."""

@@ -612,9 +612,8 @@ def _merge(codes: np.ndarray, dictionaries: list, rows: int) -> Factor:
     dictionary), stripped, coded against sorted distinct values."""
     if not dictionaries:
         return Factor(codes[:rows], np.zeros(0, "<U1"))
-    merged = pa.concat_arrays([d for _, d in dictionaries])
-    distinct = pc.unique(merged)
-    position = pc.index_in(merged, value_set=distinct).to_numpy(zero_copy_only=False).astype(np.int32)
+    encoded = pc.dictionary_encode(pa.concat_arrays([d for _, d in dictionaries]))
+    distinct, position = encoded.dictionary, encoded.indices.to_numpy(zero_copy_only=False)
     offset, stops = 0, [s for s, _ in dictionaries[1:]] + [rows]
     for (start, d), stop in zip(dictionaries, stops):  # block codes -> distinct ids, in place
         codes[start:stop] = position[offset : offset + len(d)][codes[start:stop]]

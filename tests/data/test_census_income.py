@@ -8,7 +8,7 @@ import pytest
 
 from mtl.data import DataError, load
 from mtl.data import census_income as census
-from mtl.data.frame import load_frame, save_frame
+from mtl.data.frame import cached
 
 
 @pytest.fixture(scope="module")
@@ -202,9 +202,13 @@ def test_bad_income_label_is_named(tmp_path, data_dir):
 
 def test_cache_round_trip(tmp_path, data_dir):
     lines = _write_subset(tmp_path, data_dir / "census_income_kdd" / "census-income.test.gz", 300)
-    frame = census.read_census_file(tmp_path / "census-income.test.gz")
-    save_frame(frame, tmp_path / "frame")
-    back = load_frame(tmp_path / "frame")
+    path = tmp_path / "census-income.test.gz"
+    frame = cached(tmp_path / "frames", name="t", sources=[path], args={}, build=lambda: census.read_census_file(path))
+
+    def never():
+        raise AssertionError("the cached entry was not used")
+
+    back = cached(tmp_path / "frames", name="t", sources=[path], args={}, build=never)
     assert back.column_names() == frame.column_names() == [
         c for j, c in enumerate(census.COLUMNS) if j not in census.RAW_NUMERIC
     ] + [census.COLUMNS[j] for j in sorted(census.RAW_NUMERIC)]

@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -160,7 +160,3 @@ def _read_split(builder: ColumnarBuilder, split: str, batch_size: int) -> Frame:
 
 def _text(v) -> str:
     return v.decode("utf-8") if isinstance(v, bytes) else str(v)
-
-
-def frame_splits(builder: ColumnarBuilder, splits: Sequence[str]) -> dict[str, Frame]:
-    return {s: read_frame(builder, s) for s in splits}

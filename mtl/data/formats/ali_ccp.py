@@ -21,18 +21,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mtl.data.delimited import (
-    Column,
-    StringColumn,
-    check_structure,
-    factor_of,
-    locate_utf8_error,
-    read_columns,
-    read_files,
-    read_header,
-)
+from mtl.data.delimited import Column, read_columns, read_header, utf8_error
 from mtl.data.errors import DataError
-from mtl.data.frame import MISSING_TOKEN, Frame, concat_frames
+from mtl.data.frame import MISSING_TOKEN, Frame, sorted_factor
 
 DATASET = "ali_ccp"
 FORMATS = ("auto", "torch_rechub", "paddlerec")
@@ -99,44 +90,25 @@ def _torch_rechub_columns() -> dict[str, Column]:
 
 
 def read_torch_rechub_files(paths) -> Frame:
-    """Several torch-rechub CSVs (train, val, test) as one frame, rows file by file
-    (``frame.source_ids``); read together when every file is plain, else file by file (the
-    first problem is then named exactly as :func:`read_torch_rechub_file` names it)."""
-    try:
-        headers = [read_header(p, delimiter=",") for p in paths]
-    except DataError:
-        headers = []  # read file by file: problems inside earlier files are named first
+    """Several torch-rechub CSVs (train, val, test) as one frame, rows file by file (``frame.source_ids``)."""
+    headers = [read_header(p, delimiter=",") for p in paths]
     expected = ("click", "purchase") + SPARSE_FIELDS + DENSE_FIELDS
-    if headers and all(c in h.names for h in headers for c in expected):
-        table = read_files(headers, _torch_rechub_columns())
-        if table is not None:
-            numeric = {f: table.numbers[f] for f in DENSE_FIELDS}
-            numeric["click"], numeric["conversion"] = table.labels["click"], table.labels["purchase"]
-            categorical = {f: table.factors[f] for f in SPARSE_FIELDS}
-            return Frame(categorical, numeric, table.sources, table.source_ids, table.lines, table.block,
-                         table.block_columns)  # fmt: skip
-    return concat_frames([read_torch_rechub_file(p) for p in paths], consume=True)[0]
+    for h in headers:
+        missing = [c for c in expected if c not in h.names]
+        if missing:
+            raise DataError(f"not a torch-rechub Ali-CCP file: columns {missing} are missing; header: "
+                            f"{', '.join(h.names)}", path=h.path, line=h.line)  # fmt: skip
+    table = read_columns(headers, _torch_rechub_columns())
+    table.raise_first(DENSE_FIELDS + ("click", "purchase"))
+    numeric = {f: table.numbers[f] for f in DENSE_FIELDS}
+    numeric["click"], numeric["conversion"] = table.labels["click"], table.labels["purchase"]
+    return Frame({f: table.factors[f] for f in SPARSE_FIELDS}, numeric, table.sources, table.source_ids, table.lines,
+                 table.block, table.block_columns)  # fmt: skip
 
 
 def read_torch_rechub_file(path: str | os.PathLike) -> Frame:
     """One torch-rechub Ali-CCP CSV as a frame (labels renamed ``click``, ``conversion``)."""
-    header = read_header(path, delimiter=",")
-    expected = ("click", "purchase") + SPARSE_FIELDS + DENSE_FIELDS
-    missing = [c for c in expected if c not in header.names]
-    if missing:
-        check_structure(header)  # a broken record is reported first, as it always was
-        raise DataError(
-            f"not a torch-rechub Ali-CCP file: columns {missing} are missing; header: {', '.join(header.names)}",
-            path=header.path,
-            line=1,
-        )
-    table = read_columns(header, _torch_rechub_columns())
-    table.raise_first(DENSE_FIELDS + ("click", "purchase"))
-    numeric = {f: table.numbers[f] for f in DENSE_FIELDS}
-    numeric["click"], numeric["conversion"] = table.labels["click"], table.labels["purchase"]
-    frame = Frame.single_file(header.path, {f: table.factors[f] for f in SPARSE_FIELDS}, numeric, lines=table.lines)
-    frame.block, frame.block_columns = table.block, table.block_columns
-    return frame
+    return read_torch_rechub_files([path])
 
 
 # ---------------------------------------------------------------- PaddleRec text
@@ -149,55 +121,50 @@ _MULTI_INDEX = np.array([MULTI_VALUED_FIELDS.index(f) if f in MULTI_VALUED_FIELD
 
 
 def read_paddlerec_file(path: str | os.PathLike) -> Frame:
-    """One PaddleRec ESMM text file as a frame (see the module docstring).
-
-    Lines are cut and split with pyarrow's string kernels a chunk at a time; a file
-    with carriage returns, undecodable bytes or a malformed line is read line by
-    line instead (the exact path), which names the first bad line.
-    """
+    """One PaddleRec ESMM text file as a frame (see the module docstring); lines are cut and
+    split with pyarrow's string kernels a chunk at a time."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise DataError("file not found", path=path)
-    with open(path, "rb") as f:
-        head = f.read(4096)
-    if b"\r" in head or head[:2] == b"\x1f\x8b":
-        return _read_paddlerec_exact(path)
-    firsts = [StringColumn() for _ in SPARSE_FIELDS]
+    codes = [[] for _ in SPARSE_FIELDS]
+    dictionaries = [[] for _ in SPARSE_FIELDS]
     counts, labels, lines = [], [], []
-    line = 1  # the line each chunk starts on
-    carry = b""
+    line, offset, carry = 1, 0, b""  # the line and byte offset each chunk starts on
     with open(path, "rb") as f:
+        if f.read(2) == b"\x1f\x8b":
+            raise DataError("is gzip-compressed; decompress it first (e.g. gunzip)", path=path)
+        f.seek(0)
         while True:
             chunk = f.read(_CHUNK_BYTES)
-            final = not chunk
             data = carry + chunk
-            if not final:
-                cut = data.rfind(b"\n") + 1
+            if chunk:
+                cut = max(data.rfind(b"\n"), data.rfind(b"\r", 0, len(data) - 1)) + 1
                 data, carry = data[:cut], data[cut:]
             if data:
-                if b"\r" in data:
-                    return _read_paddlerec_exact(path)
                 try:
                     text = data.decode("utf-8")
                 except UnicodeDecodeError:
-                    return _read_paddlerec_exact(path)
-                parsed = _paddlerec_chunk(text, line)
-                if parsed is None:
-                    return _read_paddlerec_exact(path)
-                chunk_firsts, chunk_counts, chunk_labels, chunk_lines, num_lines = parsed
-                for column, values in zip(firsts, chunk_firsts):
-                    column.add(values)
+                    raise utf8_error(path, offset, line) from None
+                firsts, chunk_counts, chunk_labels, chunk_lines, num_lines = _paddlerec_chunk(text, line, path)
+                for j, array in enumerate(firsts):
+                    codes[j].append(array.indices.to_numpy(zero_copy_only=False))
+                    dictionaries[j].append(array.dictionary)
                 counts.append(chunk_counts)
                 labels.append(chunk_labels)
                 lines.append(chunk_lines)
-                line += num_lines
-            if final:
+                line, offset = line + num_lines, offset + len(data)
+            if not chunk:
                 break
     lines = np.concatenate(lines) if lines else np.zeros(0, np.int64)
     if not len(lines):
         raise DataError("file is empty", path=path)
-    categorical = {f: factor_of(column, path=path, lines=lines, column=f, strip=False)
-                   for f, column in zip(SPARSE_FIELDS, firsts)}  # fmt: skip
+    categorical = {}
+    for j, field in enumerate(SPARSE_FIELDS):  # per-chunk dictionaries: shift codes into their concatenation
+        shifts = np.cumsum([0] + [len(d) for d in dictionaries[j][:-1]])
+        chunk_codes = np.concatenate([c + s for c, s in zip(codes[j], shifts)]).astype(np.int32)
+        encoded = pc.dictionary_encode(pa.concat_arrays(dictionaries[j]))  # distinct values before sorting
+        chunk_codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int32)[chunk_codes]
+        categorical[field] = sorted_factor(encoded.dictionary, chunk_codes)
     count_matrix = np.concatenate(counts)
     numeric = {f"n_{f}": count_matrix[:, j].astype(np.float32) for j, f in enumerate(MULTI_VALUED_FIELDS)}
     label_matrix = np.concatenate(labels)
@@ -205,13 +172,12 @@ def read_paddlerec_file(path: str | os.PathLike) -> Frame:
     return Frame.single_file(path, categorical, numeric, lines=lines)
 
 
-def _paddlerec_chunk(text: str, first_line: int):
-    """One chunk of whole lines: per-field first ids, counts, labels and line numbers; ``None``
-    when a line is malformed (the exact path then names it)."""
-    pieces = pc.list_flatten(pc.split_pattern(pa.array([text]), "\n"))
-    if text.endswith("\n"):
+def _paddlerec_chunk(text: str, first_line: int, path: str):
+    """One chunk of whole lines: per-field first ids, counts, labels, line numbers and the
+    number of lines; a malformed line raises a :class:`DataError` naming it."""
+    pieces = pc.list_flatten(pc.split_pattern_regex(pa.array([text]), "\r\n|\r|\n"))
+    if text.endswith(("\n", "\r")):
         pieces = pieces.slice(0, len(pieces) - 1)  # the empty piece after the last line end
-    num_lines = len(pieces)
     stripped = pc.utf8_trim_whitespace(pieces)
     keep = np.flatnonzero(pc.utf8_length(stripped).to_numpy(zero_copy_only=False) > 0)
     line_numbers = first_line + keep.astype(np.int64)
@@ -219,19 +185,28 @@ def _paddlerec_chunk(text: str, first_line: int):
     n = len(records)
     widths = pc.list_value_length(records).to_numpy(zero_copy_only=False)
     if n and widths.min() < 3:
-        return None
-    label_values = []
-    for k in (1, 2):
+        row = int(np.argmax(widths < 3))
+        raise DataError(f"has {widths[row]} fields; expected id,click,conversion,field:feature,...", path=path,
+                        line=int(line_numbers[row]))  # fmt: skip
+    label_values, problems = [], []
+    for k, name in ((1, "click"), (2, "conversion")):
         element = pc.list_element(records, k)
         is_one = pc.equal(element, "1").to_numpy(zero_copy_only=False)
-        if not (is_one | pc.equal(element, "0").to_numpy(zero_copy_only=False)).all():
-            return None
+        bad = ~(is_one | pc.equal(element, "0").to_numpy(zero_copy_only=False))
+        if bad.any():
+            row = int(np.argmax(bad))
+            problems.append((row, f"label value {element[row].as_py()!r} is not 0 or 1 (binary task)", name))
         label_values.append(is_one.astype(np.float32))
     items = pc.list_slice(records, 3)
     flat = pc.list_flatten(items)
     parent = pc.list_parent_indices(items).to_numpy(zero_copy_only=False).astype(np.int64)
-    if len(flat) and not pc.all(pc.match_substring(flat, ":")).as_py():
-        return None
+    colon = pc.match_substring(flat, ":").to_numpy(zero_copy_only=False)
+    if not colon.all():
+        item = int(np.argmax(~colon))
+        problems.append((int(parent[item]), f"feature {flat[item].as_py()!r} is not field_id:feature_id", None))
+    if problems:  # the first line with a problem
+        row, message, column = min(problems, key=lambda p: p[0])
+        raise DataError(message, path=path, line=int(line_numbers[row]), column=column)
     parts = pc.split_pattern(flat, ":", max_splits=1)
     field = pc.index_in(pc.list_element(parts, 0), value_set=_FIELD_IDS)
     feature = pc.list_element(parts, 1)
@@ -257,70 +232,7 @@ def _paddlerec_chunk(text: str, first_line: int):
     multi = _MULTI[fid]
     counts = np.bincount(rows[multi] * len(MULTI_VALUED_FIELDS) + _MULTI_INDEX[fid[multi]],
                          minlength=n * len(MULTI_VALUED_FIELDS)).reshape(n, len(MULTI_VALUED_FIELDS))  # fmt: skip
-    return firsts, counts, np.stack(label_values, axis=1), line_numbers, num_lines
-
-
-def _read_paddlerec_exact(path: str) -> Frame:
-    """The line-by-line reader: exact rules and the first bad line named."""
-    field_index = {f: j for j, f in enumerate(SPARSE_FIELDS)}
-    multi = {f: j for j, f in enumerate(MULTI_VALUED_FIELDS)}
-    firsts: list[list[str]] = [[] for _ in SPARSE_FIELDS]
-    counts: list[list[int]] = [[] for _ in MULTI_VALUED_FIELDS]
-    labels: list[tuple[float, float]] = []
-    lines: list[int] = []
-    with open(path, encoding="utf-8", errors="strict") as fh:
-        number = 0
-        while True:
-            try:
-                line = fh.readline()
-            except UnicodeDecodeError:
-                raise locate_utf8_error(path) from None
-            if not line:
-                break
-            number += 1
-            line = line.strip()
-            if not line:
-                continue
-            fields = line.split(",")
-            if len(fields) < 3:
-                raise DataError(
-                    f"has {len(fields)} fields; expected id,click,conversion,field:feature,...", path=path, line=number
-                )
-            label = []
-            for name, value in zip(LABELS, fields[1:3]):
-                if value not in ("0", "1"):
-                    raise DataError(
-                        f"label value {value!r} is not 0 or 1 (binary task)", path=path, line=number, column=name
-                    )
-                label.append(float(value))
-            first: dict[str, str] = {}
-            count = [0] * len(MULTI_VALUED_FIELDS)
-            for item in fields[3:]:
-                field, sep, feature = item.partition(":")
-                if not sep:
-                    raise DataError(f"feature {item!r} is not field_id:feature_id", path=path, line=number)
-                if field not in field_index:
-                    continue
-                first.setdefault(field, feature)
-                if field in multi:
-                    count[multi[field]] += 1
-            for f, j in field_index.items():
-                firsts[j].append(first.get(f, MISSING_TOKEN))
-            for j, c in enumerate(count):
-                counts[j].append(c)
-            labels.append(tuple(label))
-            lines.append(number)
-    if not lines:
-        raise DataError("file is empty", path=path)
-    categorical = {}
-    for j, f in enumerate(SPARSE_FIELDS):
-        column = StringColumn()
-        column.add(pa.array(firsts[j], pa.string()))
-        categorical[f] = factor_of(column, path=path, lines=np.asarray(lines), column=f, strip=False)
-    numeric = {f"n_{f}": np.asarray(counts[j], np.float32) for j, f in enumerate(MULTI_VALUED_FIELDS)}
-    label_array = np.asarray(labels, np.float32)
-    numeric["click"], numeric["conversion"] = label_array[:, 0], label_array[:, 1]
-    return Frame.single_file(path, categorical, numeric, lines=lines)
+    return firsts, counts, np.stack(label_values, axis=1), line_numbers, len(pieces)
 
 
 READERS = {"torch_rechub": read_torch_rechub_file, "paddlerec": read_paddlerec_file}

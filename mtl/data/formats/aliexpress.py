@@ -12,9 +12,10 @@ import os
 import pathlib
 from typing import Sequence
 
-from mtl.data.delimited import Column, check_structure, read_columns, read_files, read_header
+
+from mtl.data.delimited import Column, read_columns, read_header
 from mtl.data.errors import DataError
-from mtl.data.frame import Frame, concat_frames
+from mtl.data.frame import Frame
 
 DATASET = "aliexpress"
 COUNTRIES = ("NL", "ES", "FR", "US", "RU")
@@ -57,41 +58,21 @@ def _columns(with_id: bool) -> dict[str, Column]:
 
 def read_aliexpress_files(paths: Sequence[str | os.PathLike], *, with_id: bool = True) -> Frame:
     """Several AliExpress CSVs (e.g. train and test) as one frame, rows file by file
-    (``frame.source_ids`` says which). Read together when every file is plain, else file by
-    file (the first problem is then named exactly as :func:`read_aliexpress_file` names it)."""
-    try:
-        headers = [read_header(p, delimiter=",") for p in paths]
-    except DataError:
-        headers = []  # read file by file: problems inside earlier files are named first
-    expected = (ID_COLUMN,) + CATEGORICAL + NUMERICAL + LABELS
-    if headers and all(c in h.names for h in headers for c in expected):
-        table = read_files(headers, _columns(with_id))
-        if table is not None:
-            categorical = {c: table.factors[c] for c in (COLUMNS[0] if with_id else CATEGORICAL)}
-            numeric = {**{c: table.numbers[c] for c in NUMERICAL}, **{c: table.labels[c] for c in LABELS}}
-            return Frame(categorical, numeric, table.sources, table.source_ids, table.lines, table.block,
-                         table.block_columns)  # fmt: skip
-    frames = [read_aliexpress_file(p, with_id=with_id) for p in paths]
-    return concat_frames(frames, consume=True)[0]
+    (``frame.source_ids`` says which); ``with_id=False`` skips ``search_id``, which no model
+    uses (the TFDS builder keeps it)."""
+    headers = [read_header(p, delimiter=",") for p in paths]
+    for h in headers:
+        missing = [c for c in (ID_COLUMN,) + CATEGORICAL + NUMERICAL + LABELS if c not in h.names]
+        if missing:
+            raise DataError(f"not an MTReclib AliExpress file: columns {missing} are missing; header: "
+                            f"{', '.join(h.names)}", path=h.path, line=h.line)  # fmt: skip
+    table = read_columns(headers, _columns(with_id))
+    table.raise_first(NUMERICAL + LABELS)
+    numeric = {**{c: table.numbers[c] for c in NUMERICAL}, **{c: table.labels[c] for c in LABELS}}
+    return Frame({c: table.factors[c] for c in (COLUMNS[0] if with_id else CATEGORICAL)}, numeric, table.sources,
+                 table.source_ids, table.lines, table.block, table.block_columns)  # fmt: skip
 
 
 def read_aliexpress_file(path: str | os.PathLike, *, with_id: bool = True) -> Frame:
-    """One MTReclib AliExpress CSV as a frame (``with_id=False`` skips ``search_id``, which
-    no model uses; the TFDS builder keeps it)."""
-    header = read_header(path, delimiter=",")
-    expected = (ID_COLUMN,) + CATEGORICAL + NUMERICAL + LABELS
-    missing = [c for c in expected if c not in header.names]
-    if missing:
-        check_structure(header)  # a broken record is reported first, as it always was
-        raise DataError(
-            f"not an MTReclib AliExpress file: columns {missing} are missing; header: {', '.join(header.names)}",
-            path=header.path,
-            line=1,
-        )
-    categorical: Sequence[str] = COLUMNS[0] if with_id else CATEGORICAL
-    table = read_columns(header, _columns(with_id))
-    table.raise_first(NUMERICAL + LABELS)
-    numeric = {**{c: table.numbers[c] for c in NUMERICAL}, **{c: table.labels[c] for c in LABELS}}
-    frame = Frame.single_file(header.path, {c: table.factors[c] for c in categorical}, numeric, lines=table.lines)
-    frame.block, frame.block_columns = table.block, table.block_columns
-    return frame
+    """One MTReclib AliExpress CSV as a frame."""
+    return read_aliexpress_files([path], with_id=with_id)

@@ -16,12 +16,12 @@ import zlib
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from mtl.data import paths
-from mtl.data.delimited import MAX_DISTINCT_BYTES, StringColumn, factor_of
 from mtl.data.errors import DataError
-from mtl.data.frame import Frame, factorize
+from mtl.data.frame import Frame, TooWide, sorted_factor
 
 DATASET = "census_income_kdd"
 TRAIN_FILE = "census-income.data"
@@ -62,8 +62,6 @@ RAW_COLUMNS = (
     tuple(c for j, c in enumerate(COLUMNS) if j not in RAW_NUMERIC),
     tuple(COLUMNS[j] for j in RAW_NUMERIC),
 )
-# Characters that end a line for Python's str.splitlines besides \n (the exact path handles them).
-_OTHER_LINE_BREAKS = (b"\r", b"\x0b", b"\x0c", b"\x1c", b"\x1d", b"\x1e", b"\x85")
 
 
 def files_in(folder: pathlib.Path) -> tuple[pathlib.Path | None, pathlib.Path | None]:
@@ -78,14 +76,14 @@ def read_census_file(path: str | os.PathLike, *, max_rows: int | None = None) ->
 
     Nominal columns (named by :data:`COLUMNS`, including ``year`` and the labels)
     become stripped categorical factors; the 7 continuous columns and the instance
-    weight become numbers (float32, like the TFDS builder). Lines end with ``\\n``;
-    trailing blank lines are ignored, any other line must have 42 fields.
+    weight become numbers (float32, like the TFDS builder). Lines end with ``\\n``,
+    ``\\r\\n`` or ``\\r``; trailing blank lines are ignored, every other line must have 42
+    fields.
     """
     path = pathlib.Path(path)
     if not path.is_file():
         raise DataError("file not found", path=path)
-    with open(path, "rb") as f:
-        raw = f.read()
+    raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":  # gzip magic (TFDS names downloads without the .gz suffix)
         try:
             raw = gzip.decompress(raw)
@@ -93,82 +91,47 @@ def read_census_file(path: str | os.PathLike, *, max_rows: int | None = None) ->
             raise DataError(f"is not a readable gzip file ({e})", path=path) from None
     if max_rows is None and path.name.startswith(TEST_FILE):
         check_test_content(raw, path)
-    frame = None if any(c in raw for c in _OTHER_LINE_BREAKS) else _read_fast(raw, path, max_rows)
-    return frame if frame is not None else _read_exact(raw, path, max_rows)
-
-
-def _read_fast(raw: bytes, path: pathlib.Path, max_rows: int | None) -> Frame | None:
-    """pyarrow on a plain file; ``None`` when anything is unusual (the exact path decides)."""
-    body = raw.rstrip(b"\n")
-    if not body.strip():
-        return None
-    if max_rows is not None:
-        ends = np.flatnonzero(np.frombuffer(body, np.uint8) == 10)
-        if max_rows <= 0:
-            return None
-        if len(ends) >= max_rows:
-            body = body[: int(ends[max_rows - 1])]
-    num_lines = body.count(b"\n") + 1
+    body = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").rstrip(b" \t\n")
+    lines = body.split(b"\n", max_rows)[:max_rows] if max_rows is not None else None
+    body = b"\n".join(lines) if lines is not None else body
+    if not body:
+        raise DataError("file is empty", path=path)
+    blank = body.find(b"\n\n")
+    if blank >= 0:
+        raise DataError("is an empty line; every line must hold one record", path=path,
+                        line=body[:blank].count(b"\n") + 2)  # fmt: skip
     names = [f"c{j}" for j in range(NUM_COLUMNS)]
-    types = {names[j]: (pa.float64() if j in RAW_NUMERIC else pa.dictionary(pa.int32(), pa.string()))
-             for j in range(NUM_COLUMNS)}  # fmt: skip
+    problems = []
     try:
         table = pacsv.read_csv(
             pa.py_buffer(body.decode("latin-1").encode("utf-8")),
-            read_options=pacsv.ReadOptions(column_names=names),
-            parse_options=pacsv.ParseOptions(delimiter=",", quote_char=False, ignore_empty_lines=False),
-            convert_options=pacsv.ConvertOptions(column_types=types, null_values=[], strings_can_be_null=False,
-                                                 quoted_strings_can_be_null=False),
+            read_options=pacsv.ReadOptions(column_names=names, use_threads=False),
+            parse_options=pacsv.ParseOptions(quote_char=False, invalid_row_handler=lambda r: problems.append(r) or "error"),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.string() if j in RAW_NUMERIC else pa.dictionary(pa.int32(), pa.string())
+                              for j, n in enumerate(names)}, strings_can_be_null=False),
         )  # fmt: skip
-    except pa.ArrowInvalid:
-        return None
-    if table.num_rows != num_lines:
-        return None
+    except pa.ArrowInvalid as e:
+        if problems:
+            raise DataError(f"has {problems[0].actual_columns} comma-separated fields, expected {NUM_COLUMNS}",
+                            path=path, line=problems[0].number) from None  # fmt: skip
+        raise DataError(f"cannot be read: {e}", path=path) from None
     categorical, numeric = {}, {}
     for j, name in enumerate(COLUMNS):
-        column = table.column(names[j])
-        if j in RAW_NUMERIC:
-            numeric[name] = column.to_numpy().astype(np.float32)
-        else:
-            strings = StringColumn()
-            strings.add(column)
-            categorical[name] = factor_of(strings, path=str(path), lines=np.arange(1, num_lines + 1), column=name)
-    return Frame.single_file(path, categorical, numeric)
-
-
-def _read_exact(raw: bytes, path: pathlib.Path, max_rows: int | None) -> Frame:
-    """The line-by-line reader: Python's splitlines and split, the first bad line named."""
-    text = raw.decode("latin-1")
-    del raw
-    lines = text.splitlines()
-    while lines and not lines[-1].strip():
-        lines.pop()
-    if max_rows is not None:
-        lines = lines[:max_rows]
-    if not lines:
-        raise DataError("file is empty", path=path)
-    rows = [line.split(",") for line in lines]
-    for i, r in enumerate(rows):
-        if len(r) != NUM_COLUMNS:
-            raise DataError(f"has {len(r)} comma-separated fields, expected {NUM_COLUMNS}", path=path, line=i + 1)
-    columns = list(zip(*rows))
-    del rows
-    categorical, numeric = {}, {}
-    for j, name in enumerate(COLUMNS):
-        col = columns[j]
+        column = table.column(names[j]).combine_chunks()
         if j in RAW_NUMERIC:
             try:
-                values = np.array(col, dtype=np.float32)
-            except ValueError:
-                bad = next((i for i, v in enumerate(col) if not _is_float(v)), 0)
-                raise DataError(f"value {col[bad]!r} is not a number", path=path, line=bad + 1, column=name)
-            numeric[name] = values
-        else:
-            longest = max(range(len(col)), key=lambda i: len(col[i]))
-            if len(col[longest]) * len(col) * 4 > MAX_DISTINCT_BYTES:  # numpy would need that much
-                raise DataError(f"a value of {len(col[longest]):,} characters; is the file garbled here?",
-                                path=path, line=longest + 1, column=name)  # fmt: skip
-            categorical[name] = factorize(col, strip=True)
+                x = pc.cast(pc.utf8_trim_whitespace(column), pa.float64()).to_numpy(zero_copy_only=False)
+            except pa.ArrowInvalid as e:
+                bad = next((i for i, v in enumerate(column.to_pylist()) if not _is_float(v)), None)
+                raise DataError(f"value {column[bad].as_py()!r} is not a number" if bad is not None else str(e),
+                                path=path, line=None if bad is None else bad + 1, column=name) from None  # fmt: skip
+            numeric[name] = x.astype(np.float32)
+            continue
+        try:
+            categorical[name] = sorted_factor(column.dictionary, column.indices.to_numpy().astype(np.int32), strip=True)
+        except TooWide as e:
+            raise DataError(str(e), path=path, line=e.row + 1, column=name) from None
     return Frame.single_file(path, categorical, numeric)
 
 

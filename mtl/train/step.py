@@ -247,6 +247,10 @@ def make_train_step(
         out = model.apply(params, batch["numeric"], batch["categorical"], train=True, key=key)
         return model.task_losses(out, batch["labels"], kinds)
 
+    def nothing_shared():
+        return ValueError(f"model {model.name!r} has no shared parameters to balance; use balancer 'ew' "
+                          "(or another loss-weighting method)")
+
     def per_task_param_grads(params, batch, key, mask):
         """Losses ``(T,)``, per-task gradients ``(T, ...)`` of the parameters
         selected by ``mask``, and ``finish(combined, rest_weights) -> grads``,
@@ -254,10 +258,7 @@ def make_train_step(
         their ``rest_weights``-weighted sum) to the combined one."""
         bal, rest = partition(params, mask)
         if not _has_leaves(bal):
-            raise ValueError(
-                f"model {model.name!r} has no shared parameters to balance; use balancer 'ew' "
-                "(or another loss-weighting method)"
-            )
+            raise nothing_shared()
         losses, pull = jax.vjp(lambda b, r: loss_fn(combine(b, r), batch, key), bal, rest)
         jb, jr = _pullback_rows(pull, eye)
 
@@ -274,6 +275,8 @@ def make_train_step(
         in one pullback and adds the task-specific parameters' gradients."""
         k1, k2 = jax.random.split(key)
         emb_shared = {"embed": params["embed"], "shared": params["shared"]}
+        if not _has_leaves(emb_shared):  # the representation is the raw input: nothing to send a gradient to
+            raise nothing_shared()
 
         def encode(p):
             h = model.embed(p["embed"], batch["numeric"], batch["categorical"])

@@ -80,8 +80,8 @@ def chunk_rows(plan: EpochPlan, idx: jax.Array, data_key: jax.Array, epoch, c) -
 
 
 def gather_rows(train: dict[str, np.ndarray], rows: np.ndarray, vectorised: bool) -> tuple[dict, np.ndarray]:
-    """A call's rows gathered on the host: the block ``{name: (rows, ...)}`` (per seed
-    when ``vectorised``) and the positions in it of every step, shaped like ``rows``."""
+    """A call's rows of the host split ``train`` gathered: the block ``{name: (rows, ...)}``
+    (one per seed when ``vectorised``) and the positions in it of every step, shaped like ``rows``."""
     rows = np.asarray(rows)  # (chunk, K, B) or (S, chunk, K, B)
     flat = rows.reshape(rows.shape[0], -1) if vectorised else rows.reshape(-1)
     block = {k: v[flat] for k, v in train.items()}

@@ -107,7 +107,7 @@ def fit(
       steps_per_call: train steps fused into one compiled call.
       select_by: ``"auc"``, ``"loss"`` or ``"auto"`` (AUC when every
         evaluation head is binary, else loss); the best validation epoch is reported.
-      on_nonfinite: ``"stop"`` or ``"skip"`` (see the module docstring).
+      on_nonfinite: ``"stop"`` or ``"skip"`` (see :mod:`mtl.train.epoch`).
       num_devices: shard batches over this many devices (``None``/0: all).
       checkpoint_dir: where orbax checkpoints go; when it holds one, training
         resumes from the latest (the caller checks that it belongs to the same

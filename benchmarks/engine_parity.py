@@ -8,7 +8,7 @@ Runs every cell (a config and its overrides, :data:`CELLS`) with
 ``PYTHONPATH=<new>``, each from its own checkout, into ``<out>/base/<cell>`` and
 ``<out>/new/<cell>``, then compares every ``summary.json``, ``metrics.jsonl``,
 ``steps.jsonl`` and ``config.json`` of the two run directories value for value
-(floats exactly, NaN equal to NaN), ignoring the wall-time and commit fields
+(floats exactly, NaN equal to NaN, keys in the same order), ignoring the wall-time and commit fields
 (:data:`IGNORED`). Prints one line per cell and exits with status 1 when any
 cell differs. ``--reuse_base`` keeps base run directories that already hold a
 ``summary.json`` (the base checkout does not change between calls).
@@ -81,6 +81,8 @@ def differences(a, b, where: str = "") -> list[str]:
     """Where two JSON values differ (exact floats; NaN equals NaN)."""
     if isinstance(a, dict) and isinstance(b, dict):
         out = [f"{where}.{k}: only in one" for k in sorted(set(a) ^ set(b))]
+        if not out and list(a) != list(b):
+            out.append(f"{where}: keys in another order")
         for k in a.keys() & b.keys():
             out += differences(a[k], b[k], f"{where}.{k}")
         return out

@@ -140,7 +140,7 @@ def test_train_record_names_the_task_pairs_of_the_cosines():
     means = StepMeans()
     cos = np.array([[1.0, 0.1, 0.2], [0.1, 1.0, 0.3], [0.2, 0.3, 1.0]])
     means.add({"losses": np.array([[1.0, 2.0, 3.0]]), "grad_norms": np.array([[4.0, 5.0, 6.0]]),
-               "grad_cos": cos[None]}, np.array([True, False])[:1], np.array([True]))
+               "grad_cos": cos[None]}, np.array([True]), np.array([True]))
     r = train_record(3, 40, means, ["a", "b", "c"], seed=7)
     assert (r["epoch"], r["step"], r["seed"]) == (3, 40, 7)
     assert r["train_loss"] == {"a": 1.0, "b": 2.0, "c": 3.0} and r["grad_norms"] == {"a": 4.0, "b": 5.0, "c": 6.0}

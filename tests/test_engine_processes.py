@@ -17,8 +17,8 @@ COMMON = ["--config=experiments/configs/synthetic.py:smoke", "--config.epochs=4"
 # Runs mtl-train, sending itself a signal once the run reaches global step KILL_AT.
 DRIVER = textwrap.dedent("""
     import os, signal, sys
-    import mtl.train.loop
-    fit, at, sig = mtl.train.loop.fit, int(os.environ["KILL_AT"]), getattr(signal, os.environ["KILL_SIG"])
+    import mtl.train.run
+    fit, at, sig = mtl.train.run.fit, int(os.environ["KILL_AT"]), getattr(signal, os.environ["KILL_SIG"])
 
     def killing_fit(*args, **kwargs):
         user = kwargs.get("on_steps")
@@ -32,7 +32,7 @@ DRIVER = textwrap.dedent("""
         kwargs["on_steps"] = on_steps
         return fit(*args, **kwargs)
 
-    mtl.train.loop.fit = killing_fit  # mtl.train.run looks fit up in mtl.train.loop at call time
+    mtl.train.run.fit = killing_fit  # what train_and_evaluate calls
     from mtl.cli import run
     run(["mtl-train"] + sys.argv[1:])
 """)

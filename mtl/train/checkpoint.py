@@ -1,6 +1,6 @@
 """Orbax checkpoints of a run's whole state.
 
-A checkpoint is the loop's state pytree (:class:`mtl.train.loop.RunState`:
+A checkpoint is the run state pytree (:class:`mtl.train.state.RunState`:
 parameters, optimizer and balancer state, PRNG keys, best parameters and
 score, early-stopping counters, position in the run) plus a JSON document with
 what the host keeps (epoch records, the running sums of a partial epoch, wall

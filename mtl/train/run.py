@@ -8,10 +8,16 @@ import pathlib
 import sys
 from typing import Any
 
+import jax
+import numpy as np
+
+import mtl.data as md
+import mtl.models as mm
 from mtl.config import (ConfigError, build_balancer, build_model, build_optimizer, config_hash, plain, resolve,
                         seed_list, kwargs_of, validate)
+from mtl.data.base import MultiTaskData
 from mtl.rundir import RunFiles, git_commit, prepare_workdir
-
+from mtl.train.loop import NonFiniteLossError, TrainingInterrupted, fit
 
 
 def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = True, overwrite: bool = False,
@@ -22,66 +28,125 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = T
     unless ``resolved``; a workdir holding a checkpoint of the same config resumes.
     Returns the summary (with ``history`` for one seed, ``runs`` for several).
     """
-    import jax
-
-    import mtl.data as md
-    import mtl.models as mm
-    from mtl.train.loop import fit
-
     if not resolved:
         config = resolve(config)
         validate(config)
     if config.get("distributed", False):
         jax.distributed.initialize()
     workdir = pathlib.Path(workdir)
-    config_json = plain(config)
-    finished = prepare_workdir(workdir, config_json, overwrite)
+    finished = prepare_workdir(workdir, plain(config), overwrite)
     if finished is not None:
         return finished
 
+    seeds = seed_list(config)
+    data_name, data, datas = load_data(config, seeds)
+    model, balancer = build_model(config, data), build_balancer(config)
+    _note_short_epochs(config, data)
+    seed_ids = [int(config.seed)] if seeds is None else seeds
+    folders = {s: (workdir if seeds is None else workdir / f"seed_{s}") for s in seed_ids}
+    main = jax.process_index() == 0
+    diagnostics = str(config.get("diagnostics", "") or "")
+    loss_names = tuple(model.loss_names or data.task_names)
+    files = SeedFiles(folders if main else {}, seed_ids, seeds is not None, loss_names, diagnostics,
+                      bool(config.get("tensorboard", True)))
+    info = run_info(config, data_name, data, loss_names)
+    try:
+        result = fit(model, balancer, data if datas is None else datas, **fit_options(config, workdir, main),
+                     on_epoch=files.on_epoch, on_steps=files.on_steps if diagnostics == "step" else None,
+                     on_resume=files.on_resume, progress=progress)
+    except NonFiniteLossError as e:
+        _write_failure(workdir, folders, {**info, "error": str(e), "epoch": e.epoch, "step": e.step,
+                                          "task": e.task}, seeds)
+        raise
+    except TrainingInterrupted as e:
+        _write_failure(workdir, folders, {**info, "interrupted": str(e), "epoch": e.epoch}, seeds)
+        raise
+    finally:
+        files.close()
+    runs = [result] if seeds is None else result["runs"]
+    return write_summaries(workdir, folders, runs, info, datas, several=seeds is not None, main=main)
+
+
+def load_data(config, seeds: list[int] | None) -> tuple[str, MultiTaskData, list[MultiTaskData] | None]:
+    """``(name, data, datas)``: the dataset, and with ``data_per_seed`` and several seeds
+    one dataset per seed drawn with ``seed`` = that seed (``data`` is the first)."""
     data_kwargs = kwargs_of(config.data)
     data_name = data_kwargs.pop("name")
-    seeds = seed_list(config)
-    per_seed_data = bool(config.get("data_per_seed", False)) and seeds is not None
-    if per_seed_data:
-        if "seed" not in data_kwargs:
-            raise ConfigError(f"config.data_per_seed=True: dataset {data_name!r} takes no seed")
-        datas = [md.load(data_name, **{**data_kwargs, "seed": s}) for s in seeds]
-        data = datas[0]
-    else:
-        data = md.load(data_name, **data_kwargs)
-    model = build_model(config, data)
-    balancer = build_balancer(config)
+    if not (bool(config.get("data_per_seed", False)) and seeds is not None):
+        return data_name, md.load(data_name, **data_kwargs), None
+    if "seed" not in data_kwargs:
+        raise ConfigError(f"config.data_per_seed=True: dataset {data_name!r} takes no seed")
+    datas = [md.load(data_name, **{**data_kwargs, "seed": s}) for s in seeds]
+    return data_name, datas[0], datas
+
+
+def _note_short_epochs(config, data: MultiTaskData) -> None:
     steps_per_epoch = len(data.train) // min(int(config.batch_size), len(data.train))
     if steps_per_epoch < 10:
         print(f"note: {steps_per_epoch} train step(s) per epoch (batch_size {config.batch_size}, "
               f"{len(data.train)} training rows); a smaller --config.batch_size gives early stopping more to go on",
               file=sys.stderr)
-    seed_ids = [int(config.seed)] if seeds is None else seeds
-    diagnostics = str(config.get("diagnostics", "") or "")
-    loss_names = tuple(model.loss_names or data.task_names)
-    main = jax.process_index() == 0
-    folders = {s: (workdir if seeds is None else workdir / f"seed_{s}") for s in seed_ids}
-    files = {s: RunFiles(folders[s], loss_names, diagnostics, bool(config.get("tensorboard", True)) and main)
-             for s in seed_ids} if main else {}
-    for f in files.values():
-        f.reset([], 0)
 
-    def on_resume(meta):
-        for i, s in enumerate(seed_ids):
-            if s in files:
-                files[s].reset(meta["history"][i], int(meta["global_step"]))
 
-    def on_epoch(record):
-        if record["seed"] in files:
-            files[record["seed"]].epoch(record)
+class SeedFiles:
+    """:func:`fit`'s callbacks, writing the ``metrics.jsonl`` / ``steps.jsonl`` / TensorBoard
+    files (:class:`mtl.rundir.RunFiles`) of each seed of ``seed_ids`` that has a folder
+    (none in processes other than the main one). ``several``: the step outputs have a seed axis."""
 
-    def on_steps(epoch, first_step, outs):
-        for i, s in enumerate(seed_ids):
-            if s in files:
-                files[s].step_lines(epoch, first_step, outs if seeds is None else {k: v[i] for k, v in outs.items()})
+    def __init__(self, folders: dict[int, pathlib.Path], seed_ids: list[int], several: bool, loss_names,
+                 diagnostics: str, tensorboard: bool):
+        self.seed_ids, self.several = seed_ids, several
+        self.files = {s: RunFiles(folder, loss_names, diagnostics, tensorboard) for s, folder in folders.items()}
+        for f in self.files.values():
+            f.reset([], 0)
 
-    info = {
+    def on_resume(self, meta: dict) -> None:
+        for i, s in enumerate(self.seed_ids):
+            if s in self.files:
+                self.files[s].reset(meta["history"][i], int(meta["global_step"]))
+
+    def on_epoch(self, record: dict) -> None:
+        if record["seed"] in self.files:
+            self.files[record["seed"]].epoch(record)
+
+    def on_steps(self, epoch: int, first_step: int, outs: dict) -> None:
+        for i, s in enumerate(self.seed_ids):
+            if s in self.files:
+                self.files[s].step_lines(epoch, first_step,
+                                         {k: v[i] for k, v in outs.items()} if self.several else outs)
+
+    def close(self) -> None:
+        for f in self.files.values():
+            f.close()
+
+
+def fit_options(config, workdir: pathlib.Path, main: bool) -> dict[str, Any]:
+    """:func:`fit`'s keyword arguments from the config (checkpoints by the main process only)."""
+    seeds = seed_list(config)
+    budget = int(config.get("device_memory_budget_mb", 0) or 0)
+    every = int(config.get("checkpoint_every", 1))
+    return dict(
+        optimizer=build_optimizer(config.learning_rate, config.get("weight_decay", 0.0)),
+        epochs=int(config.epochs), batch_size=int(config.batch_size),
+        seed=int(config.seed) if seeds is None else seeds,
+        patience=int(config.patience), eval_batch_size=int(config.eval_batch_size),
+        steps_per_call=int(config.steps_per_call),
+        rep_grad=bool(config.balancer.rep_grad),
+        balance_embeddings=bool(config.balancer.balance_embeddings),
+        weight_heads=bool(config.balancer.weight_heads),
+        diagnostics=bool(str(config.get("diagnostics", "") or "")), select_by=config.select_by,
+        on_nonfinite=config.get("on_nonfinite", "stop"),
+        num_devices=int(config.get("num_devices", 0)) or None,
+        checkpoint_dir=str(workdir / "checkpoints") if every > 0 and main else None,
+        checkpoint_every=max(every, 1), max_checkpoints=int(config.get("max_checkpoints", 2)),
+        handle_signals=True,
+        device_memory_budget=budget * 2**20 if budget else None,
+    )
+
+
+def run_info(config, data_name: str, data: MultiTaskData, loss_names) -> dict[str, Any]:
+    """What every summary says about the run besides its metrics."""
+    return {
         "model": config.model.name,
         "balancer": config.balancer.name,
         "dataset": data_name,
@@ -94,65 +159,23 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = T
         "commit": git_commit(),
         "config_hash": config_hash(config),
     }
-    budget = int(config.get("device_memory_budget_mb", 0) or 0)
-    every = int(config.get("checkpoint_every", 1))
-    from mtl.train.loop import NonFiniteLossError, TrainingInterrupted
 
-    try:
-        result = fit(
-            model, balancer, datas if per_seed_data else data,
-            optimizer=build_optimizer(config.learning_rate, config.get("weight_decay", 0.0)),
-            epochs=int(config.epochs), batch_size=int(config.batch_size),
-            seed=int(config.seed) if seeds is None else seeds,
-            patience=int(config.patience), eval_batch_size=int(config.eval_batch_size),
-            steps_per_call=int(config.steps_per_call),
-            rep_grad=bool(config.balancer.rep_grad),
-            balance_embeddings=bool(config.balancer.balance_embeddings),
-            weight_heads=bool(config.balancer.weight_heads),
-            diagnostics=bool(diagnostics), select_by=config.select_by,
-            on_nonfinite=config.get("on_nonfinite", "stop"),
-            num_devices=int(config.get("num_devices", 0)) or None,
-            checkpoint_dir=str(workdir / "checkpoints") if every > 0 and main else None,
-            checkpoint_every=max(every, 1), max_checkpoints=int(config.get("max_checkpoints", 2)),
-            handle_signals=True,
-            device_memory_budget=budget * 2**20 if budget else None,
-            on_epoch=on_epoch, on_steps=on_steps if diagnostics == "step" else None, on_resume=on_resume,
-            progress=progress,
-        )
-    except NonFiniteLossError as e:
-        _write_failure(workdir, folders, {**info, "error": str(e), "epoch": e.epoch, "step": e.step,
-                                          "task": e.task}, seeds)
-        raise
-    except TrainingInterrupted as e:
-        _write_failure(workdir, folders, {**info, "interrupted": str(e), "epoch": e.epoch}, seeds)
-        raise
-    finally:
-        for f in files.values():
-            f.close()
 
-    runs = [result] if seeds is None else result["runs"]
+def write_summaries(workdir: pathlib.Path, folders: dict, runs: list[dict], info: dict,
+                    datas: list[MultiTaskData] | None, *, several: bool, main: bool) -> dict:
+    """Writes each seed's ``summary.json`` and, with ``several`` seeds, the aggregate one
+    (by the main process); returns the summary, or the aggregate with ``per_seed``."""
     summaries = []
     for i, run in enumerate(runs):
-        if per_seed_data:  # each seed's own generated data
+        if datas is not None:  # each seed's own generated data
             info = {**info, "protocol": datas[i].info.get("protocol", ""), "data_info": plain(datas[i].info)}
-        out = {
-            "best_epoch": run["best_epoch"],
-            "validation": run["validation"],
-            "test": run["test"],
-            "epochs_run": run["epochs_run"],
-            "stop_reason": run["stop_reason"],
-            "select_by": run["select_by"],
-            "skipped_steps": run["skipped_steps"],
-            "train_seconds": run["train_seconds"],
-            "step_seconds": run["step_seconds"],
-            "num_params": mm.count_params(run["params"]),
-            "seed": run["seed"],
-            **info,
-        }
+        out = {key: run[key] for key in ("best_epoch", "validation", "test", "epochs_run", "stop_reason",
+                                         "select_by", "skipped_steps", "train_seconds", "step_seconds")}
+        out = {**out, "num_params": mm.count_params(run["params"]), "seed": run["seed"], **info}
         if main:
             (folders[run["seed"]] / "summary.json").write_text(json.dumps(out, indent=2))
         summaries.append({**out, "history": run["history"]})
-    if seeds is None:
+    if not several:
         return summaries[0]
     aggregate = aggregate_summaries(summaries, info)
     if main:
@@ -169,8 +192,6 @@ def _write_failure(workdir, folders, failure, seeds):
 
 def aggregate_summaries(summaries: list[dict], info: dict) -> dict:
     """Mean and standard deviation (ddof 1) over seeds of every validation and test metric."""
-    import numpy as np
-
     out: dict[str, Any] = {"seeds": [s["seed"] for s in summaries],
                            "runs": {str(s["seed"]): f"seed_{s['seed']}" for s in summaries}}
     for split in ("validation", "test"):

@@ -81,6 +81,10 @@ def run(argv: list[str] | None = None) -> None:
     notes: list[str] = []
     try:
         config = resolve(load_config_file(options["config"]), overrides, notes)
+        if config.get("distributed", False):  # before validation, which may touch the JAX backend
+            from mtl.train import distributed
+
+            distributed.initialize()
         validate(config)
     except ConfigError as e:
         _error(str(e))

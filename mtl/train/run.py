@@ -11,6 +11,7 @@ from typing import Any
 from mtl.config import (ConfigError, build_balancer, build_model, build_optimizer, config_hash, plain, resolve,
                         seed_list, kwargs_of, validate)
 from mtl.rundir import RunFiles, git_commit, prepare_workdir
+from mtl.train import distributed
 
 
 
@@ -30,12 +31,14 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = T
 
     if not resolved:
         config = resolve(config)
+    if config.get("distributed", False):  # before anything touches the JAX backend
+        distributed.initialize()
+    if not resolved:
         validate(config)
-    if config.get("distributed", False):
-        jax.distributed.initialize()
+    main = distributed.is_main_process()
     workdir = pathlib.Path(workdir)
     config_json = plain(config)
-    finished = prepare_workdir(workdir, config_json, overwrite)
+    finished = _prepare_on_main(workdir, config_json, overwrite, main)
     if finished is not None:
         return finished
 
@@ -60,7 +63,6 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = T
     seed_ids = [int(config.seed)] if seeds is None else seeds
     diagnostics = str(config.get("diagnostics", "") or "")
     loss_names = tuple(model.loss_names or data.task_names)
-    main = jax.process_index() == 0
     folders = {s: (workdir if seeds is None else workdir / f"seed_{s}") for s in seed_ids}
     files = {s: RunFiles(folders[s], loss_names, diagnostics, bool(config.get("tensorboard", True)) and main)
              for s in seed_ids} if main else {}
@@ -112,7 +114,7 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = T
             diagnostics=bool(diagnostics), select_by=config.select_by,
             on_nonfinite=config.get("on_nonfinite", "stop"),
             num_devices=int(config.get("num_devices", 0)) or None,
-            checkpoint_dir=str(workdir / "checkpoints") if every > 0 and main else None,
+            checkpoint_dir=str(workdir / "checkpoints") if every > 0 else None,  # every process saves (orbax)
             checkpoint_every=max(every, 1), max_checkpoints=int(config.get("max_checkpoints", 2)),
             handle_signals=True,
             device_memory_budget=budget * 2**20 if budget else None,
@@ -160,7 +162,21 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = T
     return {**aggregate, "per_seed": summaries}
 
 
+def _prepare_on_main(workdir, config_json, overwrite, main):
+    """:func:`prepare_workdir` on process 0 only; every process gets its outcome (or its error)."""
+    try:
+        outcome = {"finished": prepare_workdir(workdir, config_json, overwrite)} if main else None
+    except ConfigError as e:
+        outcome = {"error": str(e)}
+    outcome = distributed.broadcast_json(outcome)
+    if "error" in outcome:
+        raise ConfigError(outcome["error"])
+    return outcome["finished"]
+
+
 def _write_failure(workdir, folders, failure, seeds):
+    if not distributed.is_main_process():
+        return
     (workdir / "summary.json").write_text(json.dumps(failure, indent=2))
     if seeds is not None:
         for folder in folders.values():

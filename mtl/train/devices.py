@@ -8,9 +8,11 @@ balancer sees it: each method computes exactly what it computes on one device
 (up to the order of floating-point sums), with no change to model or balancer
 code.
 
-Multi-host: call ``jax.distributed.initialize()`` on every host before
-anything else (``--config.distributed=True``); ``jax.devices()`` then spans all
-hosts and the same code runs (tested single-host here).
+Several processes (:mod:`mtl.train.distributed`, ``--config.distributed=True``):
+``jax.devices()`` then spans every process, each process holds the same host
+arrays and builds its own devices' shards of the global arrays from them
+(:func:`put_replicated`), and the same code runs (tested with two processes on
+one host).
 """
 
 from __future__ import annotations
@@ -60,9 +62,13 @@ def put_replicated(tree: PyTree, mesh: Mesh) -> PyTree:
     sharding = replicated(mesh)
 
     def put(x):
-        x = np.asarray(x) if not isinstance(x, jax.Array) else x
-        if jax.process_count() == 1:
+        if isinstance(x, jax.Array) and x.sharding.is_equivalent_to(sharding, x.ndim):
+            return x  # already there (e.g. restored from a checkpoint)
+        if jax.process_count() == 1 or (isinstance(x, jax.Array) and not x.is_fully_addressable):
             return jax.device_put(x, sharding)
-        return jax.make_array_from_callback(x.shape, sharding, lambda idx: np.asarray(x)[idx])
+        if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(put(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+        host = np.asarray(x)  # the same on every process: each builds its devices' shards from it
+        return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
 
     return jax.tree_util.tree_map(put, tree)

@@ -62,13 +62,9 @@ def put_replicated(tree: PyTree, mesh: Mesh) -> PyTree:
     sharding = replicated(mesh)
 
     def put(x):
-        if isinstance(x, jax.Array) and x.sharding.is_equivalent_to(sharding, x.ndim):
-            return x  # already there (e.g. restored from a checkpoint)
         if jax.process_count() == 1 or (isinstance(x, jax.Array) and not x.is_fully_addressable):
-            return jax.device_put(x, sharding)
-        if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-            return jax.random.wrap_key_data(put(jax.random.key_data(x)), impl=jax.random.key_impl(x))
-        host = np.asarray(x)  # the same on every process: each builds its devices' shards from it
+            return jax.device_put(x, sharding)  # one process, or a global array (e.g. restored from a checkpoint)
+        host = np.asarray(x)  # the same on every process: each builds its own devices' shards from it
         return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
 
     return jax.tree_util.tree_map(put, tree)

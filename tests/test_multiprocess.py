@@ -1,7 +1,8 @@
 """Two processes (``--config.distributed=True``, gloo collectives on CPU, one device each)
-train one run: a process that dies makes the other exit at once with a one-line error, the
-two resume from the last checkpoint and end with the metrics of a one-process run, and only
-process 0 writes the run's files (process 1 is audited with ``sys.addaudithook``)."""
+train one run: a process that dies makes the other exit at once with a one-line error, a
+SIGTERM to one process checkpoints and stops both, the two resume from the last checkpoint
+and end with the metrics of a one-process run, and only process 0 writes the run's files
+(the processes are audited with ``sys.addaudithook``)."""
 
 import json
 import math
@@ -21,12 +22,12 @@ ARGS = ["--config=experiments/configs/synthetic.py:smoke", "--config.epochs=3", 
         "--config.balancer.name=pcgrad", "--config.distributed=True", "--noprogress"]
 
 # mtl-train that logs, one JSON line each, the files it opens for writing (or removes, renames)
-# in the workdir outside checkpoints/, the first global step it trains, and that SIGKILLs
-# itself once global step KILL_AT is reached.
+# in the workdir outside checkpoints/ and the first global step it trains, and that sends itself
+# KILL_SIG once global step KILL_AT is reached.
 DRIVER = textwrap.dedent("""
     import json, os, signal, sys
     log, workdir = os.environ["AUDIT_LOG"], os.path.realpath(os.environ["WORKDIR"])
-    at = int(os.environ.get("KILL_AT", "0"))
+    at, sig = int(os.environ.get("KILL_AT", "0")), getattr(signal, os.environ.get("KILL_SIG", "SIGKILL"))
 
     def note(record):
         with open(log, "a") as f:
@@ -58,7 +59,7 @@ DRIVER = textwrap.dedent("""
                 first_seen.append(first)
                 note({"first_step": first})
             if at and first + len(outs["losses"]) >= at:
-                os.kill(os.getpid(), signal.SIGKILL)
+                os.kill(os.getpid(), sig)
 
         kwargs["on_steps"] = on_steps
         return fit(*args, **kwargs)
@@ -76,8 +77,8 @@ def _free_port():
 
 
 def _launch(workdir, tmp, num_processes, kill=None):
-    """Runs the processes of one run (``kill=(process, step)``: that process SIGKILLs itself
-    at that global step); returns ``(returncode, stderr, audit records)`` by process id."""
+    """Runs the processes of one run (``kill=(process, step, signal)``: that process sends itself
+    the signal at that global step); returns ``(returncode, stderr, audit records)`` by process id."""
     port, tag, procs = _free_port(), f"{workdir.name}-{len(list(tmp.glob('*.err')))}", []
     try:
         for i in range(num_processes):
@@ -85,7 +86,8 @@ def _launch(workdir, tmp, num_processes, kill=None):
                    "JAX_NUM_PROCESSES": str(num_processes), "JAX_PROCESS_ID": str(i),
                    "MTL_DIST_HEARTBEAT_TIMEOUT_S": "10", "MTL_DIST_SHUTDOWN_TIMEOUT_S": "10",
                    "MTL_DIST_INIT_TIMEOUT_S": "60", "WORKDIR": str(workdir),
-                   "AUDIT_LOG": str(tmp / f"{tag}.{i}.audit"), "KILL_AT": str(kill[1] if kill and kill[0] == i else 0)}
+                   "AUDIT_LOG": str(tmp / f"{tag}.{i}.audit"), "KILL_AT": str(kill[1] if kill and kill[0] == i else 0),
+                   "KILL_SIG": kill[2] if kill else "SIGKILL"}
             with open(tmp / f"{tag}.{i}.err", "w") as err:
                 procs.append(subprocess.Popen([sys.executable, "-c", DRIVER, f"--workdir={workdir}", *ARGS],
                                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err))
@@ -146,7 +148,7 @@ def test_two_processes_die_resume_and_match_one_process(tmp_path):
 
     # process 1 dies in epoch 1, after epoch 0's checkpoint (step 15): process 0 fails in its next
     # collective and exits with one line (a hang would end in TimeoutExpired)
-    (rc0, err0, audit0), (rc1, err1, audit1) = _launch(two, tmp_path, 2, kill=(1, 20))
+    (rc0, err0, audit0), (rc1, err1, audit1) = _launch(two, tmp_path, 2, kill=(1, 20, "SIGKILL"))
     assert rc1 == -9, (rc1, err1[-3000:])
     assert rc0 == 1, (rc0, err0[-3000:])
     assert err0.strip().splitlines()[-1].startswith(
@@ -156,11 +158,20 @@ def test_two_processes_die_resume_and_match_one_process(tmp_path):
     assert sorted(p.name for p in (two / "checkpoints").iterdir()) == ["15"]
     assert "metrics.jsonl" in _written(audit0) and _written(audit1) == set()
 
-    # both again: they resume from step 15 and finish
+    # both again, resuming from step 15; SIGTERM to process 1 alone in epoch 2 (after the call that
+    # ends at step 37): both finish that call, write a checkpoint together and exit with 128 + 15
+    for rc, err, audit in _launch(two, tmp_path, 2, kill=(1, 35, "SIGTERM")):
+        assert rc == 143, (rc, err[-3000:])
+        assert err.strip().splitlines()[-1].startswith("error: interrupted by SIGTERM at epoch 2 (global step 38)"), \
+            err[-3000:]
+        assert _first_step(audit) == [15]
+    assert sorted(int(p.name) for p in (two / "checkpoints").iterdir()) == [30, 38]
+
+    # both again: they resume from step 38 and finish
     runs = _launch(two, tmp_path, 2)
     for rc, err, audit in runs:
         assert rc == 0, err[-3000:]
-        assert _first_step(audit) == [15]
+        assert _first_step(audit) == [38]
     written = _written(runs[0][2])
     assert {"config.json", "metrics.jsonl", "summary.json"} <= written, written
     assert any(name.startswith("events.out.tfevents.") for name in written), written

@@ -40,6 +40,10 @@ import numpy as np
 from mtl.config import ConfigError
 
 ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
+class ProcessGroupError(RuntimeError):
+    """A collective operation with the other processes failed (one of them probably died)."""
+
+
 TIMEOUTS = {"MTL_DIST_INIT_TIMEOUT_S": 300, "MTL_DIST_HEARTBEAT_TIMEOUT_S": 30, "MTL_DIST_SHUTDOWN_TIMEOUT_S": 60}
 
 
@@ -92,7 +96,7 @@ def _exit_now(report):
     (another process died) is reported in one line."""
 
     def hook(exc_type, exc, tb):
-        if isinstance(exc, jax.errors.JaxRuntimeError):
+        if isinstance(exc, (jax.errors.JaxRuntimeError, ProcessGroupError)):
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc_type.__name__
             print(f"error: process {jax.process_index()} of {jax.process_count()}: a cross-process operation "
                   f"failed, most likely because another process of the run died (see its log): {first}",
@@ -118,6 +122,24 @@ def broadcast_json(value: Any) -> Any:
     from jax.experimental import multihost_utils
 
     data = np.frombuffer(json.dumps(value).encode(), np.uint8) if is_main_process() else np.zeros(0, np.uint8)
-    size = int(multihost_utils.broadcast_one_to_all(np.int32(data.size)))
+    size = int(_collective(multihost_utils.broadcast_one_to_all, np.int32(data.size)))
     data = np.pad(data, (0, size - data.size))
-    return json.loads(np.asarray(multihost_utils.broadcast_one_to_all(data)).tobytes().decode())
+    return json.loads(_collective(multihost_utils.broadcast_one_to_all, data).tobytes().decode())
+
+
+def agreed_signal(received: list[int]) -> int:
+    """The first signal any process has caught (0: none), the same on every process, so that
+    all of them checkpoint and stop after the same call. Every process must call it at the same point."""
+    mine = int(received[0]) if received else 0
+    if jax.process_count() == 1:
+        return mine
+    from jax.experimental import multihost_utils
+
+    return int(np.max(_collective(multihost_utils.process_allgather, np.int32(mine))))
+
+
+def _collective(fn, x):
+    try:
+        return np.asarray(fn(x))
+    except Exception as e:  # noqa: BLE001 - jax raises ValueError or JaxRuntimeError when a peer is gone
+        raise ProcessGroupError(str(e).strip() or type(e).__name__) from e

@@ -56,7 +56,7 @@ from mtl.balancers import with_run_facts
 from mtl.balancers.base import Balancer
 from mtl.data.base import MultiTaskData, Split
 from mtl.models.base import Model
-from mtl.train import devices as dev
+from mtl.train import devices as dev, distributed
 from mtl.train.checkpoint import Checkpointer
 from mtl.train.step import TrainState, grads_template, init_train_state, make_train_step
 
@@ -515,9 +515,10 @@ def fit(
                     s0 = meta["sums"][0]
                     if s0.get("_count"):
                         bar.set_postfix({nm: f"{x / s0['_count']:.4f}" for nm, x in zip(names_t, s0["losses"])})
-                if interrupted and (c + 1 < n_chunks):
+                signum = distributed.agreed_signal(interrupted)  # a signal to one process stops them all
+                if signum and (c + 1 < n_chunks):
                     save_checkpoint()
-                    raise TrainingInterrupted(interrupted[0], epoch, meta["global_step"],
+                    raise TrainingInterrupted(signum, epoch, meta["global_step"],
                                               None if ckpt is None else str(ckpt.directory))
             if bar is not None:
                 bar.close()
@@ -561,10 +562,11 @@ def fit(
                                    epoch=np.array(epoch + 1, np.int64), chunk=np.array(0, np.int64))
             meta["sums"] = None
             last = epoch + 1 == epochs or bool(np.all(state.stopped))
-            if ckpt is not None and (last or (epoch + 1) % max(1, checkpoint_every) == 0 or interrupted):
+            signum = distributed.agreed_signal(interrupted)
+            if ckpt is not None and (last or (epoch + 1) % max(1, checkpoint_every) == 0 or signum):
                 save_checkpoint()
-            if interrupted and not last:
-                raise TrainingInterrupted(interrupted[0], epoch + 1, meta["global_step"],
+            if signum and not last:
+                raise TrainingInterrupted(signum, epoch + 1, meta["global_step"],
                                           None if ckpt is None else str(ckpt.directory))
     finally:
         for sig, h in old_handlers.items():

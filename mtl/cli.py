@@ -81,7 +81,7 @@ def run(argv: list[str] | None = None) -> None:
     notes: list[str] = []
     try:
         config = resolve(load_config_file(options["config"]), overrides, notes)
-        if config.get("distributed", False):  # before validation, which may touch the JAX backend
+        if config.get("distributed", False) and not options["print_config"]:  # before validation (JAX backend)
             from mtl.train import distributed
 
             distributed.initialize()

@@ -84,9 +84,13 @@ def initialize() -> None:
         raise ConfigError(f"environment variable JAX_PROCESS_ID={pid}: must be < JAX_NUM_PROCESSES={num}")
     init, heartbeat, shutdown = (_int_env(name, default, 1) for name, default in TIMEOUTS.items())
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=address, num_processes=num, process_id=pid,
-                               initialization_timeout=init, heartbeat_timeout_seconds=heartbeat,
-                               shutdown_timeout_seconds=shutdown)
+    try:
+        jax.distributed.initialize(coordinator_address=address, num_processes=num, process_id=pid,
+                                   initialization_timeout=init, heartbeat_timeout_seconds=heartbeat,
+                                   shutdown_timeout_seconds=shutdown)
+    except ValueError as e:  # no cluster detected
+        raise ConfigError(f"--config.distributed=True: {e} Set {', '.join(ENV)}, or run on a cluster jax "
+                          "detects") from None
     sys.excepthook = _exit_now(sys.excepthook)
 
 

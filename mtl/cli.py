@@ -158,6 +158,10 @@ def run(argv: list[str] | None = None) -> None:
     notes: list[str] = []
     try:
         config = resolve(load_config_file(options["config"]), overrides, notes)
+        if config.get("distributed", False) and not options["print_config"]:  # before validation (JAX backend)
+            from mtl.train import distributed
+
+            distributed.initialize()
         validate(config)
     except ConfigError as e:
         error(str(e))

@@ -287,12 +287,11 @@ def _resolved(**overrides):
 def test_fit_options_from_the_config(tmp_path):
     from mtl.train.run import fit_options
 
-    o = fit_options(_resolved(device_memory_budget_mb=3, checkpoint_every=2, seeds="3"), tmp_path, main=True)
+    o = fit_options(_resolved(device_memory_budget_mb=3, checkpoint_every=2, seeds="3"), tmp_path)
     assert o["device_memory_budget"] == 3 * 1024 * 1024 and o["seed"] == [0, 1, 2]
     assert o["checkpoint_dir"] == str(tmp_path / "checkpoints") and o["checkpoint_every"] == 2
-    o = fit_options(_resolved(checkpoint_every=0), tmp_path, main=True)  # 0: no checkpoints
+    o = fit_options(_resolved(checkpoint_every=0), tmp_path)  # 0: no checkpoints
     assert o["checkpoint_dir"] is None and o["device_memory_budget"] is None and o["seed"] == 0
-    assert fit_options(_resolved(), tmp_path, main=False)["checkpoint_dir"] is None  # main process only
 
 
 def test_per_seed_data_is_drawn_with_each_seed():

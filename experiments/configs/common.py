@@ -22,7 +22,8 @@ Keys:
   select_by: 'auto', 'auc' or 'loss': how the best validation epoch is chosen;
   on_nonfinite: 'stop' (end the run naming epoch, step, task) or 'skip' (drop such steps, count them);
   num_devices: 0 = every local device, else that many (the batch is sharded over them);
-  distributed: call jax.distributed.initialize() first (multi-host runs);
+  distributed: several processes train one run: each joins the group that JAX_COORDINATOR_ADDRESS,
+    JAX_NUM_PROCESSES and JAX_PROCESS_ID describe first (mtl/train/distributed.py);
   checkpoint_every: epochs between orbax checkpoints in WORKDIR/checkpoints (0 = none);
   max_checkpoints: how many to keep;
   device_memory_budget_mb: stream a larger training split from the host (0 = no limit);

@@ -8,9 +8,11 @@ balancer sees it: each method computes exactly what it computes on one device
 (up to the order of floating-point sums), with no change to model or balancer
 code.
 
-Multi-host: call ``jax.distributed.initialize()`` on every host before
-anything else (``--config.distributed=True``); ``jax.devices()`` then spans all
-hosts and the same code runs (tested single-host here).
+Several processes (:mod:`mtl.train.distributed`, ``--config.distributed=True``):
+``jax.devices()`` then spans every process, each process holds the same host
+arrays and builds its own devices' shards of the global arrays from them
+(:func:`put_replicated`), and the same code runs (tested with two processes on
+one host).
 """
 
 from __future__ import annotations
@@ -60,9 +62,9 @@ def put_replicated(tree: PyTree, mesh: Mesh) -> PyTree:
     sharding = replicated(mesh)
 
     def put(x):
-        x = np.asarray(x) if not isinstance(x, jax.Array) else x
-        if jax.process_count() == 1:
-            return jax.device_put(x, sharding)
-        return jax.make_array_from_callback(x.shape, sharding, lambda idx: np.asarray(x)[idx])
+        if jax.process_count() == 1 or (isinstance(x, jax.Array) and not x.is_fully_addressable):
+            return jax.device_put(x, sharding)  # one process, or a global array (e.g. restored from a checkpoint)
+        host = np.asarray(x)  # the same on every process: each builds its own devices' shards from it
+        return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
 
     return jax.tree_util.tree_map(put, tree)

@@ -18,7 +18,7 @@ from typing import Callable
 
 from jax.sharding import Mesh
 
-from mtl.train import devices as dev
+from mtl.train import devices as dev, distributed
 from mtl.train.checkpoint import Checkpointer
 from mtl.train.state import FORMAT_VERSION, RunState
 
@@ -75,20 +75,22 @@ class RunGuard:
             self.ckpt.save(int(meta["global_step"]), state, meta)
 
     def after_call(self, state: RunState, meta: dict, epoch: int, more_calls: bool) -> None:
-        """Mid-epoch: when a signal arrived, checkpoint and raise :class:`TrainingInterrupted`."""
-        if self.signals and more_calls:
+        """Mid-epoch: when a signal arrived (at any process), checkpoint and raise :class:`TrainingInterrupted`."""
+        signum = distributed.agreed_signal(self.signals)  # a signal to one process stops them all
+        if signum and more_calls:
             self.save(state, meta)
-            self._interrupt(epoch, meta)
+            self._interrupt(signum, epoch, meta)
 
     def after_epoch(self, state: RunState, meta: dict, epochs_done: int, last: bool) -> None:
         """Checkpoints every ``every`` epochs, after the ``last`` and on a signal (then raises)."""
-        if self.ckpt is not None and (last or epochs_done % self.every == 0 or self.signals):
+        signum = distributed.agreed_signal(self.signals)
+        if self.ckpt is not None and (last or epochs_done % self.every == 0 or signum):
             self.save(state, meta)
-        if self.signals and not last:
-            self._interrupt(epochs_done, meta)
+        if signum and not last:
+            self._interrupt(signum, epochs_done, meta)
 
-    def _interrupt(self, epoch: int, meta: dict):
-        raise TrainingInterrupted(self.signals[0], epoch, meta["global_step"],
+    def _interrupt(self, signum: int, epoch: int, meta: dict):
+        raise TrainingInterrupted(signum, epoch, meta["global_step"],
                                   None if self.ckpt is None else str(self.ckpt.directory))
 
     def close(self) -> None:

@@ -17,6 +17,7 @@ from mtl.config import (ConfigError, build_balancer, build_model, build_optimize
                         seed_list, kwargs_of, validate)
 from mtl.data.base import MultiTaskData
 from mtl.rundir import RunFiles, git_commit, prepare_workdir
+from mtl.train import distributed
 from mtl.train.loop import NonFiniteLossError, TrainingInterrupted, fit
 
 
@@ -30,11 +31,13 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = T
     """
     if not resolved:
         config = resolve(config)
+    if config.get("distributed", False):  # before anything touches the JAX backend
+        distributed.initialize()
+    if not resolved:
         validate(config)
-    if config.get("distributed", False):
-        jax.distributed.initialize()
+    main = distributed.is_main_process()
     workdir = pathlib.Path(workdir)
-    finished = prepare_workdir(workdir, plain(config), overwrite)
+    finished = _prepare_on_main(workdir, plain(config), overwrite, main)
     if finished is not None:
         return finished
 
@@ -44,14 +47,13 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = T
     _note_short_epochs(config, data)
     seed_ids = [int(config.seed)] if seeds is None else seeds
     folders = {s: (workdir if seeds is None else workdir / f"seed_{s}") for s in seed_ids}
-    main = jax.process_index() == 0
     diagnostics = str(config.get("diagnostics", "") or "")
     loss_names = tuple(model.loss_names or data.task_names)
     files = SeedFiles(folders if main else {}, seed_ids, seeds is not None, loss_names, diagnostics,
                       bool(config.get("tensorboard", True)))
     info = run_info(config, data_name, data, loss_names)
     try:
-        result = fit(model, balancer, data if datas is None else datas, **fit_options(config, workdir, main),
+        result = fit(model, balancer, data if datas is None else datas, **fit_options(config, workdir),
                      on_epoch=files.on_epoch, on_steps=files.on_steps if diagnostics == "step" else None,
                      on_resume=files.on_resume, progress=progress)
     except NonFiniteLossError as e:
@@ -120,8 +122,9 @@ class SeedFiles:
             f.close()
 
 
-def fit_options(config, workdir: pathlib.Path, main: bool) -> dict[str, Any]:
-    """:func:`fit`'s keyword arguments from the config (checkpoints by the main process only)."""
+def fit_options(config, workdir: pathlib.Path) -> dict[str, Any]:
+    """:func:`fit`'s keyword arguments from the config (with several processes, every process
+    takes part in orbax's checkpoints)."""
     seeds = seed_list(config)
     budget = int(config.get("device_memory_budget_mb", 0) or 0)
     every = int(config.get("checkpoint_every", 1))
@@ -137,7 +140,7 @@ def fit_options(config, workdir: pathlib.Path, main: bool) -> dict[str, Any]:
         diagnostics=bool(str(config.get("diagnostics", "") or "")), select_by=config.select_by,
         on_nonfinite=config.get("on_nonfinite", "stop"),
         num_devices=int(config.get("num_devices", 0)) or None,
-        checkpoint_dir=str(workdir / "checkpoints") if every > 0 and main else None,
+        checkpoint_dir=str(workdir / "checkpoints") if every > 0 else None,
         checkpoint_every=max(every, 1), max_checkpoints=int(config.get("max_checkpoints", 2)),
         handle_signals=True,
         device_memory_budget=budget * 2**20 if budget else None,
@@ -183,7 +186,21 @@ def write_summaries(workdir: pathlib.Path, folders: dict, runs: list[dict], info
     return {**aggregate, "per_seed": summaries}
 
 
+def _prepare_on_main(workdir, config_json, overwrite, main):
+    """:func:`prepare_workdir` on process 0 only; every process gets its outcome (or its error)."""
+    try:
+        outcome = {"finished": prepare_workdir(workdir, config_json, overwrite)} if main else None
+    except ConfigError as e:
+        outcome = {"error": str(e)}
+    outcome = distributed.broadcast_json(outcome)
+    if "error" in outcome:
+        raise ConfigError(outcome["error"])
+    return outcome["finished"]
+
+
 def _write_failure(workdir, folders, failure, seeds):
+    if not distributed.is_main_process():
+        return
     (workdir / "summary.json").write_text(json.dumps(failure, indent=2))
     if seeds is not None:
         for folder in folders.values():

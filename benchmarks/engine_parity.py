@@ -52,7 +52,7 @@ CELLS: dict[str, tuple[str, list[str]]] = {
                                  "--config.device_memory_budget_mb=1", "--config.seeds=2",
                                  "--config.steps_per_call=5"]),
 }
-IGNORED = frozenset({"train_seconds", "step_seconds", "seconds", "commit"})
+IGNORED = frozenset({"train_seconds", "step_seconds", "seconds", "commit", "compile_seconds", "compile_cache_misses"})
 COMPARED = ("summary.json", "metrics.jsonl", "steps.jsonl", "config.json")
 
 

@@ -54,6 +54,8 @@ TRAIN_FLAGS = (
     Flag("overwrite", False, "start afresh in a workdir that holds another or a finished run"),
     Flag("print_config", False, "print the resolved config and exit"),
     Flag("progress", True, "a progress bar (--noprogress: none)"),
+    Flag("compilation_cache", True, "JAX's persistent compilation cache in $MTL_CACHE_DIR/jax (default "
+                                    "~/.cache/mtl/jax): a resumed run compiles nothing new (--nocompilation_cache: off)"),
 )
 
 TRAIN_USAGE = ("mtl-train: train one multi-task model with one balancing method; write its metrics and summary.",
@@ -152,6 +154,10 @@ def run(argv: list[str] | None = None) -> None:
         options = parse_flags(TRAIN_FLAGS, rest, "mtl-train")
     except (ConfigError, UsageError) as e:
         error(str(e))
+    if options["compilation_cache"]:  # before anything compiles (validation builds models)
+        from mtl.train.compilation import enable_persistent_cache
+
+        enable_persistent_cache()
     if not options["config"]:
         error("--config=FILE[:ARG] is required (e.g. --config=experiments/configs/synthetic.py:smoke); "
               "see mtl-train --help")

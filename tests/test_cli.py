@@ -245,3 +245,20 @@ def pathlib_script():
     if not os.path.exists(exe):
         pytest.skip("the mtl-train console script is not installed in this environment")
     return exe
+
+
+def test_a_rerun_compiles_nothing_new(tmp_path):
+    """With the persistent compilation cache on (the default), the same run in another workdir
+    loads every program from the cache: no compilation misses the second time."""
+    env = {k: v for k, v in os.environ.items() if k != "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"}
+    env["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path / "jax-cache")
+    misses = []
+    for name in ("first", "second"):
+        r = subprocess.run([sys.executable, "-m", "mtl.train", "--config=experiments/configs/synthetic.py:smoke",
+                            f"--workdir={tmp_path / name}", "--config.epochs=1", "--noprogress"],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-2000:]
+        summary = json.loads((tmp_path / name / "summary.json").read_text())
+        assert summary["compile_seconds"] > 0
+        misses.append(summary["compile_cache_misses"])
+    assert misses[0] > 0 and misses[1] == 0, misses

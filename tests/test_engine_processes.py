@@ -55,7 +55,7 @@ def _lines(path):
 
 def _summary(path):
     s = json.loads(path.read_text())
-    for k in ("train_seconds", "step_seconds"):
+    for k in ("train_seconds", "step_seconds", "compile_seconds", "compile_cache_misses"):
         s.pop(k)
     return s
 

@@ -133,7 +133,7 @@ def _differences(a, b, path=""):
 def _results(workdir):
     """summary.json and metrics.jsonl without wall times and the device count."""
     summary = json.loads((workdir / "summary.json").read_text())
-    for key in ("train_seconds", "step_seconds", "devices"):
+    for key in ("train_seconds", "step_seconds", "compile_seconds", "compile_cache_misses", "devices"):
         summary.pop(key)
     lines = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     for line in lines:

@@ -41,6 +41,8 @@ BENCH_FLAGS = (
     Flag("only", "", "train only the cells whose GROUP/CELL name contains TEXT", "TEXT"),
     Flag("replace_tables", False, "replace tables even by ones with fewer cells or seeds than they hold (without "
                                   "it such a replacement is refused and nothing is written)"),
+    Flag("compilation_cache", True, "JAX's persistent compilation cache in $MTL_CACHE_DIR/jax (default "
+                                    "~/.cache/mtl/jax): a rerun compiles nothing new (--nocompilation_cache: off)"),
 )
 BENCH_USAGE = ("mtl-bench: train a benchmark grid (models x balancers x seeds) and write its tables and figures.",
                "usage: mtl-bench --bench=NAME [--smoke] [--workdir=DIR] [--outdir=DIR] [--data_dir=DIR] "
@@ -173,13 +175,15 @@ def _train(todo, configs: dict, workdir: pathlib.Path) -> dict[str, str]:
             continue
         c0 = time.perf_counter()
         try:
-            train_and_evaluate(configs[key], cell_dir, progress=False, resolved=True)
+            summary = train_and_evaluate(configs[key], cell_dir, progress=False, resolved=True)
         except Exception as e:  # noqa: BLE001 - a failed cell is reported in the table, the grid goes on
             failures[key] = f"{type(e).__name__}: {e}"
             print(f"    failed: {failures[key]}", flush=True)
             continue
         wall = time.perf_counter() - c0
-        (cell_dir / "bench_wall.json").write_text(json.dumps({"wall_seconds": wall}))
+        compiling = summary.get("compile_seconds", 0.0)
+        print(f"    done in {_clock(wall)}, {compiling:.1f} s of it compiling", flush=True)
+        (cell_dir / "bench_wall.json").write_text(json.dumps({"wall_seconds": wall, "compile_seconds": compiling}))
         done_here += 1
         spent += wall
     return failures
@@ -237,6 +241,10 @@ def run(argv=None) -> None:
         error(str(e))
     if not opts["bench"]:
         error("--bench=NAME is required (experiments/benchmarks/NAME.py); see mtl-bench --help")
+    if opts["compilation_cache"]:
+        from mtl.train.compilation import enable_persistent_cache
+
+        enable_persistent_cache()
     try:
         out = run_bench(opts["bench"], smoke=opts["smoke"], workdir=opts["workdir"], outdir=opts["outdir"],
                         data_dir=opts["data_dir"], tables_only=opts["tables_only"], only=opts["only"],

@@ -18,6 +18,7 @@ from mtl.config import (ConfigError, build_balancer, build_model, build_optimize
 from mtl.data.base import MultiTaskData
 from mtl.rundir import RunFiles, git_commit, prepare_workdir
 from mtl.train import distributed
+from mtl.train.compilation import CompileTimer
 from mtl.train.loop import NonFiniteLossError, TrainingInterrupted, fit
 
 
@@ -53,9 +54,10 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = T
                       bool(config.get("tensorboard", True)))
     info = run_info(config, data_name, data, loss_names)
     try:
-        result = fit(model, balancer, data if datas is None else datas, **fit_options(config, workdir),
-                     on_epoch=files.on_epoch, on_steps=files.on_steps if diagnostics == "step" else None,
-                     on_resume=files.on_resume, progress=progress)
+        with CompileTimer() as compiling:
+            result = fit(model, balancer, data if datas is None else datas, **fit_options(config, workdir),
+                         on_epoch=files.on_epoch, on_steps=files.on_steps if diagnostics == "step" else None,
+                         on_resume=files.on_resume, progress=progress)
     except NonFiniteLossError as e:
         _write_failure(workdir, folders, {**info, "error": str(e), "epoch": e.epoch, "step": e.step,
                                           "task": e.task}, seeds)
@@ -66,6 +68,8 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = T
     finally:
         files.close()
     runs = [result] if seeds is None else result["runs"]
+    # this process's compiling (persistent-cache loads included) and the programs it had to compile anew
+    info.update(compile_seconds=round(compiling.seconds, 3), compile_cache_misses=compiling.cache_misses)
     return write_summaries(workdir, folders, runs, info, datas, several=seeds is not None, main=main)
 
 

@@ -36,7 +36,7 @@ import dataclasses
 import os
 import pathlib
 
-from mtl.data import columnar_files, delimited, paths
+from mtl.data import paths, reader
 from mtl.data.base import MultiTaskData
 from mtl.data.errors import DataError
 from mtl.data.tabular import DEFAULT_MIN_COUNT, load_tabular
@@ -140,9 +140,7 @@ def load_kuairand_pure(
 
 
 def _columns(path: str) -> list[str]:
-    if columnar_files.file_format(path) == "delimited":
-        return delimited.read_header(path).names
-    return columnar_files.read_header(path).names
+    return reader.read_header(path).names
 
 
 __all__ = ["CATEGORICAL", "NUMERIC", "TASK_GROUPS", "load_kuairand_pure", "outcome_columns"]

@@ -14,7 +14,7 @@ What it does, in order:
    A file's format comes from its content (``PAR1``: Parquet, ``ARROW1``/``FEA1``:
    Arrow IPC / Feather) or else its extension (:mod:`mtl.data.columnar_files`, read
    with pyarrow, only the columns needed); any other file is delimited text
-   (:mod:`mtl.data.delimited`: pyarrow's CSV reader; quoting, line and value rules
+   (:mod:`mtl.data.reader`: pyarrow's CSV reader; quoting, line and value rules
    there). ``delimiter=""`` detects one of ``, \\t ; |`` from the first lines; a given
    delimiter that leaves the header as one column while another candidate would split
    it is an error that names the likely delimiter. Fields are stripped of surrounding
@@ -76,33 +76,26 @@ import os
 from typing import Sequence
 
 import numpy as np
+import pyarrow as pa
 
-from mtl.data import columnar_files, paths
+from mtl.data import paths
 from mtl.data.base import LABEL_TRANSFORMS, MultiTaskData, TaskSpec
 from mtl.data.cache import cached_dataset
-from mtl.data.delimited import (  # noqa: F401 (re-exported)
-    CANDIDATE_DELIMITERS,
-    MISSING_VALUES,
+from mtl.data.errors import DataError
+from mtl.data.frame import Factor, Frame, concat_factors, concat_frames, sorted_factor
+from mtl.data.preprocess import MISSING_TOKEN, build_multitask_data, parse_fractions, permutation_split, split_list
+from mtl.data.reader import (
+    FORMAT_NAMES,
     AutoColumn,
     Column,
     Header,
     Table,
     check_structure,
     delimiter_name,
-    infer_column_type,
+    infer_column_type,  # noqa: F401 (part of the loader's interface)
     missing_mask,
-    number_column,
     read_columns,
     read_header,
-)
-from mtl.data.errors import DataError
-from mtl.data.frame import Factor, Frame, concat_factors, concat_frames, merge_values
-from mtl.data.preprocess import (
-    MISSING_TOKEN,
-    build_multitask_data,
-    parse_fractions,
-    permutation_split,
-    split_list,
 )
 
 DATASET = "tabular"
@@ -167,22 +160,10 @@ def parse_label_transforms(value) -> dict[str, str]:
     return dict(items)
 
 
-def _read_any_header(path: str, delimiter: str) -> Header:
-    if columnar_files.file_format(path) != "delimited":
-        return columnar_files.read_header(path)
-    return read_header(path, delimiter=delimiter)
-
-
 def _check_structures(headers: Sequence[Header]) -> None:
     for h in headers:  # problems inside earlier delimited files come first, as they always did
-        if not isinstance(h, columnar_files.ColumnarHeader):
+        if not h.types:
             check_structure(h)
-
-
-def _read_any_columns(header: Header, spec) -> Table:
-    if isinstance(header, columnar_files.ColumnarHeader):
-        return columnar_files.read_columns(header, spec)
-    return read_columns(header, spec)
 
 
 @dataclasses.dataclass
@@ -285,14 +266,14 @@ def load_tabular(
     headers: list[Header] = []
     for _, p in files:
         try:
-            headers.append(_read_any_header(p, delimiter or next((h.delimiter for h in headers if h.delimiter), "")))
+            headers.append(read_header(p, delimiter=delimiter or next((h.delimiter for h in headers if h.delimiter), "")))
         except DataError:
             _check_structures(headers)
             raise
     sides = []
     for key, p in join_specs:
         try:
-            sides.append(_Side(key, _read_any_header(p, ""), []))
+            sides.append(_Side(key, read_header(p, delimiter=""), []))
         except DataError:
             _check_structures(headers)
             raise
@@ -434,20 +415,18 @@ def _build(headers, roles, sides, *, labels, regression, forced_cat, forced_num,
         if c:
             spec.setdefault(c, Column("auto"))
     for side in sides:
-        side.table = _read_any_columns(side.header, {c: spec[c] for c in side.columns if c in spec}
+        side.table = read_columns(side.header, {c: spec[c] for c in side.columns if c in spec}
                                        | {side.key: Column("auto")})  # fmt: skip
     tables: list[Table] = []
     for h in headers:
-        table = _read_any_columns(h, {c: k for c, k in spec.items() if c in h.names})
+        table = read_columns(h, {c: k for c, k in spec.items() if c in h.names})
         for side in sides:
             _join(table, side, spec)
         tables.append(table)
     for c in features:  # a column read as numbers in one file and as text in another: text everywhere
-        autos = [t.auto.get(c) for t in tables]
-        if len({type(a) for a in autos}) > 1:
+        if c in tables[0].auto and len({t.auto[c].numbers is None for t in tables}) > 1:
             for t in tables:
-                a = t.auto[c]
-                t.auto[c] = a if isinstance(a, AutoColumn) else AutoColumn(c, a.factor, a.path, a.lines)
+                t.auto[c] = t.auto[c].as_text()
 
     kinds, rows, texts = {}, [], {}
     for c in labels:
@@ -495,9 +474,7 @@ def _build(headers, roles, sides, *, labels, regression, forced_cat, forced_num,
     frames, label_parts, user_parts, split_keys = [], [], [], []
     for table in tables:
         if user_column and user_column in forced_num:  # read as strings for the user codes
-            x, error = number_column(table.auto[user_column].factor, path=table.header.path, lines=table.lines,
-                                     column=user_column)  # fmt: skip
-            table.numbers[user_column] = x
+            table.numeric[user_column], error = table.auto[user_column].as_numbers()
             if error is not None:
                 table.errors[user_column] = error
         table.raise_first(labels + [c for c in features if kinds[c] == "numeric"])
@@ -505,13 +482,13 @@ def _build(headers, roles, sides, *, labels, regression, forced_cat, forced_num,
         categorical = {}
         for c in features:
             if kinds[c] == "categorical":
-                categorical[c] = table.factors[c] if c in table.factors else table.auto[c].as_factor(MISSING_TOKEN)
+                categorical[c] = table.categorical[c] if c in table.categorical else table.auto[c].as_factor(MISSING_TOKEN)
         numeric = {}
         for c in features:
             if kinds[c] == "numeric":
-                numeric[c] = table.numbers[c] if c in table.numbers else table.auto[c].as_numbers()
+                numeric[c] = table.numeric[c] if c in table.numeric else table.auto[c].as_numbers()[0]
         if user_column:
-            user_parts.append(table.factors[user_column] if user_column in table.factors
+            user_parts.append(table.categorical[user_column] if user_column in table.categorical
                               else table.auto[user_column].as_factor(MISSING_TOKEN))  # fmt: skip
         if split_column:
             split_keys.append(table.auto[split_column])
@@ -613,8 +590,8 @@ def _build(headers, roles, sides, *, labels, regression, forced_cat, forced_num,
 
 
 def _format_name(header: Header) -> str:
-    if isinstance(header, columnar_files.ColumnarHeader):
-        return columnar_files.FORMAT_NAMES[header.format]
+    if header.types:
+        return FORMAT_NAMES[header.format]
     return f"delimiter {delimiter_name(header.delimiter)}"
 
 
@@ -623,7 +600,7 @@ def _format_name(header: Header) -> str:
 
 def _free_text(autos, max_categorical_distinct: int) -> str | None:
     """Why a categorical column of text looks like free text or row ids, or ``None`` when it does not."""
-    if not all(isinstance(a, AutoColumn) for a in autos):
+    if any(a.numbers is not None for a in autos):
         return None  # numbers: at most max_categorical_distinct distinct integers
     values = np.concatenate([a.factor.values for a in autos])
     counts = np.concatenate([np.bincount(a.factor.codes, minlength=a.factor.num_values) for a in autos])
@@ -646,15 +623,12 @@ def _free_text(autos, max_categorical_distinct: int) -> str | None:
 
 def _take(factor: Factor, index: np.ndarray, missing_value: str) -> Factor:
     """``factor``'s rows at ``index``; ``-1`` gives ``missing_value``."""
-    absent = index < 0
-    if not absent.any():
-        return factor.take(index)
-    codes = np.where(absent, factor.num_values, factor.codes[np.maximum(index, 0)]).astype(np.int32)
-    return merge_values(np.append(factor.values, missing_value), codes)
+    codes = np.where(index < 0, factor.num_values, factor.codes[np.maximum(index, 0)]).astype(np.int32)
+    return sorted_factor(pa.array(np.append(factor.values, missing_value), pa.string()), codes)
 
 
 def _key_factor(table: Table, key: str) -> Factor:
-    return table.factors[key] if key in table.factors else table.auto[key].factor
+    return table.categorical[key] if key in table.categorical else table.auto[key].factor
 
 
 def _match(log: Factor, side: Factor, *, key: str, side_path: str, side_lines: np.ndarray) -> np.ndarray:
@@ -690,19 +664,15 @@ def _join(table: Table, side: _Side, spec) -> None:
     for c in side.columns:
         if c in st.errors:
             table.errors[c] = st.errors[c]
-        if c in st.factors:
-            table.factors[c] = _take(st.factors[c], index, spec[c].missing_token or "")
-        elif c in st.numbers:
-            table.numbers[c] = np.where(absent, np.float32(np.nan), st.numbers[c][rows])
+        if c in st.categorical:
+            table.categorical[c] = _take(st.categorical[c], index, spec[c].missing_token or "")
+        elif c in st.numeric:
+            table.numeric[c] = np.where(absent, np.float32(np.nan), st.numeric[c][rows])
+        elif c in st.auto and st.auto[c].numbers is not None:
+            table.auto[c] = AutoColumn(c, None, table.header.path, table.lines,
+                                       numbers=np.where(absent, np.nan, st.auto[c].numbers[rows]))
         elif c in st.auto:
-            a = st.auto[c]
-            if isinstance(a, AutoColumn):
-                table.auto[c] = AutoColumn(c, _take(a.factor, index, ""), table.header.path, table.lines)
-            else:
-                values = a.values[rows]
-                if absent.any():
-                    values = np.where(absent, np.nan, values.astype(np.float64))
-                table.auto[c] = columnar_files.NumberColumn(c, values, table.header.path, table.lines)
+            table.auto[c] = AutoColumn(c, _take(st.auto[c].factor, index, ""), table.header.path, table.lines)
 
 
 # ---------------------------------------------------------------- split by a column

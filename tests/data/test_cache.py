@@ -11,7 +11,7 @@ import pytest
 
 from mtl.data import DataError, load
 from mtl.data import cache as cache_lib
-from mtl.data import delimited
+from mtl.data import reader
 
 
 def _csv(path: pathlib.Path, n: int = 300, seed: int = 0) -> str:
@@ -165,8 +165,8 @@ def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
 
 def _changing_reader(monkeypatch, path: pathlib.Path, change) -> None:
     """pyarrow's reader, with ``change(path)`` applied to the file after the first block."""
-    monkeypatch.setattr(delimited, "BLOCK_SIZE", 2048)
-    original = delimited._open
+    monkeypatch.setattr(reader, "BLOCK_SIZE", 2048)
+    original = reader._open
 
     def reading(*args, **kwargs):
         for k, batch in enumerate(original(*args, **kwargs)):
@@ -174,7 +174,7 @@ def _changing_reader(monkeypatch, path: pathlib.Path, change) -> None:
                 change(path)
             yield batch
 
-    monkeypatch.setattr(delimited, "_open", reading)
+    monkeypatch.setattr(reader, "_open", reading)
 
 
 @pytest.mark.parametrize("change", ["append", "truncate", "rewrite"])

@@ -5,7 +5,7 @@ and line breaks, blank lines, three line endings, ragged rows, Unicode, NUL byte
 duplicated and empty column names, a byte-order mark, truncation at a random byte)
 and a list of named cases (binary garbage, truncated and corrupted dataset files,
 enormous fields, mixed delimiters, empty files, a header only). Each delimited file
-is read by :mod:`mtl.data.delimited` and by :func:`reference`, the rules written
+is read by :mod:`mtl.data.reader` and by :func:`reference`, the rules written
 plainly with Python's :mod:`csv` module: a file the reference accepts loads with the
 same values and lines (unless its header has a single column, which the reader
 refuses), and a file it refuses raises a :class:`~mtl.data.errors.DataError` that
@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 from mtl.data import DataError, load
-from mtl.data.delimited import CANDIDATE_DELIMITERS, MISSING_VARIANTS, Column, read_columns, read_header
+from mtl.data.reader import CANDIDATE_DELIMITERS, MISSING_VARIANTS, Column, read_columns, read_header
 from mtl.data.formats import ali_ccp, aliexpress, census_income
 
 NUM_RANDOM_FILES = 240
@@ -131,13 +131,13 @@ def check_delimited(path: pathlib.Path, d: str) -> str:
     assert header.names == names
     assert table.lines.tolist() == lines
     for name in names:
-        assert table.factors[name].strings().tolist() == columns[name], name
+        assert table.categorical[name].strings().tolist() == columns[name], name
     # the same columns as numbers: values, or the first bad value with its line and column
     numbers = read_columns(header, {c: Column("number") for c in names})
     for name in names:
         want, bad = reference_numbers(columns[name], lines)
         if bad is None:
-            np.testing.assert_array_equal(numbers.numbers[name], np.asarray(want, np.float64).astype(np.float32))
+            np.testing.assert_array_equal(numbers.numeric[name], np.asarray(want, np.float64).astype(np.float32))
             assert name not in numbers.errors
         else:
             error = numbers.errors[name]

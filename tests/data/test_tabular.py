@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mtl.data import DataError, load
-from mtl.data.delimited import Column, read_columns, read_header
+from mtl.data.reader import Column, read_columns, read_header
 from mtl.data.tabular import infer_column_type
 
 
@@ -211,7 +211,7 @@ def test_quoted_fields_and_line_numbers(tmp_path):
     text = 'y,name,x\n0,"a, b",1\n1,"multi\nline",2\n\n0,c,oops\n'
     path = write(tmp_path / "q.csv", text)
     table = read_columns(read_header(path), {"name": Column("factor")})
-    assert table.factors["name"].strings().tolist() == ["a, b", "multi\nline", "c"]
+    assert table.categorical["name"].strings().tolist() == ["a, b", "multi\nline", "c"]
     assert table.lines.tolist() == [2, 4, 6]
     with pytest.raises(DataError, match=r"q.csv, line 6, column 'x': value 'oops' in numeric column is not a number"):
         load("tabular", path=path, label_columns="y", numeric_columns="x", verbose=False)

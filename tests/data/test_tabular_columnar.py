@@ -12,7 +12,7 @@ import pytest
 
 from mtl.data import DataError, load
 from mtl.data.base import TaskSpec, original_units
-from mtl.data.columnar_files import file_format
+from mtl.data.reader import file_format
 from mtl.data.frame import factorize
 from mtl.data.preprocess import categorical_encoder
 

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mtl.data.delimited import Column, read_columns, read_header, utf8_error
+from mtl.data.reader import Column, read_columns, read_header, utf8_error
 from mtl.data.errors import DataError
 from mtl.data.frame import MISSING_TOKEN, Frame, sorted_factor
 
@@ -100,9 +100,9 @@ def read_torch_rechub_files(paths) -> Frame:
                             f"{', '.join(h.names)}", path=h.path, line=h.line)  # fmt: skip
     table = read_columns(headers, _torch_rechub_columns())
     table.raise_first(DENSE_FIELDS + ("click", "purchase"))
-    numeric = {f: table.numbers[f] for f in DENSE_FIELDS}
+    numeric = {f: table.numeric[f] for f in DENSE_FIELDS}
     numeric["click"], numeric["conversion"] = table.labels["click"], table.labels["purchase"]
-    return Frame({f: table.factors[f] for f in SPARSE_FIELDS}, numeric, table.sources, table.source_ids, table.lines,
+    return Frame({f: table.categorical[f] for f in SPARSE_FIELDS}, numeric, table.sources, table.source_ids, table.lines,
                  table.block, table.block_columns)  # fmt: skip
 
 

@@ -13,7 +13,7 @@ import pathlib
 from typing import Sequence
 
 
-from mtl.data.delimited import Column, read_columns, read_header
+from mtl.data.reader import Column, read_columns, read_header
 from mtl.data.errors import DataError
 from mtl.data.frame import Frame
 
@@ -68,8 +68,8 @@ def read_aliexpress_files(paths: Sequence[str | os.PathLike], *, with_id: bool =
                             f"{', '.join(h.names)}", path=h.path, line=h.line)  # fmt: skip
     table = read_columns(headers, _columns(with_id))
     table.raise_first(NUMERICAL + LABELS)
-    numeric = {**{c: table.numbers[c] for c in NUMERICAL}, **{c: table.labels[c] for c in LABELS}}
-    return Frame({c: table.factors[c] for c in (COLUMNS[0] if with_id else CATEGORICAL)}, numeric, table.sources,
+    numeric = {**{c: table.numeric[c] for c in NUMERICAL}, **{c: table.labels[c] for c in LABELS}}
+    return Frame({c: table.categorical[c] for c in (COLUMNS[0] if with_id else CATEGORICAL)}, numeric, table.sources,
                  table.source_ids, table.lines, table.block, table.block_columns)  # fmt: skip
 
 

@@ -1,32 +1,30 @@
-"""Delimited text files with a header (CSV, TSV, ...) read into typed columns.
+"""Tables with a header, delimited text, Parquet or Arrow IPC (Feather), read into typed columns.
 
-The parser is pyarrow's streaming CSV reader (``pyarrow.csv.open_csv``): the file is
-read block by block straight into compact columns (text as per-block dictionaries
-merged at the end, numbers into one row-major float32 matrix), so memory stays near
-the size of the result. The rules:
+A file's format comes from its first bytes (``PAR1``: Parquet; ``ARROW1``/``FEA1``: Arrow
+IPC / Feather) or else its extension (``.parquet``/``.pq``, ``.arrow``/``.feather``/``.ipc``);
+anything else is delimited text, read with pyarrow's streaming CSV reader. Either way
+pyarrow hands over record batches, and one path (:func:`read_columns`) turns them into
+compact columns: text as codes into per-batch dictionaries merged at the end, numbers into
+one row-major float32 matrix. The rules (``docs/data.md``, *Reading files*):
 
-* Records: fields separated by one delimiter character; ``"`` quotes a field (a
-  doubled ``""`` inside is one quote), which may then hold delimiters and line
-  breaks. Lines end with ``\\n``, ``\\r\\n`` or ``\\r``. Blank (empty or
-  whitespace-only) lines are skipped. The header is the first non-blank record and
-  has at least two columns. A UTF-8 byte-order mark is skipped; text must be UTF-8.
-* Values are stripped of surrounding whitespace.
-* Missing values: :data:`MISSING_VALUES` (empty, ``NA``, ``N/A``, ``nan``, ``null``,
-  ``none``, ``?``) in lower, UPPER, Capitalized or Title case.
-* Numbers parse like Python's ``float`` (``inf``, ``1e5``, ``.5``), never with an
-  underscore (``1_000`` is not a number).
-* A row's line is the 1-based line on which its record ends.
+* Delimited records: one delimiter character; ``"`` quotes a field (``""`` is one quote),
+  which may hold delimiters and line breaks; lines end with ``\\n``, ``\\r\\n`` or ``\\r``;
+  blank lines are skipped; the header is the first non-blank record and has at least two
+  columns; a UTF-8 byte-order mark is skipped; text must be UTF-8. A row's line is the
+  1-based line on which its record ends; in a Parquet or Arrow file it is the 1-based row.
+* Values are stripped of surrounding whitespace. Missing: :data:`MISSING_VALUES` in lower,
+  UPPER, Capitalized or Title case, and nulls (and NaNs) of typed files.
+* Numbers parse like Python's ``float``, never with an underscore. Typed files' integer,
+  floating-point, decimal and boolean columns are numbers; every other type is text.
 
-Errors are :class:`~mtl.data.errors.DataError` s naming the file, the line and the
-column. pyarrow reports neither, so an error is located afterwards: a column whose
-value pyarrow cannot read as a number is read again as text and converted here
-(naming the first bad row), and a broken record or undecodable byte is found by
-scanning the file's bytes.
+Errors are :class:`~mtl.data.errors.DataError` s naming the file, the line and the column.
+pyarrow's CSV reader reports neither, so an error is located afterwards: a column that is
+not all numbers is read again as text and checked here (naming the first bad row), and a
+broken record or an undecodable byte is found by scanning the file's bytes.
 
-Column kinds (:class:`Column`): ``factor`` (categorical: distinct stripped strings
-and int32 codes), ``number`` (float32, NaN for missing), ``label`` (float64; binary
-0/1 or a finite regression value, none missing) and ``auto`` (distinct stripped
-strings and codes; the caller decides the type, :meth:`AutoColumn.infer`).
+Column kinds (:class:`Column`): ``factor`` (categorical: distinct stripped strings and int32
+codes), ``number`` (float32, NaN for missing), ``label`` (float64; binary 0/1 or a finite
+regression value, none missing) and ``auto`` (the caller decides, :meth:`AutoColumn.infer`).
 """
 
 from __future__ import annotations
@@ -41,15 +39,21 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.feather as feather
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
 
 from mtl.data.errors import DataError
-from mtl.data.frame import Factor, TooWide, sorted_factor
+from mtl.data.frame import Factor, Frame, TooWide, sorted_factor
 
 CANDIDATE_DELIMITERS = (",", "\t", ";", "|")
 MISSING_VALUES = ("", "na", "n/a", "nan", "null", "none", "?")
 MISSING_VARIANTS = sorted({v for m in MISSING_VALUES for v in (m, m.upper(), m.capitalize(), m.title())})
+MAGIC = ((b"PAR1", "parquet"), (b"ARROW1", "arrow"), (b"FEA1", "arrow"))
+EXTENSIONS = {".parquet": "parquet", ".pq": "parquet", ".arrow": "arrow", ".feather": "arrow", ".ipc": "arrow"}
+FORMAT_NAMES = {"parquet": "Parquet", "arrow": "Arrow IPC / Feather"}
 #: pyarrow block size (grown for a record longer than a block).
 BLOCK_SIZE = 1 << 20
 _HEAD_BYTES = 1 << 20
@@ -82,7 +86,8 @@ class Column:
 
 @dataclasses.dataclass
 class Header:
-    """A file's header and where its data starts."""
+    """A file's column names and where its data starts (``format``: ``delimited``, ``parquet``
+    or ``arrow``; a typed file has ``types``, its arrow types, and no header line)."""
 
     path: str
     names: list[str]
@@ -90,6 +95,14 @@ class Header:
     line: int  # 1-based line on which the header record ends
     data_offset: int  # byte offset of the first data line
     size: int  # file size when the header was read
+    format: str = "delimited"
+    types: dict = dataclasses.field(default_factory=dict)
+    num_rows: int = 0
+
+    def is_number(self, name: str) -> bool:
+        t = self.types.get(name)
+        return t is not None and (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+                                  or pa.types.is_decimal(t))  # fmt: skip
 
 
 # ---------------------------------------------------------------- values
@@ -117,12 +130,14 @@ def _to_float(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _decide(x: np.ndarray, max_categorical_distinct: int) -> tuple[str, str]:
-    """The numeric-or-categorical rule on the parsed distinct values ``x``."""
+    """The numeric-or-categorical rule on the distinct present numbers ``x``."""
+    if x.size == 0:
+        return "categorical", "all values missing"
     if not np.all(np.isfinite(x)):
         return "categorical", "non-finite numbers"
-    distinct = np.unique(x).size
     if not np.all(x == np.round(x)):
-        return "numeric", f"non-integer numbers, {distinct} distinct"
+        return "numeric", "non-integer numbers"
+    distinct = np.unique(x).size
     if distinct > max_categorical_distinct:
         return "numeric", f"{distinct} distinct integers > {max_categorical_distinct}"
     return "categorical", f"{distinct} distinct integers <= {max_categorical_distinct}"
@@ -158,14 +173,6 @@ def _bad_number(factor: Factor, ok: np.ndarray) -> tuple[int, str] | None:
     return row, f"value {str(factor.values[factor.codes[row]])!r} in numeric column is not a number"
 
 
-def number_column(factor: Factor, *, path: str, lines: np.ndarray, column: str):
-    """``(float32 values, error or None)`` of a column given as distinct stripped strings."""
-    x, ok = _numbers(factor)
-    bad = _bad_number(factor, ok)
-    error = None if bad is None else DataError(bad[1], path=path, line=int(lines[bad[0]]), column=column)
-    return x.astype(np.float32)[factor.codes], error
-
-
 def _is_bad_label(x: np.ndarray, task: str) -> np.ndarray:
     return np.isnan(x) | (((x != 0) & (x != 1)) if task == "binary" else ~np.isfinite(x))
 
@@ -187,59 +194,69 @@ def _label_column(factor: Factor, task: str) -> tuple[np.ndarray, tuple[int, str
     return x[factor.codes], None
 
 
-@dataclasses.dataclass
 class AutoColumn:
-    """A column read as distinct stripped strings (``factor``) for the caller to type."""
+    """A column for the caller to type: distinct stripped strings (``factor``), or, for a
+    typed file's number column, ``numbers`` (float64, NaN for missing)."""
 
-    name: str
-    factor: Factor
-    path: str
-    lines: np.ndarray
+    def __init__(self, name: str, factor: Factor | None, path: str, lines: np.ndarray,
+                 numbers: np.ndarray | None = None):  # fmt: skip
+        self.name, self._factor, self.path, self.lines, self.numbers = name, factor, path, lines, numbers
+
+    @property
+    def factor(self) -> Factor:
+        """The values as text (numbers as pyarrow writes them in a CSV; missing: ``""``)."""
+        if self._factor is None:
+            missing = np.isnan(self.numbers)
+            uniq, codes = np.unique(self.numbers[~missing], return_inverse=True)
+            text = pc.cast(pa.array(uniq), pa.string()).to_numpy(zero_copy_only=False)
+            all_codes = np.full(len(self.numbers), len(uniq), np.int32)
+            all_codes[~missing] = codes.reshape(-1)
+            self._factor = sorted_factor(pa.array(np.append(text, "").astype(object), pa.string()), all_codes)
+        return self._factor
 
     def infer(self, *, max_categorical_distinct: int, others: Sequence["AutoColumn"] = ()) -> tuple[str, str]:
         """``("numeric" | "categorical", reason)`` over this column and ``others``: numeric when every
         present value is a number and they are not all integers or there are more than
         ``max_categorical_distinct`` distinct integers."""
-        values = np.unique(np.concatenate([p.factor.values for p in (self, *others)]))
+        parts = [self, *others]
+        if all(p.numbers is not None for p in parts):
+            x = np.concatenate([p.numbers for p in parts])
+            return _decide(x[~np.isnan(x)], max_categorical_distinct)
+        values = np.unique(np.concatenate([p.factor.values for p in parts]))
         present = values[~missing_mask(values)]
-        if present.size == 0:
-            return "categorical", "all values missing"
         x, ok = _to_float(present)
         if not ok.all():
             return "categorical", f"non-numeric values (e.g. {str(present[~ok][0])[:20]!r})"
         return _decide(x, max_categorical_distinct)
 
-    def as_numbers(self) -> np.ndarray:
-        """float32 values (NaN for missing); only for a column inferred numeric."""
-        return number_column(self.factor, path=self.path, lines=self.lines, column=self.name)[0]
+    def as_text(self) -> "AutoColumn":
+        return AutoColumn(self.name, self.factor, self.path, self.lines)
+
+    def as_numbers(self) -> tuple[np.ndarray, DataError | None]:
+        """``(float32 values with NaN for missing, the first bad value's error or None)``."""
+        if self.numbers is not None:
+            return self.numbers.astype(np.float32), None
+        x, ok = _numbers(self.factor)
+        bad = _bad_number(self.factor, ok)
+        error = None if bad is None else DataError(bad[1], path=self.path, line=int(self.lines[bad[0]]),
+                                                   column=self.name)  # fmt: skip
+        return x.astype(np.float32)[self.factor.codes], error
 
     def as_factor(self, missing_token: str | None) -> Factor:
         return _replace_missing(self.factor, missing_token)
 
 
 @dataclasses.dataclass
-class Table:
-    """The columns asked for, each row's line, and the first bad value of each column.
+class Table(Frame):
+    """A :class:`~mtl.data.frame.Frame` of the columns asked for (``categorical``: the factor
+    columns, ``numeric``: the number columns) plus ``labels``, ``auto`` columns and the first
+    bad value of each column (``errors``, raised by callers in the order their checks run,
+    :meth:`raise_first`)."""
 
-    ``errors[name]`` is the :class:`DataError` of the column's first bad row (in file
-    order); callers raise them in the order their checks run (:meth:`raise_first`).
-    """
-
-    header: Header
-    factors: dict[str, Factor]
-    numbers: dict[str, np.ndarray]
-    labels: dict[str, np.ndarray]
-    auto: dict[str, AutoColumn]
-    lines: np.ndarray
-    errors: dict[str, DataError]
-    sources: list[str]  # the files read
-    source_ids: np.ndarray  # (N,) int16: each row's file
-    block: np.ndarray  # (N, K) float32: the number columns, row-major
-    block_columns: tuple[str, ...] = ()  # ... their names (``numbers[name]`` are its column views)
-
-    @property
-    def num_rows(self) -> int:
-        return int(self.lines.shape[0])
+    header: Header | None = None
+    labels: dict = dataclasses.field(default_factory=dict)
+    auto: dict = dataclasses.field(default_factory=dict)
+    errors: dict = dataclasses.field(default_factory=dict)
 
     def raise_first(self, names: Sequence[str]) -> None:
         for name in names:
@@ -268,11 +285,35 @@ def detect_delimiter(path: str, head: list[str]) -> str:
     return max(consistent or splitting, key=lambda d: counts[d][0])
 
 
+def file_format(path: str | os.PathLike) -> str:
+    """``"parquet"``, ``"arrow"`` or ``"delimited"``: by the magic bytes, else by the extension."""
+    if os.path.isfile(path):
+        with open(path, "rb") as f:
+            head = f.read(6)
+        for magic, name in MAGIC:
+            if head.startswith(magic):
+                return name
+    return EXTENSIONS.get(os.path.splitext(os.fspath(path))[1].lower(), "delimited")
+
+
+def _check_names(names: list[str], path: str, line: int) -> None:
+    empty = [i + 1 for i, h in enumerate(names) if not h]
+    if empty:
+        raise DataError(f"header has empty column names at positions {empty}", path=path, line=line)
+    repeated = sorted({h for h in names if names.count(h) > 1})
+    if repeated:
+        raise DataError(f"header repeats column names {repeated}", path=path, line=line)
+
+
 def read_header(path: str | os.PathLike, *, delimiter: str = "") -> Header:
-    """Reads the header (detecting the delimiter when ``delimiter`` is empty) and checks it."""
+    """Reads and checks the header (detecting the delimiter of a delimited file when
+    ``delimiter`` is empty) or a typed file's schema."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise DataError("is not a regular file" if os.path.exists(path) else "file not found", path=path)
+    fmt = file_format(path)
+    if fmt != "delimited":
+        return _typed_header(path, fmt)
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         raw = f.read(_HEAD_BYTES)
@@ -309,13 +350,80 @@ def read_header(path: str | os.PathLike, *, delimiter: str = "") -> Header:
             raise utf8_error(path, 0, 1)
         raise DataError(f"the header record is longer than {_HEAD_BYTES:,} bytes", path=path, line=first + 1)
     names = [h.strip() for h in record]
-    empty = [i + 1 for i, h in enumerate(names) if not h]
-    if empty:
-        raise DataError(f"header has empty column names at positions {empty}", path=path, line=end)
-    repeated = sorted({h for h in names if names.count(h) > 1})
-    if repeated:
-        raise DataError(f"header repeats column names {repeated}", path=path, line=end)
+    _check_names(names, path, end)
     return Header(path, names, delimiter, end, bom + len("".join(lines[:end]).encode()), size)
+
+
+def _typed_header(path: str, fmt: str) -> Header:
+    size = os.path.getsize(path)
+    if size == 0:
+        raise DataError("file is empty", path=path)
+    try:
+        if fmt == "parquet":
+            meta = pq.read_metadata(path)
+            schema, rows = meta.schema.to_arrow_schema(), meta.num_rows
+        else:
+            schema, rows = _arrow_schema(path)
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(f"cannot be read as {FORMAT_NAMES[fmt]}: {e}", path=path) from None
+    names = [str(n) for n in schema.names]
+    _check_names(names, path, 1)
+    for field in schema:
+        if pa.types.is_nested(field.type):
+            raise DataError(f"has type {field.type}, which is neither numbers nor text", path=path, column=field.name)
+    if rows == 0:
+        raise DataError("has a header but no data rows", path=path)
+    return Header(path, names, "", 0, 0, size, fmt, {f.name: f.type for f in schema}, rows)
+
+
+def _arrow_schema(path: str) -> tuple[pa.Schema, int]:
+    try:
+        with ipc.open_file(pa.memory_map(path)) as reader:
+            return reader.schema, sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+    except pa.ArrowInvalid:
+        batches = list(_arrow_batches(path, None))
+        return (batches[0].schema if batches else pa.schema([])), sum(b.num_rows for b in batches)
+
+
+def _arrow_batches(path: str, names: list[str] | None):
+    """Record batches of an Arrow IPC file, a Feather v1 file or an IPC stream."""
+    try:
+        reader = ipc.open_file(pa.memory_map(path))
+        return (reader.get_batch(i).select(names or reader.schema.names) for i in range(reader.num_record_batches))
+    except pa.ArrowInvalid:
+        with open(path, "rb") as f:
+            v1 = f.read(4) == b"FEA1"
+        if v1:
+            return feather.read_table(path, columns=names).to_batches()
+        return (b.select(names or b.schema.names) for b in ipc.open_stream(pa.memory_map(path)))
+
+
+def _typed_batches(h: Header, names: list[str]):
+    """A Parquet file's record batches row group by row group, or an Arrow file's."""
+    where = ""
+    try:
+        if h.format == "arrow":
+            yield from _arrow_batches(h.path, names)
+            return
+        parquet = pq.ParquetFile(h.path)
+        for group in range(parquet.num_row_groups):
+            where = f" (row group {group})"
+            yield from parquet.iter_batches(batch_size=1 << 16, row_groups=[group], columns=names)
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(f"cannot be read as {FORMAT_NAMES[h.format]}{where}: {e}", path=h.path) from None
+
+
+def _as_type(array: pa.Array, text: bool) -> pa.Array:
+    """A batch's column as the reader wants it: float64, or text as a dictionary array."""
+    if not text:
+        return array if array.type == pa.float64() else pc.cast(array, pa.float64())
+    if array.type == _TEXT and not array.null_count:
+        return array
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    encoded = pc.dictionary_encode(array, null_encoding="encode")
+    values = encoded.dictionary if encoded.dictionary.type == pa.string() else pc.cast(encoded.dictionary, pa.string())
+    return pa.DictionaryArray.from_arrays(encoded.indices, values.fill_null(""))
 
 
 # ---------------------------------------------------------------- locating problems in the bytes
@@ -523,7 +631,9 @@ def read_columns(header: Header | Sequence[Header], columns: Mapping[str, Column
         unknown = [c for c in columns if c not in h.names]
         if unknown:
             raise ValueError(f"columns {unknown} are not in the header of {h.path}")
-    text = {c for c, spec in columns.items() if spec.kind in ("factor", "auto")}
+    # text: factors, delimited autos, and numbers that a typed file holds as text
+    text = {c for c, s in columns.items() if s.kind == "factor" or (s.kind == "auto" and not all(
+        h.is_number(c) for h in files)) or any(h.types and not h.is_number(c) for h in files)}  # fmt: skip
     block_size = BLOCK_SIZE
     try:
         while True:
@@ -540,6 +650,8 @@ def read_columns(header: Header | Sequence[Header], columns: Mapping[str, Column
                     text |= {name} if name in numeric else numeric
                 elif "straddl" in message and block_size < h.size:  # a record longer than a block
                     block_size *= 8
+                elif h.types:
+                    raise DataError(f"cannot be read as {FORMAT_NAMES[h.format]}: {message}", path=h.path) from None
                 else:
                     raise _located(h, failed.error, block_size) from None
     except OSError as e:
@@ -548,17 +660,18 @@ def read_columns(header: Header | Sequence[Header], columns: Mapping[str, Column
         pa.default_memory_pool().release_unused()  # hand pyarrow's freed blocks back to the system
 
 
-def read_files(headers: Sequence[Header], columns: Mapping[str, Column]) -> Table:
-    """The columns of several files with the same columns, read into one table (rows file by file)."""
-    return read_columns(list(headers), columns)
+def _batches(h: Header, names: list[str], text: set[str], block_size: int):
+    if h.types:
+        return _typed_batches(h, names)
+    return _open(h, {c: _TEXT if c in text else pa.float64() for c in names}, block_size=block_size)
 
 
 def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], block_size: int) -> Table:
     names = list(columns)
     in_block = tuple(c for c in names if columns[c].kind == "number" and c not in text)
-    # rows hold at least one byte per column: a bound on the rows that costs nothing (untouched
-    # pages of an np.empty array are never resident)
-    capacity = sum((h.size - h.data_offset) // len(h.names) + 1 for h in files)
+    # a delimited row holds at least one byte per column: a bound on the rows that costs nothing
+    # (untouched pages of an np.empty array are never resident)
+    capacity = sum(h.num_rows if h.types else (h.size - h.data_offset) // len(h.names) + 1 for h in files)
     block = np.empty((capacity, len(in_block)), np.float32)
     codes = {c: np.empty(capacity, np.int32) for c in names if c in text}
     dictionaries = {c: [] for c in codes}
@@ -567,9 +680,10 @@ def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], bl
     for h in files:
         start = at
         try:
-            for batch in _open(h, {c: _TEXT if c in text else pa.float64() for c in names}, block_size=block_size):
+            for batch in _batches(h, names, text, block_size):
                 n = batch.num_rows
                 for c, array in zip(batch.schema.names, batch.columns):
+                    array = _as_type(array, c in text)
                     if c in codes:
                         codes[c][at : at + n] = array.indices.to_numpy(zero_copy_only=False)
                         dictionaries[c].append((at, array.dictionary))
@@ -583,27 +697,28 @@ def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], bl
         if at == start:
             raise DataError("has a header but no data rows", path=h.path)
         counts.append(at - start)
-    lines = np.concatenate([_lines(h, n) for h, n in zip(files, counts)])
-    table = Table(files[0], {}, {}, {}, {}, lines, {}, [h.path for h in files],
-                  np.repeat(np.arange(len(files), dtype=np.int16), counts), block[:at], in_block)
+    lines = np.concatenate([np.arange(1, n + 1) if h.types else _lines(h, n) for h, n in zip(files, counts)])
+    table = Table({}, {}, [h.path for h in files], np.repeat(np.arange(len(files), dtype=np.int16), counts),
+                  lines, block[:at], in_block, header=files[0])  # fmt: skip
     bounds = np.cumsum(counts)
     where = lambda row: dict(path=files[int(np.searchsorted(bounds, row, "right"))].path, line=int(lines[row]))  # noqa: E731
-    for k, c in enumerate(in_block):
-        table.numbers[c] = table.block[:, k]
     for c in names:
         if c in floats:
-            table.labels[c] = floats.pop(c)[:at]
-            if _is_bad_label(table.labels[c], columns[c].task).any():
+            x = floats.pop(c)[:at]
+            if columns[c].kind == "auto":
+                table.auto[c] = AutoColumn(c, None, files[0].path, lines, numbers=x)
+                continue
+            table.labels[c] = x
+            if _is_bad_label(x, columns[c].task).any():
                 raise _AsText(c)  # read it again as text, to name the bad value as written
-            continue
-        else:
+        elif c in codes:
             try:
-                factor = _merge(codes.pop(c), dictionaries.pop(c), at) if c in codes else None
+                factor = _merge(codes.pop(c), dictionaries.pop(c), at)
             except TooWide as e:
                 raise DataError(str(e), **where(e.row), column=c) from None
-            bad = None if factor is None else _finish(table, c, columns[c], factor)
-        if bad is not None:
-            table.errors[c] = DataError(bad[1], **where(bad[0]), column=c)
+            bad = _finish(table, c, columns[c], factor)
+            if bad is not None:
+                table.errors[c] = DataError(bad[1], **where(bad[0]), column=c)
     return table
 
 
@@ -624,12 +739,12 @@ def _merge(codes: np.ndarray, dictionaries: list, rows: int) -> Factor:
 def _finish(table: Table, name: str, spec: Column, factor: Factor) -> tuple[int, str] | None:
     """Files a column read as text under its kind; returns its first bad value's ``(row, message)``."""
     if spec.kind == "factor":
-        table.factors[name] = _replace_missing(factor, spec.missing_token)
+        table.categorical[name] = _replace_missing(factor, spec.missing_token)
     elif spec.kind == "auto":
         table.auto[name] = AutoColumn(name, factor, table.header.path, table.lines)
     elif spec.kind == "number":
         x, ok = _numbers(factor)
-        table.numbers[name] = x.astype(np.float32)[factor.codes]
+        table.numeric[name] = x.astype(np.float32)[factor.codes]
         return _bad_number(factor, ok)
     else:
         table.labels[name], bad = _label_column(factor, spec.task)

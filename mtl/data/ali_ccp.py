@@ -2,32 +2,20 @@
 
     data = mtl.data.load("ali_ccp", data_dir=..., tasks="click,ctcvr")
 
-The full data (about 42M train and 43M test impressions) is on Alibaba Tianchi
-(dataset 408, https://tianchi.aliyun.com/dataset/408), behind a login: nothing
-is downloaded here. Two public preprocessed formats are read (their columns, file
-names and raw readers are :mod:`mtl.data.formats.ali_ccp`):
+Two public preprocessed formats of the Tianchi data (dataset 408, behind a login):
 
-* ``torch_rechub``: ``ali_ccp_{train,val,test}.csv`` (torch-rechub's
-  preprocessing) with a header: labels ``click`` and ``purchase`` (the
-  conversion), 23 label-encoded sparse fields (:data:`SPARSE_FIELDS`,
-  categorical) and 8 dense fields (:data:`DENSE_FIELDS`, numeric). The three
-  files are the three splits.
-* ``paddlerec``: PaddleRec's ESMM text format, one impression per line:
-  ``id,click,conversion,field:feature,field:feature,...``. Every field of
-  :data:`SPARSE_FIELDS` becomes a categorical column holding the field's FIRST
-  feature id in the line (``<missing>`` when absent); the fields that carry many
-  ids per impression (:data:`MULTI_VALUED_FIELDS`) also get a numeric column
-  ``n_<field>`` with their count. (PaddleRec's own reader sum-pools all ids of a
-  field; a fixed-width table keeps one.) Unknown field ids are skipped. Files:
-  ``train/*.txt`` and ``test/*.txt``, or ``train.txt`` / ``test.txt``; the
-  validation split is cut from train (``validation_fraction``, ``seed``).
+* ``torch_rechub``: ``ali_ccp_{train,val,test}.csv`` with a header: labels ``click`` and
+  ``purchase`` (the conversion), 23 label-encoded sparse fields (:data:`SPARSE_FIELDS`,
+  categorical) and 8 dense fields (:data:`DENSE_FIELDS`); the three files are the splits.
+* ``paddlerec``: PaddleRec's ESMM text, ``train/*.txt`` and ``test/*.txt`` (or ``train.txt``
+  / ``test.txt``), one impression per line ``id,click,conversion,field:feature,...``. Each
+  field of :data:`SPARSE_FIELDS` becomes a categorical column holding its FIRST feature id on
+  the line (``<missing>`` when absent); the fields with many ids (:data:`MULTI_VALUED_FIELDS`)
+  also get a numeric column ``n_<field>`` with their count. Unknown field ids are skipped;
+  blank lines too; lines are stripped. Validation is cut from train (``validation_fraction``).
 
-``sample=True`` reads the small public samples instead
-(``ali_ccp_*_sample.csv``, ``train_small.txt`` / ``test_small.txt``); they are
-format fixtures, far too small to benchmark with.
-
-Tasks: ``click``, ``conversion`` (alias ``purchase``) and ``ctcvr`` = click AND
-conversion, ESMM's label over the entire impression space.
+``sample=True`` reads the small public samples. Tasks: ``click``, ``conversion`` (alias
+``purchase``) and ``ctcvr`` = click AND conversion.
 """
 
 from __future__ import annotations
@@ -36,52 +24,228 @@ import os
 import pathlib
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from mtl.data import paths
 from mtl.data.base import MultiTaskData
 from mtl.data.cache import cached_dataset
 from mtl.data.errors import DataError
-from mtl.data.formats.ali_ccp import (  # noqa: F401 (the format's names, re-exported)
-    COLUMNS,
-    DATASET,
-    DENSE_FIELDS,
-    FORMATS,
-    HOW_TO_GET,
-    LABELS,
-    MULTI_VALUED_FIELDS,
-    PADDLEREC_FILES,
-    READERS,
-    SPARSE_FIELDS,
-    TORCH_RECHUB_FILES,
-    USER_FIELD,
-    paddlerec_files_in,
-    read_paddlerec_file,
-    read_torch_rechub_file,
-    read_torch_rechub_files,
-    torch_rechub_files_in,
+from mtl.data.frame import MISSING_TOKEN, Frame, concat_frames, file_parts, sorted_factor
+from mtl.data.preprocess import build_multitask_data, esmm_task_labels, permutation_split
+from mtl.data.reader import Column, read_columns, read_header, utf8_error
+
+DATASET = "ali_ccp"
+FORMATS = ("auto", "torch_rechub", "paddlerec")
+HOW_TO_GET = (
+    "Ali-CCP is distributed by Alibaba Tianchi (https://tianchi.aliyun.com/dataset/408, login required); "
+    "preprocess it with torch-rechub (ali_ccp_{train,val,test}.csv) or PaddleRec (train/*.txt, test/*.txt) "
+    "and put the files in $MTL_DATA_DIR/ali_ccp/, or pass sample=True to read the public samples."
 )
-from mtl.data.frame import Frame, cached, concat_frames, file_parts
-from mtl.data.preprocess import MISSING_TOKEN, build_multitask_data, esmm_task_labels, permutation_split  # noqa: F401
+
+SPARSE_FIELDS = (
+    "101", "121", "122", "124", "125", "126", "127", "128", "129", "205", "206", "207", "210", "216",
+    "508", "509", "702", "853", "301", "109_14", "110_14", "127_14", "150_14",
+)  # fmt: skip
+DENSE_FIELDS = ("D109_14", "D110_14", "D127_14", "D150_14", "D508", "D509", "D702", "D853")
+MULTI_VALUED_FIELDS = ("109_14", "110_14", "127_14", "150_14", "210", "853")
+LABELS = ("click", "conversion")
+#: The user id field (in both formats).
+USER_FIELD = "101"
+
+TORCH_RECHUB_FILES = {
+    False: {"train": "ali_ccp_train.csv", "validation": "ali_ccp_val.csv", "test": "ali_ccp_test.csv"},
+    True: {
+        "train": "ali_ccp_train_sample.csv",
+        "validation": "ali_ccp_val_sample.csv",
+        "test": "ali_ccp_test_sample.csv",
+    },
+}
+PADDLEREC_FILES = {False: ("train.txt", "test.txt"), True: ("train_small.txt", "test_small.txt")}
+
+#: Raw frame columns (also the TFDS builder's columns) per format: (categorical, numeric).
+COLUMNS = {
+    "torch_rechub": (SPARSE_FIELDS, DENSE_FIELDS + LABELS),
+    "paddlerec": (SPARSE_FIELDS, tuple(f"n_{f}" for f in MULTI_VALUED_FIELDS) + LABELS),
+}
+
+
+def torch_rechub_files_in(folder: pathlib.Path, sample: bool) -> dict[str, pathlib.Path] | None:
+    """The three torch-rechub files (full or sample) in ``folder``, or ``None``."""
+    files = {k: folder / name for k, name in TORCH_RECHUB_FILES[sample].items()}
+    return files if all(p.is_file() for p in files.values()) else None
+
+
+def paddlerec_files_in(folder: pathlib.Path, sample: bool) -> dict[str, list[pathlib.Path]] | None:
+    """PaddleRec ESMM train and test files (full or sample) in ``folder``, or ``None``."""
+    train_name, test_name = PADDLEREC_FILES[sample]
+    if (folder / train_name).is_file() and (folder / test_name).is_file():
+        return {"train": [folder / train_name], "test": [folder / test_name]}
+    if not sample:
+        train, test = sorted((folder / "train").glob("*.txt")), sorted((folder / "test").glob("*.txt"))
+        if train and test:
+            return {"train": train, "test": test}
+    else:
+        train, test = folder / "train" / "small.txt", folder / "test" / "small.txt"
+        if train.is_file() and test.is_file():
+            return {"train": [train], "test": [test]}
+    return None
+
+
+def read_torch_rechub_files(paths) -> Frame:
+    """Several torch-rechub CSVs (train, val, test) as one frame, rows file by file (``frame.source_ids``)."""
+    headers = [read_header(p, delimiter=",") for p in paths]
+    expected = ("click", "purchase") + SPARSE_FIELDS + DENSE_FIELDS
+    for h in headers:
+        missing = [c for c in expected if c not in h.names]
+        if missing:
+            raise DataError(f"not a torch-rechub Ali-CCP file: columns {missing} are missing; header: "
+                            f"{', '.join(h.names)}", path=h.path, line=h.line)  # fmt: skip
+    columns = {f: Column("factor") for f in SPARSE_FIELDS} | {f: Column("number") for f in DENSE_FIELDS}
+    table = read_columns(headers, columns | {c: Column("label") for c in ("click", "purchase")})
+    table.raise_first(DENSE_FIELDS + ("click", "purchase"))
+    table.numeric.update(click=table.labels["click"], conversion=table.labels["purchase"])
+    return table
+
+
+# ---------------------------------------------------------------- PaddleRec text
+
+_CHUNK_BYTES = 32 << 20
+_FIELD_IDS = pa.array(SPARSE_FIELDS)
+_MULTI = np.array([f in MULTI_VALUED_FIELDS for f in SPARSE_FIELDS])
+# sparse field index -> its position in MULTI_VALUED_FIELDS (0 for the others, never used)
+_MULTI_INDEX = np.array([MULTI_VALUED_FIELDS.index(f) if f in MULTI_VALUED_FIELDS else 0 for f in SPARSE_FIELDS])
+
+
+def read_paddlerec_file(path: str | os.PathLike) -> Frame:
+    """One PaddleRec ESMM text file as a frame (see the module docstring); lines are cut and
+    split with pyarrow's string kernels a chunk at a time."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise DataError("file not found", path=path)
+    codes = [[] for _ in SPARSE_FIELDS]
+    dictionaries = [[] for _ in SPARSE_FIELDS]
+    counts, labels, lines = [], [], []
+    line, offset, carry = 1, 0, b""  # the line and byte offset each chunk starts on
+    with open(path, "rb") as f:
+        if f.read(2) == b"\x1f\x8b":
+            raise DataError("is gzip-compressed; decompress it first (e.g. gunzip)", path=path)
+        f.seek(0)
+        while True:
+            chunk = f.read(_CHUNK_BYTES)
+            data = carry + chunk
+            if chunk:
+                cut = max(data.rfind(b"\n"), data.rfind(b"\r", 0, len(data) - 1)) + 1
+                data, carry = data[:cut], data[cut:]
+            if data:
+                try:
+                    text = data.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise utf8_error(path, offset, line) from None
+                firsts, chunk_counts, chunk_labels, chunk_lines, num_lines = _paddlerec_chunk(text, line, path)
+                for j, array in enumerate(firsts):
+                    codes[j].append(array.indices.to_numpy(zero_copy_only=False))
+                    dictionaries[j].append(array.dictionary)
+                counts.append(chunk_counts)
+                labels.append(chunk_labels)
+                lines.append(chunk_lines)
+                line, offset = line + num_lines, offset + len(data)
+            if not chunk:
+                break
+    lines = np.concatenate(lines) if lines else np.zeros(0, np.int64)
+    if not len(lines):
+        raise DataError("file is empty", path=path)
+    categorical = {}
+    for j, field in enumerate(SPARSE_FIELDS):  # per-chunk dictionaries: shift codes into their concatenation
+        shifts = np.cumsum([0] + [len(d) for d in dictionaries[j][:-1]])
+        chunk_codes = np.concatenate([c + s for c, s in zip(codes[j], shifts)]).astype(np.int32)
+        encoded = pc.dictionary_encode(pa.concat_arrays(dictionaries[j]))  # distinct values before sorting
+        chunk_codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int32)[chunk_codes]
+        categorical[field] = sorted_factor(encoded.dictionary, chunk_codes)
+    count_matrix = np.concatenate(counts)
+    numeric = {f"n_{f}": count_matrix[:, j].astype(np.float32) for j, f in enumerate(MULTI_VALUED_FIELDS)}
+    label_matrix = np.concatenate(labels)
+    numeric["click"], numeric["conversion"] = label_matrix[:, 0], label_matrix[:, 1]
+    return Frame.single_file(path, categorical, numeric, lines=lines)
+
+
+def _paddlerec_chunk(text: str, first_line: int, path: str):
+    """One chunk of whole lines: per-field first ids, counts, labels, line numbers and the
+    number of lines; a malformed line raises a :class:`DataError` naming it."""
+    pieces = pc.list_flatten(pc.split_pattern_regex(pa.array([text]), "\r\n|\r|\n"))
+    if text.endswith(("\n", "\r")):
+        pieces = pieces.slice(0, len(pieces) - 1)  # the empty piece after the last line end
+    stripped = pc.utf8_trim_whitespace(pieces)
+    keep = np.flatnonzero(pc.utf8_length(stripped).to_numpy(zero_copy_only=False) > 0)
+    line_numbers = first_line + keep.astype(np.int64)
+    records = pc.split_pattern(stripped.take(pa.array(keep)), ",")
+    n = len(records)
+    widths = pc.list_value_length(records).to_numpy(zero_copy_only=False)
+    if n and widths.min() < 3:
+        row = int(np.argmax(widths < 3))
+        raise DataError(f"has {widths[row]} fields; expected id,click,conversion,field:feature,...", path=path,
+                        line=int(line_numbers[row]))  # fmt: skip
+    label_values, problems = [], []
+    for k, name in ((1, "click"), (2, "conversion")):
+        element = pc.list_element(records, k)
+        is_one = pc.equal(element, "1").to_numpy(zero_copy_only=False)
+        bad = ~(is_one | pc.equal(element, "0").to_numpy(zero_copy_only=False))
+        if bad.any():
+            row = int(np.argmax(bad))
+            problems.append((row, f"label value {element[row].as_py()!r} is not 0 or 1 (binary task)", name))
+        label_values.append(is_one.astype(np.float32))
+    items = pc.list_slice(records, 3)
+    flat = pc.list_flatten(items)
+    parent = pc.list_parent_indices(items).to_numpy(zero_copy_only=False).astype(np.int64)
+    colon = pc.match_substring(flat, ":").to_numpy(zero_copy_only=False)
+    if not colon.all():
+        item = int(np.argmax(~colon))
+        problems.append((int(parent[item]), f"feature {flat[item].as_py()!r} is not field_id:feature_id", None))
+    if problems:  # the first line with a problem
+        row, message, column = min(problems, key=lambda p: p[0])
+        raise DataError(message, path=path, line=int(line_numbers[row]), column=column)
+    parts = pc.split_pattern(flat, ":", max_splits=1)
+    field = pc.index_in(pc.list_element(parts, 0), value_set=_FIELD_IDS)
+    feature = pc.list_element(parts, 1)
+    known = np.flatnonzero(field.is_valid().to_numpy(zero_copy_only=False))
+    fid = field.to_numpy(zero_copy_only=False)[known].astype(np.int64) if len(known) else np.zeros(0, np.int64)
+    rows = parent[known]
+    width = len(SPARSE_FIELDS)
+    key = rows * width + fid
+    order = np.argsort(key, kind="stable")  # the first id of each field on each line
+    ordered = key[order]
+    first = np.ones(len(key), bool)
+    first[1:] = ordered[1:] != ordered[:-1]
+    keys, first_item = ordered[first], order[first]
+    first_feature = feature.take(pa.array(known[first_item]))
+    key_field = keys % width
+    firsts = []
+    for j in range(width):
+        sel = np.flatnonzero(key_field == j)
+        index = np.full(n, len(sel), np.int32)
+        index[keys[sel] // width] = np.arange(len(sel), dtype=np.int32)
+        dictionary = pa.concat_arrays([first_feature.take(pa.array(sel)), pa.array([MISSING_TOKEN])])
+        firsts.append(pa.DictionaryArray.from_arrays(pa.array(index), dictionary))
+    multi = _MULTI[fid]
+    counts = np.bincount(rows[multi] * len(MULTI_VALUED_FIELDS) + _MULTI_INDEX[fid[multi]],
+                         minlength=n * len(MULTI_VALUED_FIELDS)).reshape(n, len(MULTI_VALUED_FIELDS))  # fmt: skip
+    return firsts, counts, np.stack(label_values, axis=1), line_numbers, len(pieces)
+
+
+READERS = {"torch_rechub": lambda p: read_torch_rechub_files([p]), "paddlerec": read_paddlerec_file}
 
 
 def find_ali_ccp_files(data_dir=None, *, format: str = "auto", sample: bool = False) -> tuple[str, dict]:
     """``(format, {split: path or [paths]})`` of the first folder that holds files of ``format``."""
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
-    wanted = ("torch_rechub", "paddlerec") if format == "auto" else (format,)
     finders = {"torch_rechub": torch_rechub_files_in, "paddlerec": paddlerec_files_in}
-
     errors = []
-    for f in wanted:  # "auto": torch-rechub anywhere first, then PaddleRec
+    for f in ("torch_rechub", "paddlerec") if format == "auto" else (format,):  # torch-rechub anywhere first
         try:
-            folder = paths.resolve_dataset_dir(
-                data_dir,
-                dataset="Ali-CCP",
-                folder=DATASET,
-                has_files=lambda d, f=f: finders[f](d, sample) is not None,
-                how_to_get=HOW_TO_GET,
-                subfolders=True,
-            )
+            folder = paths.resolve_dataset_dir(data_dir, dataset="Ali-CCP", folder=DATASET, how_to_get=HOW_TO_GET,
+                                               has_files=lambda d, f=f: finders[f](d, sample) is not None,
+                                               subfolders=True)  # fmt: skip
         except DataError as e:
             errors.append(e)
             continue
@@ -90,57 +254,30 @@ def find_ali_ccp_files(data_dir=None, *, format: str = "auto", sample: bool = Fa
     if not sample:
         try:
             find_ali_ccp_files(data_dir, format=format, sample=True)
+            message += " Only the small public samples are there: pass sample=True to use them."
         except DataError:
             pass
-        else:
-            message += " Only the small public samples are there: pass sample=True to use them."
     raise DataError(message)
 
 
-def read_split(format: str, files, *, cache_dir=None, defer: bool = False) -> Frame:
-    """One split's file(s) as a frame, through the columnar cache (``defer``: written in the
-    background, see :func:`mtl.data.frame.cached`)."""
-    files = files if isinstance(files, list) else [files]
-    root = paths.cache_root(cache_dir) / DATASET / "frames"
-    frames = [
-        cached(root, name=format, sources=[p], args={"reader": format}, build=lambda p=p: READERS[format](p),
-               defer=defer)
-        for p in files
-    ]
-    return frames[0] if len(frames) == 1 else concat_frames(frames, consume=True)[0]
-
-
-def load_ali_ccp(
-    *,
-    data_dir: str | os.PathLike | None = None,
-    format: str = "auto",
-    sample: bool = False,
-    tasks: str = "click,conversion",
-    seed: int = 0,
-    validation_fraction: float = 0.1,
-    cache_dir: str | os.PathLike | None = None,
-    reader: str = "fast",
-    allow_single_class: bool = False,
-    user_column: str = "",
-) -> MultiTaskData:
+def load_ali_ccp(*, data_dir: str | os.PathLike | None = None, format: str = "auto", sample: bool = False,
+                 tasks: str = "click,conversion", seed: int = 0, validation_fraction: float = 0.1,
+                 cache_dir: str | os.PathLike | None = None, reader: str = "fast", allow_single_class: bool = False,
+                 user_column: str = "") -> MultiTaskData:  # fmt: skip
     """Ali-CCP as click / conversion / ctcvr tasks; see the module docstring.
 
     Args:
-      data_dir: folder with the files, or a parent with ``ali_ccp/``; ``None``
-        reads ``$MTL_DATA_DIR``. Folders one level down are searched too.
+      data_dir: folder with the files, or a parent with ``ali_ccp/``; ``None`` reads
+        ``$MTL_DATA_DIR``. Folders one level down are searched too.
       format: ``"auto"`` (torch-rechub CSV first), ``"torch_rechub"`` or ``"paddlerec"``.
       sample: read the small public sample files.
       tasks: comma-separated subset of ``click``, ``conversion`` (``purchase``), ``ctcvr``.
       seed, validation_fraction: the validation cut from train (PaddleRec format only).
-      cache_dir: where parsed columns are cached (default ``~/.cache/mtl``).
+      cache_dir: where the prepared splits are cached (default ``~/.cache/mtl``).
       reader: ``"fast"`` (direct parse) or ``"tfds"`` (through the TFDS builder).
       allow_single_class: allow a split where a task has one class (tiny samples).
-      user_column: ``""`` (none) or the sparse field holding the user id, ``"101"``:
-        each split then carries ``users``, the row's user code (the same user has the
-        same code in every split), for per-user metrics (GAUC). The field stays a
-        feature.
-
-    The prepared splits are cached (``cache_dir``) and come back memory-mapped.
+      user_column: ``""`` or the sparse field of the user id, ``"101"``: each split then carries
+        ``users`` (the same user has the same code in every split) for GAUC; it stays a feature.
     """
     if reader not in ("fast", "tfds"):
         raise ValueError(f"reader must be 'fast' or 'tfds', got {reader!r}")
@@ -148,77 +285,48 @@ def load_ali_ccp(
     if user_column and user_column not in SPARSE_FIELDS:
         raise DataError(f"user_column {user_column!r} is not an Ali-CCP sparse field; the user id is field "
                         f"{USER_FIELD!r} (one of {', '.join(SPARSE_FIELDS)})")  # fmt: skip
-    root = paths.cache_root(cache_dir) / DATASET
     args = dict(format=fmt, sample=bool(sample), tasks=tasks, seed=seed, validation_fraction=validation_fraction,
                 reader=reader, allow_single_class=bool(allow_single_class), user_column=user_column)  # fmt: skip
-    sources = [p for v in files.values() for p in (v if isinstance(v, list) else [v])]
+    lists = {k: v if isinstance(v, list) else [v] for k, v in files.items()}
 
     def build(out):
         if reader == "tfds":
-            frames = _read_with_tfds(fmt, files, cache_dir)
+            from mtl.data.builders.ali_ccp import AliCcp
+            from mtl.data.builders.columnar import prepare, read_frame
+
+            flat = [p for v in lists.values() for p in v]
+            folder = flat[0].parent.parent if fmt == "paddlerec" and flat[0].parent.name in ("train", "test") else flat[0].parent
+            builder = prepare(AliCcp, data_dir=paths.cache_root(cache_dir) / "tfds" / paths.fingerprint(flat, "v1"),
+                              manual_dir=folder, config=fmt)  # fmt: skip
+            frame, parts = concat_frames([read_frame(builder, split) for split in files])
         elif fmt == "torch_rechub":  # the three files parsed together into one frame
-            paths = [files["train"], files["validation"], files["test"]]
-            frame = cached(root / "frames", name="train+val+test", sources=paths, args={"reader": fmt},
-                           build=lambda: read_torch_rechub_files(paths), defer=True)  # fmt: skip
-            frames = dict(zip(("train", "validation", "test"), file_parts(frame)), frame=frame)
+            frame = read_torch_rechub_files([files["train"], files["validation"], files["test"]])
+            parts = file_parts(frame)
         else:
-            frames = {split: read_split(fmt, f, cache_dir=cache_dir, defer=True) for split, f in files.items()}
-        return _prepare(frames, fmt, files, out=out, tasks=tasks, seed=seed, sample=sample,
-                        validation_fraction=validation_fraction, reader=reader, user_column=user_column,
-                        allow_single_class=allow_single_class)  # fmt: skip
+            frames = [read_paddlerec_file(p) for split in ("train", "test") for p in lists[split]]
+            frame, parts = concat_frames(frames, consume=True)
+            bounds = np.cumsum([0, len(lists["train"]), len(lists["test"])])
+            parts = [np.concatenate(parts[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+        if len(parts) == 3:
+            splits = dict(zip(("train", "validation", "test"), parts))
+            sources = {k: str(v) for k, v in files.items()}
+            description = "the published train/val/test files"
+        else:
+            keep, held = permutation_split(len(parts[0]), (1 - validation_fraction, validation_fraction), seed)
+            splits = {"train": parts[0][keep], "validation": parts[0][held], "test": parts[1]}
+            sources = {"train": "train files", "validation": "part of the train files", "test": "test files"}
+            description = (f"train files permuted with default_rng({seed}), {validation_fraction:g} of them held out "
+                           "for validation; the published test files")  # fmt: skip
+        labels, specs = esmm_task_labels(frame, tasks)
+        users = frame.categorical[user_column].codes.astype(np.int64) if user_column else None
+        info = {"dataset": DATASET, "format": fmt, "sample": bool(sample), "protocol": f"{fmt}: {description}",
+                "seed": seed, "files": {k: [str(p) for p in v] if isinstance(v, list) else str(v)
+                                        for k, v in files.items()},
+                "reader": reader, "user_column": user_column or None}  # fmt: skip
+        numeric = [c for c in COLUMNS[fmt][1] if c not in LABELS]
+        return build_multitask_data(frame, splits, labels=labels, tasks=specs, categorical=list(SPARSE_FIELDS),
+                                    numeric=numeric, info=info, allow_single_class=allow_single_class,
+                                    split_sources=sources, users=users, out=out)  # fmt: skip
 
-    data, _ = cached_dataset(root, args=args, sources=sources, build=build)
-    return data
-
-
-def _prepare(frames, fmt, files, *, out, tasks, seed, sample, validation_fraction, reader, user_column,
-             allow_single_class) -> MultiTaskData:  # fmt: skip
-    if "frame" in frames:
-        frame = frames.pop("frame")
-        splits = frames
-        sources = {k: str(v) for k, v in files.items()}
-        description = "the published train/val/test files"
-    elif "validation" in frames:
-        frame, parts = concat_frames([frames.pop("train"), frames.pop("validation"), frames.pop("test")], consume=True)
-        splits = dict(zip(("train", "validation", "test"), parts))
-        sources = {k: str(v) for k, v in files.items()}
-        description = "the published train/val/test files"
-    else:
-        frame, (train_rows, test_rows) = concat_frames([frames.pop("train"), frames.pop("test")], consume=True)
-        keep, held = permutation_split(len(train_rows), (1 - validation_fraction, validation_fraction), seed)
-        splits = {"train": train_rows[keep], "validation": train_rows[held], "test": test_rows}
-        sources = {"train": "train files", "validation": "part of the train files", "test": "test files"}
-        description = (
-            f"train files permuted with default_rng({seed}), {validation_fraction:g} of them held out "
-            "for validation; the published test files"
-        )
-    labels, specs = esmm_task_labels(frame, tasks)
-    numeric = [c for c in COLUMNS[fmt][1] if c not in LABELS]
-    users = frame.categorical[user_column].codes.astype(np.int64) if user_column else None
-    info = {
-        "dataset": DATASET,
-        "format": fmt,
-        "sample": bool(sample),
-        "protocol": f"{fmt}: {description}",
-        "seed": seed,
-        "files": {k: [str(p) for p in v] if isinstance(v, list) else str(v) for k, v in files.items()},
-        "reader": reader,
-        "user_column": user_column or None,
-    }
-    return build_multitask_data(
-        frame, splits, labels=labels, tasks=specs, categorical=list(SPARSE_FIELDS), numeric=numeric, info=info,
-        allow_single_class=allow_single_class, split_sources=sources, users=users, out=out,
-    )  # fmt: skip
-
-
-def _read_with_tfds(fmt: str, files: dict, cache_dir) -> dict[str, Frame]:
-    from mtl.data.builders.ali_ccp import AliCcp
-    from mtl.data.builders.columnar import prepare, read_frame
-
-    flat = [p for v in files.values() for p in (v if isinstance(v, list) else [v])]
-    folder = pathlib.Path(flat[0]).parent
-    if fmt == "paddlerec" and folder.name in ("train", "test"):
-        folder = folder.parent
-    data_dir = paths.cache_root(cache_dir) / "tfds" / paths.fingerprint(flat, "v1")
-    builder = prepare(AliCcp, data_dir=data_dir, manual_dir=folder, config=fmt)
-    return {split: read_frame(builder, split) for split in files}
+    sources = [p for v in lists.values() for p in v]
+    return cached_dataset(paths.cache_root(cache_dir) / DATASET, args=args, sources=sources, build=build)[0]

@@ -28,11 +28,9 @@ import concurrent.futures
 import dataclasses
 import hashlib
 import json
-import logging
 import os
 import pathlib
 import shutil
-import threading
 import time
 import uuid
 import zlib
@@ -326,37 +324,6 @@ def build_entry(folder: pathlib.Path, *, kind: str, sources: Sequence[SourceStat
         writer.commit(meta)
 
 
-_DEFERRED: list[tuple[threading.Thread, list]] = []
-_DEFERRED_LOCK = threading.Lock()
-
-
-def defer(job: Callable[[], Any]) -> None:
-    """Runs ``job`` (writing a cache entry) on a background thread; :func:`wait_for_deferred` waits."""
-    errors: list = []
-
-    def run():
-        try:
-            job()
-        except BaseException as e:  # reported by wait_for_deferred
-            errors.append(e)
-
-    thread = threading.Thread(target=run, name="mtl-cache-writer")
-    thread.start()
-    with _DEFERRED_LOCK:
-        _DEFERRED.append((thread, errors))
-
-
-def wait_for_deferred() -> None:
-    """Waits for background cache writes; one that failed leaves no entry, only a warning
-    (the cache is an optimisation; the data already loaded is intact)."""
-    with _DEFERRED_LOCK:
-        pending, _DEFERRED[:] = list(_DEFERRED), []
-    for thread, errors in pending:
-        thread.join()
-        for e in errors:
-            logging.warning("mtl.data: a column cache entry was not written: %s: %s", type(e).__name__, e)
-
-
 def cached_dataset(root: pathlib.Path, *, args: Mapping[str, Any], sources: Sequence[str | os.PathLike],
                    build: Callable[[PackWriter], MultiTaskData],
                    extra: Callable[[MultiTaskData], Mapping[str, Any]] | None = None):  # fmt: skip
@@ -384,15 +351,12 @@ def cached_dataset(root: pathlib.Path, *, args: Mapping[str, Any], sources: Sequ
                 "info": _plain(data.info), "extra": _plain(extra(data)) if extra else {}, "args": _plain(args),
                 "sources": [dataclasses.asdict(s) for s in states]}  # fmt: skip
 
-    try:
+    entry = read_entry(folder, kind="prepared")
+    if entry is None:
+        build_entry(folder, kind="prepared", sources=states, build=make)
         entry = read_entry(folder, kind="prepared")
         if entry is None:
-            build_entry(folder, kind="prepared", sources=states, build=make)
-            entry = read_entry(folder, kind="prepared")
-            if entry is None:
-                raise RuntimeError(f"cache entry {folder} could not be read back after writing it")
-    finally:
-        wait_for_deferred()
+            raise RuntimeError(f"cache entry {folder} could not be read back after writing it")
     meta, arrays = entry
     splits = {name: Split(*(arrays.get(f"{name}.{k}") for k in ("numeric", "categorical", "labels", "users")))
               for name in ("train", "validation", "test")}  # fmt: skip

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import tensorflow_datasets as tfds
 
-from mtl.data.formats import census_income as census
+from mtl.data import census_income as census
 from mtl.data.builders.columnar import ColumnarBuilder, ColumnarConfig, candidate_dirs
 
 URLS = {

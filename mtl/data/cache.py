@@ -1,24 +1,13 @@
 """Crash-safe caches of parsed and prepared data: folders of ``.npy`` files, memory-mapped.
 
-Two kinds of entries live under ``<cache root>/<dataset>/`` (see :mod:`mtl.data.paths`):
-
-* ``frames/<name>-<key>/``: source files parsed into columns (:func:`mtl.data.frame.cached`),
-  so that a load with other arguments (seed, tasks, ...) re-encodes without re-parsing;
-* ``prepared/<key>/``: one prepared :class:`~mtl.data.base.MultiTaskData`
-  (:func:`cached_dataset`): the arrays ``<split>.{numeric,categorical,labels[,users]}``.
-  A repeated load memory-maps them (read-only): rows come from disk when first touched.
-
-An entry is a folder of ``<array>.npy`` files (``np.load(path, mmap_mode="r")`` reads
-one without this module) and ``meta.json``. ``key`` hashes :data:`FORMAT_VERSION`, the
-entry kind, the loader's arguments and every source file's absolute path, size and
-modification time (ns).
-
-Writes are atomic: an entry is written into a temporary folder beside its place
-(``.tmp-...``), every file is flushed to disk, ``meta.json`` last, and the folder is
-renamed into place. A source file whose size or modification time changed while it
-was read raises a :class:`DataError` and writes nothing. Reading an entry checks
-``meta.json`` (its own checksum), each file's size and a CRC32 of pages sampled through
-it; an entry that fails is moved aside and rebuilt, never trusted.
+Entries live under ``<cache root>/<dataset>/``: ``prepared/<key>/`` holds one prepared
+:class:`~mtl.data.base.MultiTaskData` (:func:`cached_dataset`, arrays
+``<split>.{numeric,categorical,labels[,users]}``), and the TFDS read-back keeps raw frames
+(:func:`mtl.data.frame.cached`). An entry is a folder of ``<array>.npy`` files and
+``meta.json``; ``key`` hashes :data:`FORMAT_VERSION`, the kind, the loader's arguments and
+every source file's path, size and mtime. Writes are atomic (a temporary folder, files
+flushed, ``meta.json`` last, renamed into place); a source that changed while read caches
+nothing; an entry whose checksums fail is moved aside and rebuilt. See ``docs/data.md``, *Caches*.
 """
 
 from __future__ import annotations

@@ -15,60 +15,14 @@ from __future__ import annotations
 
 import os
 import pathlib
-from typing import Sequence
-
 from mtl.data import paths
 from mtl.data.base import MultiTaskData
 from mtl.data.cache import cached_dataset
 from mtl.data.errors import DataError
-from mtl.data.frame import Frame, concat_frames, file_parts
+from mtl.data.formats.aliexpress import (CATEGORICAL, COUNTRIES, DATASET, HOW_TO_GET, ID_COLUMN, NUMERICAL, files_in,
+                                         read_aliexpress_files)
+from mtl.data.frame import concat_frames, file_parts
 from mtl.data.preprocess import build_multitask_data, esmm_task_labels, permutation_split
-from mtl.data.reader import Column, read_columns, read_header
-
-DATASET = "aliexpress"
-COUNTRIES = ("NL", "ES", "FR", "US", "RU")
-CATEGORICAL = tuple(f"categorical_{i}" for i in range(1, 17))
-NUMERICAL = tuple(f"numerical_{i}" for i in range(1, 64))
-ID_COLUMN = "search_id"
-LABELS = ("click", "conversion")
-SAMPLE_FILES = ("aliexpress_train_sample.csv", "aliexpress_test_sample.csv")
-HOW_TO_GET = (
-    "AliExpress is distributed by Alibaba Tianchi (https://tianchi.aliyun.com/dataset/74690, login required); "
-    "unzip AliExpress_NL.zip etc. into $MTL_DATA_DIR/aliexpress/ (AliExpress_NL/train.csv, test.csv), "
-    "or pass sample=True to read the public sample."
-)
-#: Raw frame columns (also the TFDS builder's columns): (categorical, numeric).
-COLUMNS = ((ID_COLUMN,) + CATEGORICAL, NUMERICAL + LABELS)
-
-
-def files_in(folder: pathlib.Path, country: str, sample: bool) -> dict[str, pathlib.Path] | None:
-    """``{"train", "test"}`` files of a country (or the sample) in ``folder``, or ``None``."""
-    sub = folder if folder.name == f"AliExpress_{country}" else folder / f"AliExpress_{country}"
-    train, test = (folder / SAMPLE_FILES[0], folder / SAMPLE_FILES[1]) if sample else (sub / "train.csv", sub / "test.csv")
-    return {"train": train, "test": test} if train.is_file() and test.is_file() else None
-
-
-def read_aliexpress_files(paths: Sequence[str | os.PathLike], *, with_id: bool = True) -> Frame:
-    """Several AliExpress CSVs (e.g. train and test) as one frame, rows file by file
-    (``frame.source_ids`` says which); ``with_id=False`` skips ``search_id``."""
-    headers = [read_header(p, delimiter=",") for p in paths]
-    for h in headers:
-        missing = [c for c in (ID_COLUMN,) + CATEGORICAL + NUMERICAL + LABELS if c not in h.names]
-        if missing:
-            raise DataError(f"not an MTReclib AliExpress file: columns {missing} are missing; header: "
-                            f"{', '.join(h.names)}", path=h.path, line=h.line)  # fmt: skip
-    columns = {c: Column("factor") for c in (COLUMNS[0] if with_id else CATEGORICAL)}
-    columns.update({c: Column("number") for c in NUMERICAL} | {c: Column("label") for c in LABELS})
-    table = read_columns(headers, columns)
-    table.raise_first(NUMERICAL + LABELS)
-    table.numeric.update(table.labels)
-    return table
-
-
-def read_aliexpress_file(path: str | os.PathLike, *, with_id: bool = True) -> Frame:
-    """One MTReclib AliExpress CSV as a frame."""
-    return read_aliexpress_files([path], with_id=with_id)
-
 
 def find_aliexpress_files(data_dir=None, *, country: str = "NL", sample: bool = False) -> dict[str, pathlib.Path]:
     """``{"train": path, "test": path}`` for a country (or the sample)."""

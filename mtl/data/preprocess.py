@@ -3,7 +3,7 @@
 The rules every loader shares (``docs/data.md``, *Preprocessing rules*): statistics from the
 training split only; categorical id 0 is the out-of-vocabulary bucket (unseen values, and
 values seen fewer than ``min_count`` times in training), training values get ``1..V`` in
-sorted order, a missing value is the token :data:`MISSING_TOKEN`; optional CRC32 hashing of
+sorted order, a missing value is the token :data:`mtl.data.frame.MISSING_TOKEN`; optional CRC32 hashing of
 large vocabularies; numeric columns standardised with training mean and std (missing: the
 mean, optionally with a ``<name>:missing`` indicator); binary tasks need both classes in every
 split; regression labels optionally standardised. Splits are encoded a block of rows at a
@@ -21,7 +21,7 @@ import numpy as np
 from mtl.data.base import LABEL_TRANSFORMS, MultiTaskData, Split, TaskSpec
 from mtl.data.cache import PackWriter
 from mtl.data.errors import DataError
-from mtl.data.frame import MISSING_TOKEN, Factor, Frame
+from mtl.data.frame import Factor, Frame
 
 OOV_INDEX = 0
 SPLIT_NAMES = ("train", "validation", "test")

@@ -24,8 +24,8 @@ from mtl.data import paths
 from mtl.data.base import LABEL_TRANSFORMS, MultiTaskData, TaskSpec
 from mtl.data.cache import cached_dataset
 from mtl.data.errors import DataError
-from mtl.data.frame import Factor, Frame, concat_factors, concat_frames, sorted_factor
-from mtl.data.preprocess import MISSING_TOKEN, build_multitask_data, parse_fractions, permutation_split, split_list
+from mtl.data.frame import MISSING_TOKEN, Factor, Frame, concat_factors, concat_frames, sorted_factor
+from mtl.data.preprocess import build_multitask_data, parse_fractions, permutation_split, split_list
 from mtl.data.reader import (
     FORMAT_NAMES,
     AutoColumn,

@@ -11,7 +11,8 @@ import pytest
 
 from mtl.data import DataError, load
 from mtl.data import cache as cache_lib
-from mtl.data import aliexpress, reader
+from mtl.data import reader
+from mtl.data.formats import aliexpress
 from mtl.data.frame import cached
 
 

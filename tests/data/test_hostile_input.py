@@ -28,7 +28,7 @@ import pytest
 
 from mtl.data import DataError, load
 from mtl.data.reader import CANDIDATE_DELIMITERS, MISSING_VARIANTS, Column, read_columns, read_header
-from mtl.data import ali_ccp, aliexpress, census_income
+from mtl.data.formats import ali_ccp, aliexpress, census_income
 
 NUM_RANDOM_FILES = 240
 NUM_RANDOM_PADDLEREC = 60

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tensorflow_datasets as tfds
 
-from mtl.data import ali_ccp
+from mtl.data.formats import ali_ccp
 from mtl.data.builders.columnar import ColumnarBuilder, ColumnarConfig, candidate_dirs
 
 

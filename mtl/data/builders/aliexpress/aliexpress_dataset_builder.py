@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tensorflow_datasets as tfds
 
-from mtl.data import aliexpress
+from mtl.data.formats import aliexpress
 from mtl.data.builders.columnar import ColumnarBuilder, ColumnarConfig, candidate_dirs
 
 

@@ -2,51 +2,27 @@
 
     data = mtl.data.load("aliexpress", data_dir=..., country="NL", tasks="click,conversion")
 
-The format (columns, file names, the raw reader) is
-:mod:`mtl.data.formats.aliexpress`. The full data is on Alibaba Tianchi (dataset 74690,
-https://tianchi.aliyun.com/dataset/74690), behind a login: nothing is downloaded
-here. MTReclib's format, one folder per country ``AliExpress_{NL,ES,FR,US,RU}``
-holding ``train.csv`` and ``test.csv`` with a header: ``search_id`` (dropped: a
-query id, not a feature), ``categorical_1..16`` (categorical), ``numerical_1..63``
-(numeric) and the labels ``click`` and ``conversion``.
-
-Unlike MTReclib, which selects epochs on the test file, the validation split is
-cut from the training file (``validation_fraction``, permutation seeded by
-``seed``); the test file is only the test split.
-
-``sample=True`` reads torch-rechub's small public sample
-(``aliexpress_{train,test}_sample.csv``, 100 + 20 rows; a format fixture).
-
-Tasks: ``click``, ``conversion`` (alias ``purchase``) and ``ctcvr`` = click AND
-conversion.
+MTReclib's format: one folder per country ``AliExpress_{NL,ES,FR,US,RU}`` holding
+``train.csv`` and ``test.csv`` with a header: ``search_id`` (a query id, dropped),
+``categorical_1..16``, ``numerical_1..63`` and the labels ``click`` and ``conversion``.
+The validation split is cut from the training file (``validation_fraction``, ``seed``);
+the test file is only the test split. ``sample=True`` reads torch-rechub's public sample
+(``aliexpress_{train,test}_sample.csv``). Tasks: ``click``, ``conversion`` (alias
+``purchase``) and ``ctcvr`` = click AND conversion.
 """
 
 from __future__ import annotations
 
 import os
 import pathlib
-
 from mtl.data import paths
 from mtl.data.base import MultiTaskData
 from mtl.data.cache import cached_dataset
 from mtl.data.errors import DataError
-from mtl.data.formats.aliexpress import (  # noqa: F401 (the format's names, re-exported)
-    CATEGORICAL,
-    COLUMNS,
-    COUNTRIES,
-    DATASET,
-    HOW_TO_GET,
-    ID_COLUMN,
-    LABELS,
-    NUMERICAL,
-    SAMPLE_FILES,
-    files_in,
-    read_aliexpress_file,
-    read_aliexpress_files,
-)
-from mtl.data.frame import Frame, cached, concat_frames, file_parts
+from mtl.data.formats.aliexpress import (CATEGORICAL, COUNTRIES, DATASET, HOW_TO_GET, ID_COLUMN, NUMERICAL, files_in,
+                                         read_aliexpress_files)
+from mtl.data.frame import concat_frames, file_parts
 from mtl.data.preprocess import build_multitask_data, esmm_task_labels, permutation_split
-
 
 def find_aliexpress_files(data_dir=None, *, country: str = "NL", sample: bool = False) -> dict[str, pathlib.Path]:
     """``{"train": path, "test": path}`` for a country (or the sample)."""
@@ -54,14 +30,9 @@ def find_aliexpress_files(data_dir=None, *, country: str = "NL", sample: bool = 
     if not sample and country not in COUNTRIES:
         raise ValueError(f"country must be one of {COUNTRIES}, got {country!r}")
     try:
-        folder = paths.resolve_dataset_dir(
-            data_dir,
-            dataset=f"AliExpress ({'sample' if sample else country})",
-            folder=DATASET,
-            has_files=lambda d: files_in(d, country, sample) is not None,
-            how_to_get=HOW_TO_GET,
-            subfolders=True,
-        )
+        folder = paths.resolve_dataset_dir(data_dir, dataset=f"AliExpress ({'sample' if sample else country})",
+                                           folder=DATASET, has_files=lambda d: files_in(d, country, sample) is not None,
+                                           how_to_get=HOW_TO_GET, subfolders=True)  # fmt: skip
     except DataError as e:
         if not sample:
             try:
@@ -73,94 +44,56 @@ def find_aliexpress_files(data_dir=None, *, country: str = "NL", sample: bool = 
     return files_in(folder, country, sample)
 
 
-def load_aliexpress(
-    *,
-    data_dir: str | os.PathLike | None = None,
-    country: str = "NL",
-    sample: bool = False,
-    tasks: str = "click,conversion",
-    seed: int = 0,
-    validation_fraction: float = 0.1,
-    cache_dir: str | os.PathLike | None = None,
-    reader: str = "fast",
-    allow_single_class: bool = False,
-    user_column: str = "",
-) -> MultiTaskData:
+def load_aliexpress(*, data_dir: str | os.PathLike | None = None, country: str = "NL", sample: bool = False,
+                    tasks: str = "click,conversion", seed: int = 0, validation_fraction: float = 0.1,
+                    cache_dir: str | os.PathLike | None = None, reader: str = "fast", allow_single_class: bool = False,
+                    user_column: str = "") -> MultiTaskData:  # fmt: skip
     """AliExpress (one country) as click / conversion / ctcvr tasks; see the module docstring.
 
     Args:
-      data_dir: folder with ``AliExpress_<country>/`` (or that folder itself), or a
-        parent with ``aliexpress/``; ``None`` reads ``$MTL_DATA_DIR``.
+      data_dir: folder with ``AliExpress_<country>/`` (or that folder itself), or a parent with
+        ``aliexpress/``; ``None`` reads ``$MTL_DATA_DIR``.
       country: ``NL``, ``ES``, ``FR``, ``US`` or ``RU``.
       sample: read the small public sample instead (``country`` is then ignored).
       tasks: comma-separated subset of ``click``, ``conversion`` (``purchase``), ``ctcvr``.
       seed, validation_fraction: the validation cut from the training file.
-      cache_dir: where parsed columns are cached (default ``~/.cache/mtl``).
+      cache_dir: where the prepared splits are cached (default ``~/.cache/mtl``).
       reader: ``"fast"`` (direct parse) or ``"tfds"`` (through the TFDS builder).
       allow_single_class: allow a split where a task has one class (tiny samples).
-      user_column: must stay empty: AliExpress has no user id (the option exists so
-        that a config may set it for every dataset).
-
-    The prepared splits are cached (``cache_dir``) and come back memory-mapped.
+      user_column: must stay empty: AliExpress has no user id.
     """
     if user_column:
         raise DataError(f"AliExpress has no user column (user_column={user_column!r}); leave it empty")
     if reader not in ("fast", "tfds"):
         raise ValueError(f"reader must be 'fast' or 'tfds', got {reader!r}")
     files = find_aliexpress_files(data_dir, country=country, sample=sample)
-    root = paths.cache_root(cache_dir) / DATASET
-    args = dict(country=None if sample else country.upper(), sample=bool(sample), tasks=tasks, seed=seed,
-                validation_fraction=validation_fraction, reader=reader,
-                allow_single_class=bool(allow_single_class))  # fmt: skip
+    country = None if sample else country.upper()
+    args = dict(country=country, sample=bool(sample), tasks=tasks, seed=seed, validation_fraction=validation_fraction,
+                reader=reader, allow_single_class=bool(allow_single_class))  # fmt: skip
 
     def build(out):
         if reader == "fast":  # train and test parsed together into one frame
-            paths = [files["train"], files["test"]]
-            frame = cached(root / "frames", name="train+test", sources=paths, args={"reader": "aliexpress", "with_id": False},
-                           build=lambda: read_aliexpress_files(paths, with_id=False), defer=True)  # fmt: skip
+            frame = read_aliexpress_files([files["train"], files["test"]], with_id=False)
             train_rows, test_rows = file_parts(frame)
         else:
-            frames = _read_with_tfds(files, sample, country, cache_dir)
-            frame, (train_rows, test_rows) = concat_frames([frames.pop("train"), frames.pop("test")], consume=True)
-        return _prepare(frame, train_rows, test_rows, files, out=out, tasks=tasks, seed=seed, sample=sample,
-                        country=country, validation_fraction=validation_fraction, reader=reader,
-                        allow_single_class=allow_single_class)  # fmt: skip
+            from mtl.data.builders.aliexpress import AliExpress
+            from mtl.data.builders.columnar import prepare, read_frame
 
-    data, _ = cached_dataset(root, args=args, sources=list(files.values()), build=build)
-    return data
+            tfds_dir = paths.cache_root(cache_dir) / "tfds" / paths.fingerprint(files.values(), "v1")
+            builder = prepare(AliExpress, data_dir=tfds_dir, manual_dir=files["train"].parent,
+                              config=country or "sample")  # fmt: skip
+            frame, (train_rows, test_rows) = concat_frames([read_frame(builder, s) for s in ("train", "test")])
+        keep, held = permutation_split(len(train_rows), (1 - validation_fraction, validation_fraction), seed)
+        splits = {"train": train_rows[keep], "validation": train_rows[held], "test": test_rows}
+        labels, specs = esmm_task_labels(frame, tasks)
+        info = {"dataset": DATASET, "country": country, "sample": bool(sample),
+                "protocol": (f"train.csv permuted with default_rng({seed}), {validation_fraction:g} held out for "
+                             "validation; test.csv is the test split"),
+                "seed": seed, "files": {k: str(v) for k, v in files.items()}, "dropped_columns": [ID_COLUMN],
+                "reader": reader, "user_column": None}  # fmt: skip
+        sources = {"train": str(files["train"]), "validation": f"part of {files['train']}", "test": str(files["test"])}
+        return build_multitask_data(frame, splits, labels=labels, tasks=specs, categorical=list(CATEGORICAL),
+                                    numeric=list(NUMERICAL), info=info, allow_single_class=allow_single_class,
+                                    split_sources=sources, out=out)  # fmt: skip
 
-
-def _read_with_tfds(files, sample, country, cache_dir) -> dict[str, Frame]:
-    from mtl.data.builders.aliexpress import AliExpress
-    from mtl.data.builders.columnar import prepare, read_frame
-
-    data_dir_tfds = paths.cache_root(cache_dir) / "tfds" / paths.fingerprint(files.values(), "v1")
-    config = "sample" if sample else country.upper()
-    builder = prepare(AliExpress, data_dir=data_dir_tfds, manual_dir=files["train"].parent, config=config)
-    return {split: read_frame(builder, split) for split in files}
-
-
-def _prepare(frame, train_rows, test_rows, files, *, out, tasks, seed, sample, country, validation_fraction, reader,
-             allow_single_class) -> MultiTaskData:  # fmt: skip
-    keep, held = permutation_split(len(train_rows), (1 - validation_fraction, validation_fraction), seed)
-    splits = {"train": train_rows[keep], "validation": train_rows[held], "test": test_rows}
-    labels, specs = esmm_task_labels(frame, tasks)
-    info = {
-        "dataset": DATASET,
-        "country": None if sample else country.upper(),
-        "sample": bool(sample),
-        "protocol": (
-            f"train.csv permuted with default_rng({seed}), {validation_fraction:g} held out for validation; "
-            "test.csv is the test split"
-        ),
-        "seed": seed,
-        "files": {k: str(v) for k, v in files.items()},
-        "dropped_columns": [ID_COLUMN],
-        "reader": reader,
-        "user_column": None,
-    }
-    sources = {"train": str(files["train"]), "validation": f"part of {files['train']}", "test": str(files["test"])}
-    return build_multitask_data(
-        frame, splits, labels=labels, tasks=specs, categorical=list(CATEGORICAL), numeric=list(NUMERICAL), info=info,
-        allow_single_class=allow_single_class, split_sources=sources, out=out,
-    )  # fmt: skip
+    return cached_dataset(paths.cache_root(cache_dir) / DATASET, args=args, sources=list(files.values()), build=build)[0]

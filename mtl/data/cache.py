@@ -1,24 +1,13 @@
 """Crash-safe caches of parsed and prepared data: folders of ``.npy`` files, memory-mapped.
 
-Two kinds of entries live under ``<cache root>/<dataset>/`` (see :mod:`mtl.data.paths`):
-
-* ``frames/<name>-<key>/``: source files parsed into columns (:func:`mtl.data.frame.cached`),
-  so that a load with other arguments (seed, tasks, ...) re-encodes without re-parsing;
-* ``prepared/<key>/``: one prepared :class:`~mtl.data.base.MultiTaskData`
-  (:func:`cached_dataset`): the arrays ``<split>.{numeric,categorical,labels[,users]}``.
-  A repeated load memory-maps them (read-only): rows come from disk when first touched.
-
-An entry is a folder of ``<array>.npy`` files (``np.load(path, mmap_mode="r")`` reads
-one without this module) and ``meta.json``. ``key`` hashes :data:`FORMAT_VERSION`, the
-entry kind, the loader's arguments and every source file's absolute path, size and
-modification time (ns).
-
-Writes are atomic: an entry is written into a temporary folder beside its place
-(``.tmp-...``), every file is flushed to disk, ``meta.json`` last, and the folder is
-renamed into place. A source file whose size or modification time changed while it
-was read raises a :class:`DataError` and writes nothing. Reading an entry checks
-``meta.json`` (its own checksum), each file's size and a CRC32 of pages sampled through
-it; an entry that fails is moved aside and rebuilt, never trusted.
+Entries live under ``<cache root>/<dataset>/``: ``prepared/<key>/`` holds one prepared
+:class:`~mtl.data.base.MultiTaskData` (:func:`cached_dataset`, arrays
+``<split>.{numeric,categorical,labels[,users]}``), and the TFDS read-back keeps raw frames
+(:func:`mtl.data.frame.cached`). An entry is a folder of ``<array>.npy`` files and
+``meta.json``; ``key`` hashes :data:`FORMAT_VERSION`, the kind, the loader's arguments and
+every source file's path, size and mtime. Writes are atomic (a temporary folder, files
+flushed, ``meta.json`` last, renamed into place); a source that changed while read caches
+nothing; an entry whose checksums fail is moved aside and rebuilt. See ``docs/data.md``, *Caches*.
 """
 
 from __future__ import annotations
@@ -28,11 +17,9 @@ import concurrent.futures
 import dataclasses
 import hashlib
 import json
-import logging
 import os
 import pathlib
 import shutil
-import threading
 import time
 import uuid
 import zlib
@@ -326,37 +313,6 @@ def build_entry(folder: pathlib.Path, *, kind: str, sources: Sequence[SourceStat
         writer.commit(meta)
 
 
-_DEFERRED: list[tuple[threading.Thread, list]] = []
-_DEFERRED_LOCK = threading.Lock()
-
-
-def defer(job: Callable[[], Any]) -> None:
-    """Runs ``job`` (writing a cache entry) on a background thread; :func:`wait_for_deferred` waits."""
-    errors: list = []
-
-    def run():
-        try:
-            job()
-        except BaseException as e:  # reported by wait_for_deferred
-            errors.append(e)
-
-    thread = threading.Thread(target=run, name="mtl-cache-writer")
-    thread.start()
-    with _DEFERRED_LOCK:
-        _DEFERRED.append((thread, errors))
-
-
-def wait_for_deferred() -> None:
-    """Waits for background cache writes; one that failed leaves no entry, only a warning
-    (the cache is an optimisation; the data already loaded is intact)."""
-    with _DEFERRED_LOCK:
-        pending, _DEFERRED[:] = list(_DEFERRED), []
-    for thread, errors in pending:
-        thread.join()
-        for e in errors:
-            logging.warning("mtl.data: a column cache entry was not written: %s: %s", type(e).__name__, e)
-
-
 def cached_dataset(root: pathlib.Path, *, args: Mapping[str, Any], sources: Sequence[str | os.PathLike],
                    build: Callable[[PackWriter], MultiTaskData],
                    extra: Callable[[MultiTaskData], Mapping[str, Any]] | None = None):  # fmt: skip
@@ -384,15 +340,12 @@ def cached_dataset(root: pathlib.Path, *, args: Mapping[str, Any], sources: Sequ
                 "info": _plain(data.info), "extra": _plain(extra(data)) if extra else {}, "args": _plain(args),
                 "sources": [dataclasses.asdict(s) for s in states]}  # fmt: skip
 
-    try:
+    entry = read_entry(folder, kind="prepared")
+    if entry is None:
+        build_entry(folder, kind="prepared", sources=states, build=make)
         entry = read_entry(folder, kind="prepared")
         if entry is None:
-            build_entry(folder, kind="prepared", sources=states, build=make)
-            entry = read_entry(folder, kind="prepared")
-            if entry is None:
-                raise RuntimeError(f"cache entry {folder} could not be read back after writing it")
-    finally:
-        wait_for_deferred()
+            raise RuntimeError(f"cache entry {folder} could not be read back after writing it")
     meta, arrays = entry
     splits = {name: Split(*(arrays.get(f"{name}.{k}") for k in ("numeric", "categorical", "labels", "users")))
               for name in ("train", "validation", "test")}  # fmt: skip

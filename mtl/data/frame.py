@@ -222,26 +222,18 @@ def save_frame(frame: Frame, folder: str | os.PathLike) -> None:
 
 
 def cached(root: str | os.PathLike, *, name: str, sources: Sequence[str | os.PathLike], args: Mapping[str, Any],
-           build: Callable[[], Frame], defer: bool = False) -> Frame:  # fmt: skip
+           build: Callable[[], Frame]) -> Frame:  # fmt: skip
     """The frame ``build()`` makes from ``sources``, through the cache entry ``root/<name>-<key>``.
 
     The key covers the sources' path, size and modification time and ``args``; a damaged
     entry is rebuilt, and a source that changes while ``build()`` reads it raises a
-    :class:`~mtl.data.errors.DataError` and caches nothing. ``defer=True`` writes a new
-    entry on a background thread (:func:`mtl.data.cache.wait_for_deferred` waits).
+    :class:`~mtl.data.errors.DataError` and caches nothing.
     """
     states = cache.source_states(sources)
     folder = pathlib.Path(root) / f"{name}-{cache.entry_key('frame', args, states)}"
     entry = cache.read_entry(folder, kind="frame")
     if entry is not None:
         return _read_frame(*entry)
-    try:
-        frame = build()
-    finally:
-        cache.check_unchanged(states)  # a file that changed mid-read explains odd errors best
-    # the writer keeps its own view of the columns: the caller may consume the frame meanwhile
-    snapshot = dataclasses.replace(frame, categorical=dict(frame.categorical), numeric=dict(frame.numeric))
-    write = lambda: cache.build_entry(folder, kind="frame", sources=states,  # noqa: E731
-                                      build=lambda pack: _write_frame(snapshot, pack, {"args": args}))
-    cache.defer(write) if defer else write()
+    frame = build()
+    cache.build_entry(folder, kind="frame", sources=states, build=lambda pack: _write_frame(frame, pack, {"args": args}))
     return frame

@@ -2,32 +2,13 @@
 
     data = mtl.data.load("kuairand_pure", data_dir="../shared/data", tasks="main")
 
-The folder (``data_dir``, or a parent holding ``kuairand_pure/``) holds the two Parquet
-logs of 2022-04-25…04-30 and 2022-05-01…05-08 (every row of the official
-``log_standard_4_22_to_5_08_pure.csv`` in those days) and the official
-``user_features_pure.csv`` and ``video_features_basic_pure.csv``. It is read by the
-tabular loader (:mod:`mtl.data.tabular`) with these fixed choices:
-
-* Protocol (temporal, by ``date``): train 2022-04-25…05-04 (171,671 rows), validation
-  05-05…05-06 (27,224), test 05-07…05-08 (29,434).
-* Joins: user features on ``user_id``, video features on ``video_id``; where the log
-  and the video file both carry a column (``author_id``, ``tag``, ``upload_dt``,
-  ``video_duration``), the log's value is used.
-* Features (:data:`CATEGORICAL`, :data:`NUMERIC`): user, video and author ids, ``tab``,
-  ``hourmin``, the video's duration and side columns, the official user features.
-  Everything else in the log is dropped: every outcome (:func:`outcome_columns`: the
-  ``is_*`` and ``long_view`` flags, play and stay times, and the columns derived from
-  them) whether or not it is a task, the split key ``date`` and the timestamp
-  ``time_ms``, ``upload_date``/``freshness_days`` (another copy of ``upload_dt`` and
-  the impression date minus it), and constant columns (``is_rand``, ``source_file``,
-  ``is_lowactive_period``, ``visible_status``).
-* Tasks (:data:`TASK_GROUPS`): ``main`` = click, long view, like, profile enter;
-  ``all`` adds comment, follow and forward (rare: 0.1-0.3% positives); ``watch`` =
-  click, long view and the play time as a regression, learned as ``log1p`` of seconds
-  (the raw time is heavy-tailed: median 4.6 s, maximum 898 s) and reported in
-  seconds (task ``play_time_s``).
-* ``user_column = "user_id"`` (GAUC); rare categorical values (seen fewer than
-  ``min_count`` times in training, default 2) share the out-of-vocabulary id.
+The folder holds the two Parquet logs (:data:`LOGS`) and the official user and video
+feature files; the tabular loader reads them with fixed choices: split by ``date``
+(:data:`SPLIT_BOUNDARIES`), user and video features joined on their ids (the log's value
+wins), the features :data:`CATEGORICAL` and :data:`NUMERIC`, every outcome and the split
+key dropped (:func:`outcome_columns`, :data:`NOT_FEATURES`), task groups :data:`TASK_GROUPS`
+(``watch`` learns ``log1p`` seconds of the play time and reports seconds), ``user_column =
+"user_id"``. The protocol and its numbers are in ``docs/data.md``, *KuaiRand-Pure*.
 """
 
 from __future__ import annotations

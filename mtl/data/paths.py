@@ -1,18 +1,9 @@
-"""Where datasets are read from and where prepared caches are written.
+"""Where datasets are read from and where caches are written.
 
-Raw data is never downloaded at load time. Loaders take ``data_dir``; when it is
-``None`` they read the environment variable ``MTL_DATA_DIR``. Either may name
-the dataset's own folder or a parent folder holding it under its usual name,
-laid out like::
-
-    $MTL_DATA_DIR/
-      census_income_kdd/census-income.test.gz   (and census-income.data.gz)
-      ali_ccp/...
-      aliexpress/...
-
-Prepared caches (column packs, :mod:`mtl.data.cache`; TFDS ``array_record`` builds) go to
-``cache_dir``, else ``$MTL_CACHE_DIR``, else ``~/.cache/mtl``; never next to the
-raw data, which may be read-only.
+Loaders take ``data_dir`` (else ``$MTL_DATA_DIR``): the dataset's own folder or a parent
+holding it under its usual name (``docs/data.md``, *Where the files go*); nothing is
+downloaded at load time. Caches go to ``cache_dir``, else ``$MTL_CACHE_DIR``, else
+``~/.cache/mtl``, never next to the raw data.
 """
 
 from __future__ import annotations
@@ -20,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pathlib
-from typing import Iterable, Sequence
+from typing import Iterable
 
 from mtl.data.errors import DataError
 
@@ -91,12 +82,3 @@ def fingerprint(paths: Iterable[str | os.PathLike | None], *extra: str) -> str:
     for e in extra:
         h.update(e.encode())
     return h.hexdigest()[:16]
-
-
-def first_existing(folder: pathlib.Path, names: Sequence[str]) -> pathlib.Path | None:
-    """The first of ``folder/name`` that is a file, or ``None``."""
-    for name in names:
-        p = folder / name
-        if p.is_file():
-            return p
-    return None

@@ -1,37 +1,17 @@
 """From a raw :class:`~mtl.data.frame.Frame` and split indices to :class:`MultiTaskData`.
 
-The rules every loader shares:
-
-* Statistics come from the TRAINING split only: categorical vocabularies, the
-  numeric mean and standard deviation, the fill value of missing numbers.
-* Categorical ids: ``0`` is the out-of-vocabulary bucket (values never seen in
-  training); the training values get ``1..V`` in sorted order; ``vocab_size = V + 1``.
-  A missing categorical value is its own token (:data:`MISSING_TOKEN`), so it gets
-  an id when training has missing values and falls in bucket 0 otherwise.
-* Rare values: with ``min_count`` > 1, a value seen fewer than ``min_count`` times in
-  the training split gets no id of its own and falls in bucket 0 too (FuxiCTR's
-  ``min_categr_count``), so that the out-of-vocabulary embedding is trained on the rows
-  that are most like unseen values, and no embedding is fitted to one or two rows.
-* Optional hashing for very large vocabularies: a column whose training vocabulary
-  exceeds ``hash_threshold`` distinct values is mapped with a stable hash (CRC32 of
-  the UTF-8 value) into ``hash_buckets`` ids; unseen values hash like seen ones.
-* Numeric columns: ``(x - mean) / std`` with training statistics (std 0 -> 1);
-  a missing value becomes the training mean, i.e. 0 after scaling, and with
-  ``missing_indicators`` a 0/1 column ``<name>:missing`` is added for each numeric
-  column that has missing values in the training split.
-* Binary tasks must have both classes in every split (else a :class:`DataError`
-  naming the split and the task), unless ``allow_single_class``.
-* Regression labels are optionally standardised with training statistics
-  (``standardize_labels``); the tasks record the mean and standard deviation.
-
-Splits are encoded a block of rows at a time, optionally straight into a cache
-file (``out``, a :class:`~mtl.data.cache.PackWriter`), so that memory stays near
-the size of the raw columns.
+The rules every loader shares (``docs/data.md``, *Preprocessing rules*): statistics from the
+training split only; categorical id 0 is the out-of-vocabulary bucket (unseen values, and
+values seen fewer than ``min_count`` times in training), training values get ``1..V`` in
+sorted order, a missing value is the token :data:`mtl.data.frame.MISSING_TOKEN`; optional CRC32 hashing of
+large vocabularies; numeric columns standardised with training mean and std (missing: the
+mean, optionally with a ``<name>:missing`` indicator); binary tasks need both classes in every
+split; regression labels optionally standardised. Splits are encoded a block of rows at a
+time, optionally straight into a cache pack (``out``), so memory stays near the raw columns.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import zlib
 from typing import Mapping, Sequence
@@ -41,7 +21,7 @@ import numpy as np
 from mtl.data.base import LABEL_TRANSFORMS, MultiTaskData, Split, TaskSpec
 from mtl.data.cache import PackWriter
 from mtl.data.errors import DataError
-from mtl.data.frame import MISSING_TOKEN, Factor, Frame
+from mtl.data.frame import Factor, Frame
 
 OOV_INDEX = 0
 SPLIT_NAMES = ("train", "validation", "test")
@@ -93,40 +73,15 @@ def categorical_encoder(
     return mapping, int(len(kept) + 1), "vocabulary"
 
 
-def encode_categorical(
-    factor: Factor, train_idx: np.ndarray, *, hash_buckets: int = 0, hash_threshold: int | None = None,
-    min_count: int = 1,
-) -> tuple[np.ndarray, int, str]:
-    """Codes a column with its training vocabulary; returns ``(ids (N,), vocab_size, how)``."""
-    mapping, size, how = categorical_encoder(factor, train_idx, hash_buckets=hash_buckets,
-                                             hash_threshold=hash_threshold, min_count=min_count)  # fmt: skip
-    return mapping[factor.codes], size, how
-
-
-def train_statistics(x: np.ndarray, train_idx: np.ndarray) -> tuple[float, float]:
+def statistics_of(train: np.ndarray) -> tuple[float, float]:
     """Mean and standard deviation of the non-missing training values (std of a constant column: 1)."""
-    return statistics_of(x[train_idx])
-
-
-def statistics_of(train: np.ndarray, *, may_be_missing: bool = True) -> tuple[float, float]:
-    """:func:`train_statistics` of the training values themselves, in training order."""
     train = np.asarray(train, np.float64)
-    if may_be_missing:
-        train = train[~np.isnan(train)]
+    train = train[~np.isnan(train)]
     mean = float(train.mean()) if train.size else 0.0
     std = float(train.std()) if train.size else 1.0
     if not np.isfinite(std) or std <= 1e-9 * max(1.0, abs(mean)):  # constant column (up to rounding)
         std = 1.0
     return mean, std
-
-
-def standardize(x: np.ndarray, train_idx: np.ndarray) -> tuple[np.ndarray, float, float, np.ndarray]:
-    """Scales with training mean/std, fills missing with the mean; returns ``(z, mean, std, missing)``."""
-    mean, std = train_statistics(x, train_idx)
-    x = np.asarray(x, np.float64)
-    missing = np.isnan(x)
-    z = (np.where(missing, mean, x) - mean) / std
-    return z.astype(np.float32), mean, std, missing
 
 
 def check_binary_labels(labels: np.ndarray, frame: Frame, names: Sequence[str]) -> None:
@@ -266,13 +221,11 @@ def build_multitask_data(
         vocab_sizes.append(size)
         if how != "vocabulary":
             encodings[name] = how
-    missing_anywhere = _has_missing(frame, numeric)
-    train_values = _training_values(frame, numeric, train_idx)
     scalers, stats, indicators, indicator_names = [], {}, [], []
     for name in numeric:
         x = frame.numeric[name]
-        train = next(train_values)
-        mean, std = statistics_of(train, may_be_missing=missing_anywhere[name])
+        train = x[train_idx]
+        mean, std = statistics_of(train)
         scalers.append((x, mean, std))
         stats[name] = (round(mean, 6), round(std, 6))
         if missing_indicators and np.isnan(train).any():
@@ -285,101 +238,53 @@ def build_multitask_data(
     scale = []
     for t, task in enumerate(tasks):
         if standardize_labels and task.kind == "regression":
-            mean, std = train_statistics(labels[:, t], train_idx)
+            mean, std = statistics_of(labels[train_idx, t])
             tasks[t] = dataclasses.replace(task, label_mean=mean, label_std=std)
         scale.append((tasks[t].label_mean, tasks[t].label_std))
 
     n_num, n_cat, n_tasks = len(num_names), len(categorical), len(tasks)
     if out is not None:
-        out.write_behind()
-    # Every output column is one job: a numeric column is standardised in float64 (missing ->
-    # the mean), a categorical column looked up in its vocabulary. Numeric columns that live
-    # in the frame's row-major block are one job that gathers whole rows. Jobs are split into
-    # two halves of about equal cost and run at once (numpy releases the GIL).
-    in_block = [(j, frame.block_view(name)) for j, name in enumerate(numeric)]
-    in_block = [(j, i) for j, i in in_block if i is not None]
-    if len(in_block) < 2:
-        in_block = []
-    block_out = np.array([j for j, _ in in_block], np.int64)
-    block_in = np.array([i for _, i in in_block], np.int64)
-    block_mean = np.array([scalers[j][1] for j, _ in in_block], np.float64)
-    block_std = np.array([scalers[j][2] for j, _ in in_block], np.float64)
-    blocked = set(block_out.tolist())
-    jobs = [("num", j) for j in range(len(scalers)) if j not in blocked]
-    jobs += [("ind", k) for k in range(len(indicators))] + [("cat", j) for j in range(n_cat)]
-    cost = {"num": 3, "ind": 1, "cat": 1, "block": 2 * len(in_block)}
-    if in_block:
-        jobs.append(("block", 0))
-    halves: list[list] = [[], []]
-    load = [0, 0]
-    for job in sorted(jobs, key=lambda j: -cost[j[0]]):
-        k = int(load[1] < load[0])
-        halves[k].append(job)
-        load[k] += cost[job[0]]
-    has_missing = [missing_anywhere[name] for name in numeric]
-    block_missing = any(has_missing[j] for j, _ in in_block)
-    contiguous_out = len(in_block) > 0 and bool(np.all(np.diff(block_out) == 1))
-    all_in = len(in_block) > 0 and frame.block.shape[1] == len(in_block) and bool(np.all(block_in == np.arange(len(in_block))))
+        out.write_behind()  # encoding the next block overlaps with writing this one
+    # numeric columns in the frame's row-major block are gathered as whole rows
+    in_block = [(j, i) for j, i in ((j, frame.block_view(name)) for j, name in enumerate(numeric)) if i is not None]
+    block_out, block_in = (np.array(x, np.int64) for x in zip(*in_block)) if in_block else ([], [])
+    block_mean, block_std = (np.array([scalers[j][k] for j in block_out], np.float64) for k in (1, 2))
+    others = [j for j in range(len(scalers)) if j not in set(block_out)]
 
-    def run(half, rows, num_block, cat_block):
-        for kind, j in half:
-            if kind == "block":
-                rows_of_block = frame.block[rows]
-                v = (rows_of_block if all_in else rows_of_block[:, block_in]).astype(np.float64)
-                if block_missing:
-                    missing = np.isnan(v)
-                    v[missing] = np.broadcast_to(block_mean, v.shape)[missing]
-                v -= block_mean
-                v /= block_std
-                if contiguous_out:
-                    num_block[:, block_out[0] : block_out[-1] + 1] = v
-                else:
-                    num_block[:, block_out] = v
-            elif kind == "num":
-                x, mean, std = scalers[j]
-                v = x[rows].astype(np.float64)
-                if has_missing[j]:
-                    v[np.isnan(v)] = mean
-                np.subtract(v, mean, out=v)
-                num_block[:, j] = v / std
-            elif kind == "ind":
-                num_block[:, len(scalers) + j] = np.isnan(indicators[j][rows])
-            else:
-                codes, mapping = encoders[j]
-                np.take(mapping, codes[rows], out=cat_block[j])
+    def encode(rows, num, cat):
+        if in_block:
+            v = frame.block[rows][:, block_in].astype(np.float64)
+            np.copyto(v, np.broadcast_to(block_mean, v.shape), where=np.isnan(v))
+            num[:, block_out] = (v - block_mean) / block_std
+        for j in others:
+            x, mean, std = scalers[j]
+            v = x[rows].astype(np.float64)
+            v[np.isnan(v)] = mean
+            num[:, j] = (v - mean) / std
+        for k, x in enumerate(indicators):
+            num[:, len(scalers) + k] = np.isnan(x[rows])
+        for j, (codes, mapping) in enumerate(encoders):
+            np.take(mapping, codes[rows], out=cat[j])
 
-    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mtl-encode")
     parts = {}
     for split_name, idx in splits.items():
         n = len(idx)
-
-        def output(kind, shape, dtype):
-            return _Output(f"{split_name}.{kind}", shape, dtype, out)
-
-        out_num = output("numeric", (n, n_num), np.float32)
-        out_cat = output("categorical", (n, n_cat), np.int32)
-        out_lab = output("labels", (n, n_tasks), np.float32)
-        out_users = None if users is None else output("users", (n,), np.int64)
+        arrays = {"numeric": ((n, n_num), np.float32), "categorical": ((n, n_cat), np.int32),
+                  "labels": ((n, n_tasks), np.float32), "users": ((n,), np.int64)}  # fmt: skip
+        outputs = {k: _Output(f"{split_name}.{k}", *spec, out) for k, spec in arrays.items()
+                   if k != "users" or users is not None}  # fmt: skip
         for start in range(0, n, block_rows):
             rows = idx[start : start + block_rows]
-            num_block = np.empty((len(rows), n_num), np.float32)
-            cat_block = np.empty((n_cat, len(rows)), np.int32)  # transposed: each column contiguous
-            other = pool.submit(run, halves[0], rows, num_block, cat_block)
-            run(halves[1], rows, num_block, cat_block)
-            other.result()
-            out_num.write(num_block)
-            out_cat.write(cat_block.T)
-            y = labels[rows]
-            for t, (mean, std) in enumerate(scale):
-                if (mean, std) != (0.0, 1.0):
-                    y = y.astype(np.float64, copy=False)
-                    y[:, t] = (y[:, t] - mean) / std
-            out_lab.write(y.astype(np.float32))
-            if out_users is not None:
-                out_users.write(np.asarray(users[rows], np.int64))
-        parts[split_name] = Split(out_num.finish(), out_cat.finish(), out_lab.finish(),
-                                  None if out_users is None else out_users.finish())  # fmt: skip
-    pool.shutdown()
+            num, cat = np.empty((len(rows), n_num), np.float32), np.empty((n_cat, len(rows)), np.int32)
+            encode(rows, num, cat)  # cat transposed: each column contiguous
+            y = labels[rows].astype(np.float64)
+            y = ((y - [m for m, _ in scale]) / [s for _, s in scale]).astype(np.float32)
+            blocks = {"numeric": num, "categorical": cat.T, "labels": y}
+            if users is not None:
+                blocks["users"] = np.asarray(users[rows], np.int64)
+            for k, block in blocks.items():
+                outputs[k].write(block)
+        parts[split_name] = Split(*(outputs[k].finish() if k in outputs else None for k in arrays))
     info = dict(info)
     info.setdefault("split_sizes", {k: len(v) for k, v in parts.items()})
     info["label_rates"] = {
@@ -402,43 +307,6 @@ def build_multitask_data(
         vocab_sizes=tuple(vocab_sizes),
         info=info,
     )
-
-
-def _training_values(frame: Frame, numeric: Sequence[str], train_idx: np.ndarray):
-    """Yields each numeric column's training values (in ``train_idx`` order). Columns of the
-    frame's row-major block are gathered 16 at a time (64 bytes of a row: one cache line),
-    not one strided column at a time."""
-    where = {name: frame.block_view(name) for name in numeric}
-    group: dict[str, np.ndarray] = {}
-    for name in numeric:
-        i = where[name]
-        if i is None:
-            yield frame.numeric[name][train_idx]
-            continue
-        if name not in group:
-            group.clear()
-            start = (i // 16) * 16
-            stop = min(start + 16, frame.block.shape[1])
-            rows = frame.block[train_idx, start:stop]
-            for k in range(start, stop):
-                group[frame.block_columns[k]] = rows[:, k - start]
-            del rows
-        yield group.pop(name)
-
-
-def _has_missing(frame: Frame, numeric: Sequence[str]) -> dict[str, bool]:
-    """Whether each numeric column has a missing (NaN) value anywhere; the frame's block is
-    scanned by rows, a chunk at a time."""
-    out = {name: None for name in numeric}
-    if frame.block is not None and any(frame.block_view(n) is not None for n in numeric):
-        any_nan = np.zeros(frame.block.shape[1], bool)
-        for start in range(0, frame.block.shape[0], 1 << 16):
-            any_nan |= np.isnan(frame.block[start : start + (1 << 16)]).any(axis=0)
-        for name in numeric:
-            i = frame.block_view(name)
-            if i is not None:
-                out[name] = bool(any_nan[i])
-    return {name: bool(np.isnan(frame.numeric[name]).any()) if v is None else v for name, v in out.items()}
 
 
 def _describe(split: str, split_sources: Mapping[str, str] | None) -> str:

@@ -55,7 +55,7 @@ MAGIC = ((b"PAR1", "parquet"), (b"ARROW1", "arrow"), (b"FEA1", "arrow"))
 EXTENSIONS = {".parquet": "parquet", ".pq": "parquet", ".arrow": "arrow", ".feather": "arrow", ".ipc": "arrow"}
 FORMAT_NAMES = {"parquet": "Parquet", "arrow": "Arrow IPC / Feather"}
 #: pyarrow block size (grown for a record longer than a block).
-BLOCK_SIZE = 1 << 20
+BLOCK_SIZE = 8 << 20
 _HEAD_BYTES = 1 << 20
 _SCAN_BYTES = 16 << 20
 _SNIFF_LINES = 20
@@ -448,7 +448,7 @@ def _count_lines(h: Header) -> int:
     """The number of lines after the header (a last line without a line end included)."""
     count, last = 0, b"\n"
     for chunk in _chunks(h.path, h.data_offset):
-        count += chunk.count(b"\n") + chunk.count(b"\r") - chunk.count(b"\r\n")
+        count += chunk.count(b"\n") + (chunk.count(b"\r") - chunk.count(b"\r\n") if b"\r" in chunk else 0)
         last = chunk[-1:]
     return count + (last not in (b"\n", b"\r"))
 

@@ -1,72 +1,14 @@
-"""Any table with a header — delimited text, Parquet or Arrow IPC (Feather) — as a multi-task dataset.
+"""Any table with a header (delimited text, Parquet or Arrow IPC / Feather) as a multi-task dataset.
 
     data = mtl.data.load("tabular", path="clicks.csv", label_columns="click,purchase")
 
-or from the command line::
-
-    python -m mtl.train --config=experiments/configs/tabular.py \\
-        --config.data.path=clicks.parquet --config.data.label_columns=click,purchase --workdir=/tmp/run
-
-What it does, in order:
-
-1. Reads ``path`` (and ``validation_path`` / ``test_path`` when given); each may be
-   several files (a list, or comma-separated), read one after the other as one split.
-   A file's format comes from its content (``PAR1``: Parquet, ``ARROW1``/``FEA1``:
-   Arrow IPC / Feather) or else its extension (:mod:`mtl.data.columnar_files`, read
-   with pyarrow, only the columns needed); any other file is delimited text
-   (:mod:`mtl.data.reader`: pyarrow's CSV reader; quoting, line and value rules
-   there). ``delimiter=""`` detects one of ``, \\t ; |`` from the first lines; a given
-   delimiter that leaves the header as one column while another candidate would split
-   it is an error that names the likely delimiter. Fields are stripped of surrounding
-   whitespace.
-2. Side tables (``joins="KEY=FILE,..."``, any of the formats): each adds its columns
-   to every row whose ``KEY`` value it holds (matched as text; one row per key in the
-   side table); a row whose key it lacks gets missing values. A column that the data
-   files already hold keeps their values (and an earlier side table's win over a later one's).
-3. Labels: ``label_columns``; those in ``regression_columns`` are real-valued,
-   the others binary and must be 0 or 1 (``0.0``/``1.0`` accepted).
-   ``label_transforms="col:log1p"`` transforms a regression label before
-   standardisation (:data:`mtl.data.base.LABEL_TRANSFORMS`; metrics are reported
-   after the inverse).
-4. Features: every other column except ``drop_columns`` and ``split_column``.
-   ``categorical_columns`` and ``numeric_columns`` fix a column's type; the rest are
-   inferred (and printed as a table): numeric when every non-missing value is a
-   number and the values are not all integers, or there are more than
-   ``max_categorical_distinct`` distinct integers; categorical otherwise. An inferred
-   categorical column of text that looks like free text or row ids (more than
-   ``max_categorical_distinct`` distinct values, and at least half of its values
-   distinct or values of 64 characters on average) is dropped, with a printed note:
-   as a categorical column it would be one embedding per row, which a model
-   memorises; name it in ``categorical_columns`` to keep it.
-5. Missing values (empty, ``NA``, ``N/A``, ``nan``, ``null``, ``none``, ``?``, in
-   lower, UPPER, Capitalized or Title case; nulls and NaNs of columnar files): a
-   numeric one becomes the training mean (optionally with a 0/1 ``<name>:missing``
-   column, ``missing_indicators=True``); a categorical one is the token
-   ``<missing>``. A missing label is an error.
-6. Splits: a ``default_rng(seed)`` permutation of the rows cut by the ``split``
-   fractions (train, validation, test); or the given files: with both
-   ``validation_path`` and ``test_path`` the main file is all training data; with
-   one of them the main file is cut into train and the other split in the ratio
-   of their fractions; or ``split_column`` with two ``split_boundaries`` ``b1,b2``:
-   train ``< b1 <=`` validation ``< b2 <=`` test, compared as numbers when the values
-   and boundaries all are numbers, else as text (ISO dates compare correctly).
-7. Vocabularies (id 0 = out of vocabulary; values seen fewer than ``min_count``
-   times in training go there too), hashing (``hash_buckets``) and numeric scaling
-   from the training split only (:mod:`mtl.data.preprocess`). Regression labels are
-   standardised with training statistics too (``standardize_labels=True``, the
-   default); the tasks record the mean and standard deviation that map them back to
-   the original units.
-8. ``user_column`` (optional): any column; each split then carries ``users``, the
-   row's user code (the same value has the same code in every split and file;
-   a missing value is one user of its own), for per-user metrics (GAUC). The
-   column stays a feature unless it is in ``drop_columns``.
-
-The prepared splits are cached under ``cache_dir`` (default ``$MTL_CACHE_DIR``
-or ``~/.cache/mtl``), keyed by the files and every argument; a repeated load
-memory-maps them and prints the same column table. Raw columns are not cached.
-
-Every problem raises :class:`~mtl.data.errors.DataError` naming the file, the
-1-based line (the row, in a Parquet or Arrow file) and the column.
+In order: read the files (several per split allowed; formats and value rules in
+:mod:`mtl.data.reader`), add side tables' columns by key (``joins``), pick labels and
+features, infer feature types (printed as a table; free-text and row-id columns dropped
+with a note), split (random, by files, or by ``split_column``), then encode with training
+statistics (:mod:`mtl.data.preprocess`) into the prepared-split cache. The rules are in
+``docs/data.md``, *The tabular loader*. Every problem raises a
+:class:`~mtl.data.errors.DataError` naming the file, the line (a typed file's row) and the column.
 """
 
 from __future__ import annotations
@@ -82,8 +24,8 @@ from mtl.data import paths
 from mtl.data.base import LABEL_TRANSFORMS, MultiTaskData, TaskSpec
 from mtl.data.cache import cached_dataset
 from mtl.data.errors import DataError
-from mtl.data.frame import Factor, Frame, concat_factors, concat_frames, sorted_factor
-from mtl.data.preprocess import MISSING_TOKEN, build_multitask_data, parse_fractions, permutation_split, split_list
+from mtl.data.frame import MISSING_TOKEN, Factor, Frame, concat_factors, concat_frames, sorted_factor
+from mtl.data.preprocess import build_multitask_data, parse_fractions, permutation_split, split_list
 from mtl.data.reader import (
     FORMAT_NAMES,
     AutoColumn,
@@ -176,34 +118,16 @@ class _Side:
     table: Table | None = None
 
 
-def load_tabular(
-    *,
-    path: str | Sequence[str] = "",
-    label_columns: str | Sequence[str] = "",
-    regression_columns: str | Sequence[str] = "",
-    categorical_columns: str | Sequence[str] = "",
-    numeric_columns: str | Sequence[str] = "",
-    drop_columns: str | Sequence[str] = "",
-    delimiter: str = "",
-    split: str | Sequence[float] = "0.8,0.1,0.1",
-    seed: int = 0,
-    validation_path: str | Sequence[str] = "",
-    test_path: str | Sequence[str] = "",
-    split_column: str = "",
-    split_boundaries: str | Sequence = "",
-    joins: str | Sequence = "",
-    label_transforms: str | dict = "",
-    min_count: int = DEFAULT_MIN_COUNT,
-    hash_buckets: int = 0,
-    hash_threshold: int | None = None,
-    missing_indicators: bool = False,
-    max_categorical_distinct: int = 50,
-    allow_single_class: bool = False,
-    standardize_labels: bool = True,
-    user_column: str = "",
-    cache_dir: str | os.PathLike | None = None,
-    verbose: bool = True,
-) -> MultiTaskData:
+def load_tabular(*, path: str | Sequence[str] = "", label_columns: str | Sequence[str] = "",
+                 regression_columns: str | Sequence[str] = "", categorical_columns: str | Sequence[str] = "",
+                 numeric_columns: str | Sequence[str] = "", drop_columns: str | Sequence[str] = "", delimiter: str = "",
+                 split: str | Sequence[float] = "0.8,0.1,0.1", seed: int = 0, validation_path: str | Sequence[str] = "",
+                 test_path: str | Sequence[str] = "", split_column: str = "", split_boundaries: str | Sequence = "",
+                 joins: str | Sequence = "", label_transforms: str | dict = "", min_count: int = DEFAULT_MIN_COUNT,
+                 hash_buckets: int = 0, hash_threshold: int | None = None, missing_indicators: bool = False,
+                 max_categorical_distinct: int = 50, allow_single_class: bool = False, standardize_labels: bool = True,
+                 user_column: str = "", cache_dir: str | os.PathLike | None = None,
+                 verbose: bool = True) -> MultiTaskData:  # fmt: skip
     """Loads a table as a multi-task dataset; see the module docstring.
 
     Args:
@@ -305,13 +229,8 @@ def load_tabular(
     def build(out):
         data, text = _build(headers, [k for k, _ in files], sides, labels=labels, regression=regression,
                             forced_cat=forced_cat, forced_num=forced_num, dropped=dropped, features=features,
-                            split=split, seed=seed, split_column=split_column, boundaries=boundaries,
-                            transforms=transforms, min_count=int(min_count),
-                            hash_buckets=hash_buckets, hash_threshold=hash_threshold,
-                            missing_indicators=missing_indicators,
-                            max_categorical_distinct=max_categorical_distinct,
-                            allow_single_class=allow_single_class, standardize_labels=standardize_labels,
-                            user_column=user_column, out=out, verbose=verbose)  # fmt: skip
+                            boundaries=boundaries, transforms=transforms, out=out, verbose=verbose,
+                            **{k: v for k, v in args.items() if k in _BUILD_ARGS}, split=split)  # fmt: skip
         printed.append(text)
         return data
 
@@ -321,6 +240,10 @@ def load_tabular(
     if verbose and not printed:
         print(extra["column_table"])
     return data
+
+
+_BUILD_ARGS = ("seed", "split_column", "min_count", "hash_buckets", "hash_threshold", "missing_indicators",
+               "max_categorical_distinct", "allow_single_class", "standardize_labels", "user_column")
 
 
 def _plain_split(split):

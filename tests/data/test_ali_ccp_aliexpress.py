@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mtl.data import DataError, load
-from mtl.data import ali_ccp, aliexpress
+from mtl.data.formats import ali_ccp, aliexpress
 
 
 def same(a, b):

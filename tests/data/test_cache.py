@@ -12,6 +12,8 @@ import pytest
 from mtl.data import DataError, load
 from mtl.data import cache as cache_lib
 from mtl.data import reader
+from mtl.data.formats import aliexpress
+from mtl.data.frame import cached
 
 
 def _csv(path: pathlib.Path, n: int = 300, seed: int = 0) -> str:
@@ -123,15 +125,15 @@ def test_damaged_entries_are_rebuilt_not_trusted(tmp_path, how):
 
 
 def test_damaged_frame_entries_are_rebuilt(tmp_path, data_dir):
-    cache = tmp_path / "c"
-    fresh = _in_memory(load("aliexpress", data_dir=data_dir, sample=True, cache_dir=cache))
-    frames = _entries(cache, "aliexpress", "frames")
-    assert len(frames) == 1  # train and test, parsed together
-    for entry in frames:
-        _damage(entry, "flipped byte")
-    for entry in _entries(cache, "aliexpress", "prepared"):
-        _damage(entry, "meta missing")
-    _same(fresh, load("aliexpress", data_dir=data_dir, sample=True, cache_dir=cache))
+    path = data_dir / "aliexpress" / "aliexpress_test_sample.csv"
+    fresh = aliexpress.read_aliexpress_file(path)
+    cached(tmp_path, name="t", sources=[path], args={}, build=lambda: fresh)
+    (entry,) = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+    _damage(entry, "flipped byte")
+    back = cached(tmp_path, name="t", sources=[path], args={}, build=lambda: aliexpress.read_aliexpress_file(path))
+    for name in fresh.numeric:
+        np.testing.assert_array_equal(back.numeric[name], fresh.numeric[name])
+    assert cache_lib.read_entry(entry, kind="frame") is not None  # rebuilt in place
 
 
 def test_leftovers_of_killed_runs_are_never_read_and_are_cleaned(tmp_path):
@@ -205,7 +207,7 @@ def test_a_file_that_changes_while_read_is_not_cached(tmp_path, monkeypatch, cha
     assert rows == len(path.read_text().strip().splitlines()) - 1
 
 
-def test_a_dataset_file_that_changes_while_read_caches_no_frame(tmp_path, data_dir, monkeypatch):
+def test_a_dataset_file_that_changes_while_read_caches_nothing(tmp_path, data_dir, monkeypatch):
     folder = tmp_path / "AliExpress_NL"
     folder.mkdir()
     train = (data_dir / "aliexpress" / "aliexpress_train_sample.csv").read_text()
@@ -220,7 +222,7 @@ def test_a_dataset_file_that_changes_while_read_caches_no_frame(tmp_path, data_d
         _changing_reader(m, folder / "train.csv", edit)
         with pytest.raises(DataError, match="train.csv: changed while it was read"):
             load("aliexpress", data_dir=folder, cache_dir=tmp_path / "c", allow_single_class=True)
-    assert not _entries(tmp_path / "c", "aliexpress", "frames")
+    assert not _entries(tmp_path / "c", "aliexpress", "prepared")
     data = load("aliexpress", data_dir=folder, cache_dir=tmp_path / "c", allow_single_class=True)
     rows = len((folder / "train.csv").read_text().splitlines()) - 1
     assert rows > 100 and len(data.train) + len(data.validation) == rows

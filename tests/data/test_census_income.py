@@ -8,6 +8,7 @@ import pytest
 
 from mtl.data import DataError, load
 from mtl.data import census_income as census
+from mtl.data.formats import census_income as census_format
 from mtl.data.frame import cached
 
 
@@ -210,8 +211,8 @@ def test_cache_round_trip(tmp_path, data_dir):
 
     back = cached(tmp_path / "frames", name="t", sources=[path], args={}, build=never)
     assert back.column_names() == frame.column_names() == [
-        c for j, c in enumerate(census.COLUMNS) if j not in census.RAW_NUMERIC
-    ] + [census.COLUMNS[j] for j in sorted(census.RAW_NUMERIC)]
+        c for j, c in enumerate(census.COLUMNS) if j not in census_format.RAW_NUMERIC
+    ] + [census.COLUMNS[j] for j in sorted(census_format.RAW_NUMERIC)]
     for name in frame.categorical:
         np.testing.assert_array_equal(back.categorical[name].strings(), frame.categorical[name].strings())
     for name in frame.numeric:
@@ -237,8 +238,8 @@ def test_tfds_builder_round_trip(tmp_path, data_dir):
     raw = [v.strip() for v in lines[row].split(",")]
     assert int(record["line"]) == row + 1
     cat = [v.decode() for v in record["categorical"]]
-    assert cat == [raw[j] for j in range(42) if j not in census.RAW_NUMERIC]
-    np.testing.assert_allclose(record["numeric"], [float(raw[j]) for j in census.RAW_NUMERIC], rtol=1e-6)
+    assert cat == [raw[j] for j in range(42) if j not in census_format.RAW_NUMERIC]
+    np.testing.assert_allclose(record["numeric"], [float(raw[j]) for j in census_format.RAW_NUMERIC], rtol=1e-6)
     frame = read_frame(builder, "test")
     assert len(list((tmp_path / "tfds").glob("**/test.columns-*/meta.json"))) == 1  # cached beside the records
     direct = census.read_census_file(manual / "census-income.test.gz")
@@ -267,7 +268,7 @@ def test_test_file_content_checksum(data_dir, caplog):
     import gzip
     import logging
 
-    from mtl.data.census_income import check_test_content
+    from mtl.data.formats.census_income import check_test_content
 
     raw = gzip.decompress((data_dir / "census_income_kdd" / "census-income.test.gz").read_bytes())
     assert check_test_content(raw, "census-income.test.gz")

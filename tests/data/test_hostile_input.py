@@ -308,7 +308,7 @@ def test_dataset_readers_on_cut_and_corrupted_files(tmp_path, data_dir, fmt):
     source, read = {
         "aliexpress": (data_dir / "aliexpress" / "aliexpress_test_sample.csv", aliexpress.read_aliexpress_file),
         "torch_rechub": (data_dir / "ali_ccp" / "torch_rechub_samples" / "ali_ccp_val_sample.csv",
-                         ali_ccp.read_torch_rechub_file),
+                         ali_ccp.READERS["torch_rechub"]),
         "paddlerec": (data_dir / "ali_ccp" / "paddlerec_esmm_samples" / "test_small.txt", ali_ccp.read_paddlerec_file),
         "census": (None, census_income.read_census_file),
     }[fmt]  # fmt: skip
@@ -332,7 +332,7 @@ def test_dataset_readers_on_cut_and_corrupted_files(tmp_path, data_dir, fmt):
 
 def reference_paddlerec(path: pathlib.Path):
     """``(firsts per field, counts per multi-valued field, labels, lines)`` or ``("error", line)``:
-    the PaddleRec rules of :mod:`mtl.data.formats.ali_ccp`, line by line."""
+    the PaddleRec rules of :mod:`mtl.data.ali_ccp`, line by line."""
     firsts, counts, labels, lines = [], [], [], []
     for number, line in enumerate(path.read_text().splitlines(), 1):
         fields = line.strip().split(",")

@@ -1,24 +1,10 @@
-"""A TFDS builder base for tabular rows, and the columnar read-back.
+"""The TFDS builder base for tabular rows (``array_record``, usable without TensorFlow), and the read-back.
 
-tensorflow-datasets 4.9 builds and reads datasets WITHOUT TensorFlow only with
-the ``array_record`` file format, through ``builder.as_data_source`` (random
-access); ``tfds.load`` / ``as_dataset`` need TensorFlow, and the ``parquet``
-format silently dropped rows in tests here. So every builder here:
-
-* writes ``array_record`` (the default of :class:`ColumnarBuilder`);
-* stores a row as four features: ``row`` (0-based index in the split: TFDS
-  shuffles records on write, this restores file order), ``line`` (1-based line
-  in the source file, for error messages), ``categorical``
-  (a vector of strings) and ``numeric`` (a vector of float32). Two vectors per
-  row serialise about 6x faster and read back about 8x faster than one named
-  feature per column (measured on Census-Income: 4 s vs 25 s to write, 2.6 s vs
-  21 s to read 99,762 rows). Column names are in each feature's ``doc`` and in
-  ``CATEGORICAL_COLUMNS`` / ``NUMERIC_COLUMNS`` of the builder (config).
-
-Training never reads records one at a time: :func:`read_frame` reads a split once
-with batched ``__getitems__`` calls into a columnar :class:`~mtl.data.frame.Frame`
-and caches it as ``<split>.columns/`` (``.npy`` columns, :mod:`mtl.data.cache`)
-beside the ``array_record`` files, so later loads memory-map the columns.
+Rows are stored as ``row`` (index in the split's files: TFDS shuffles records on write),
+``line`` (1-based line in the source file), ``categorical`` (strings) and ``numeric``
+(float32): two vectors per row write and read several times faster than one feature per
+column. :func:`read_frame` reads a split back in batches into a :class:`~mtl.data.frame.Frame`,
+cached beside the ``array_record`` files. Details in ``docs/data.md``, *TFDS builders*.
 """
 
 from __future__ import annotations
@@ -26,15 +12,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
-from typing import Iterator
 
 import numpy as np
 import tensorflow_datasets as tfds
 
-from mtl.data.frame import Frame, cached, factorize
-
-_ROW_DOC = "0-based row index in the split's source files (records are shuffled on write; this restores order)"
-_LINE_DOC = "1-based line number of the row in its source file"
+from mtl.data.frame import Frame, cached, concat_frames, factorize
 
 
 @dataclasses.dataclass
@@ -46,117 +28,86 @@ class ColumnarConfig(tfds.core.BuilderConfig):
 
 
 class ColumnarBuilder(tfds.core.GeneratorBasedBuilder):
-    """Rows as ``{row, categorical[C] (str), numeric[D] (float32)}``; ``array_record`` by default.
+    """Rows as ``{row, line, categorical[C] (str), numeric[D] (float32)}``, ``array_record`` by default.
 
-    Subclasses set ``BUILDER_CONFIGS`` of :class:`ColumnarConfig` and implement
-    ``_split_generators`` returning ``{split: self._generate_examples(frame)}``.
+    Subclasses set ``BUILDER_CONFIGS``, ``HOMEPAGE``, ``FOLDER`` (the dataset's folder name) and
+    ``files(folder) -> {split: [paths]} or None`` and ``read(path) -> Frame``.
     """
+
+    HOMEPAGE = FOLDER = ""
 
     def __init__(self, *, file_format: str | None = None, **kwargs):
         super().__init__(file_format=file_format or "array_record", **kwargs)
 
-    @property
-    def categorical_columns(self) -> tuple[str, ...]:
-        return tuple(self.builder_config.categorical_columns)
+    def _info(self) -> tfds.core.DatasetInfo:
+        cat, num = self.builder_config.categorical_columns, self.builder_config.numeric_columns
+        features = tfds.features.FeaturesDict({
+            "row": tfds.features.Scalar(np.int64, doc="0-based row index in the split's source files"),
+            "line": tfds.features.Scalar(np.int64, doc="1-based line number of the row in its source file"),
+            "categorical": tfds.features.Tensor(shape=(len(cat),), dtype=np.object_, doc="strings: " + ", ".join(cat)),
+            "numeric": tfds.features.Tensor(shape=(len(num),), dtype=np.float32,
+                                            doc="numbers (NaN = missing): " + ", ".join(num)),
+        })  # fmt: skip
+        return self.dataset_info_from_configs(features=features, homepage=self.HOMEPAGE)
 
-    @property
-    def numeric_columns(self) -> tuple[str, ...]:
-        return tuple(self.builder_config.numeric_columns)
+    def _split_generators(self, dl_manager):
+        try:
+            manual = pathlib.Path(dl_manager.manual_dir)
+        except AssertionError:  # no manual folder: files() may download
+            manual = None
+        found = self.files(manual, dl_manager)
+        if found is None:
+            raise FileNotFoundError(f"no {self.name} {self.builder_config.name} files in {manual}.\n"
+                                    f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")  # fmt: skip
+        return {split: self._generate_examples(concat_frames([self.read(p) for p in paths])[0])
+                for split, paths in found.items()}  # fmt: skip
 
-    def _features(self) -> tfds.features.FeaturesDict:
-        cat, num = self.categorical_columns, self.numeric_columns
-        return tfds.features.FeaturesDict(
-            {
-                "row": tfds.features.Scalar(np.int64, doc=_ROW_DOC),
-                "line": tfds.features.Scalar(np.int64, doc=_LINE_DOC),
-                "categorical": tfds.features.Tensor(
-                    shape=(len(cat),), dtype=np.object_, doc="string columns: " + ", ".join(cat)
-                ),
-                "numeric": tfds.features.Tensor(
-                    shape=(len(num),), dtype=np.float32, doc="numeric columns (NaN = missing): " + ", ".join(num)
-                ),
-            }
-        )
-
-    def _generate_examples(self, frame: Frame) -> Iterator[tuple[int, dict]]:
-        cat_names, num_names = self.categorical_columns, self.numeric_columns
-        missing = [c for c in cat_names if c not in frame.categorical]
-        missing += [c for c in num_names if c not in frame.numeric]
+    def _generate_examples(self, frame: Frame):
+        cat_names, num_names = self.builder_config.categorical_columns, self.builder_config.numeric_columns
+        missing = [c for c in cat_names if c not in frame.categorical] + [c for c in num_names if c not in frame.numeric]
         if missing:
             raise ValueError(f"{self.name}: the parsed files lack columns {missing}")
-        n = frame.num_rows
-        cats = np.empty((n, len(cat_names)), dtype=object)
-        for j, name in enumerate(cat_names):
-            cats[:, j] = frame.categorical[name].strings()
-        nums = np.zeros((n, len(num_names)), np.float32)
-        for j, name in enumerate(num_names):
-            nums[:, j] = frame.numeric[name]
-        lines = frame.lines
-        for i in range(n):
-            yield i, {"row": i, "line": int(lines[i]), "categorical": cats[i], "numeric": nums[i]}
+        cats = np.stack([frame.categorical[c].strings().astype(object) for c in cat_names], axis=1)
+        nums = np.stack([frame.numeric[c] for c in num_names], axis=1).astype(np.float32)
+        for i in range(frame.num_rows):
+            yield i, {"row": i, "line": int(frame.lines[i]), "categorical": cats[i], "numeric": nums[i]}
 
 
-def candidate_dirs(manual_dir: pathlib.Path, folder: str) -> list[pathlib.Path]:
+def candidate_dirs(manual_dir: pathlib.Path | None, folder: str) -> list[pathlib.Path]:
     """Where a builder looks for its files: the manual folder, ``<manual>/<folder>``, and their subfolders."""
-    manual_dir = pathlib.Path(manual_dir)
+    if manual_dir is None:
+        return []
     tops = [d for d in (manual_dir, manual_dir / folder) if d.is_dir()]
     return tops + [sub for d in tops for sub in sorted(d.iterdir()) if sub.is_dir()]
 
 
-def prepare(
-    builder_cls,
-    *,
-    data_dir: str | os.PathLike,
-    manual_dir: str | os.PathLike | None = None,
-    config: str | None = None,
-) -> ColumnarBuilder:
+def prepare(builder_cls, *, data_dir: str | os.PathLike, manual_dir: str | os.PathLike | None = None,
+            config: str | None = None) -> ColumnarBuilder:  # fmt: skip
     """Instantiates a builder and runs ``download_and_prepare`` (a no-op when already built)."""
-    kwargs = {"data_dir": os.fspath(data_dir)}
-    if config is not None:
-        kwargs["config"] = config
-    builder = builder_cls(**kwargs)
-    download_config = tfds.download.DownloadConfig(manual_dir=None if manual_dir is None else os.fspath(manual_dir))
-    builder.download_and_prepare(download_config=download_config)
+    builder = builder_cls(data_dir=os.fspath(data_dir), **({} if config is None else {"config": config}))
+    manual = None if manual_dir is None else os.fspath(manual_dir)
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual))
     return builder
 
 
-def read_frame(builder: ColumnarBuilder, split: str, *, batch_size: int = 8192, use_cache: bool = True) -> Frame:
+def read_frame(builder: ColumnarBuilder, split: str, *, batch_size: int = 8192) -> Frame:
     """Reads a prepared split into columns once (batched), cached beside the array_record files."""
-
-    def build() -> Frame:
-        return _read_split(builder, split, batch_size)
-
-    if not use_cache:
-        return build()
     folder = pathlib.Path(builder.data_dir)
     sources = sorted(p for p in folder.glob(f"*-{split}.array_record*") if p.is_file())
-    return cached(folder, name=f"{split}.columns", sources=sources,
-                  args={"builder": builder.name, "version": str(builder.version), "split": split}, build=build)
+    return cached(folder, name=f"{split}.columns", sources=sources, build=lambda: _read_split(builder, split, batch_size),
+                  args={"builder": builder.name, "version": str(builder.version), "split": split})  # fmt: skip
 
 
 def _read_split(builder: ColumnarBuilder, split: str, batch_size: int) -> Frame:
     source = builder.as_data_source(split)
-    n = len(source)
-    cat_names, num_names = builder.categorical_columns, builder.numeric_columns
-    rows = np.empty(n, np.int64)
-    lines = np.empty(n, np.int64)
-    cats = np.empty((n, len(cat_names)), dtype=object)
-    nums = np.empty((n, len(num_names)), np.float32)
-    for start in range(0, n, batch_size):
-        stop = min(n, start + batch_size)
-        records = source.__getitems__(list(range(start, stop)))
-        for k, rec in enumerate(records):
-            rows[start + k] = rec["row"]
-            lines[start + k] = rec["line"]
-            cats[start + k] = rec["categorical"]
-            nums[start + k] = rec["numeric"]
-    order = np.argsort(rows, kind="stable")
-    cats, nums = cats[order], nums[order]
-    categorical = {name: factorize([_text(v) for v in cats[:, j]]) for j, name in enumerate(cat_names)}
-    numeric = {name: nums[:, j].astype(np.float64) for j, name in enumerate(num_names)}
-    source_name = f"{builder.name} split {split!r} in {builder.data_dir}"
-    return Frame.single_file(source_name, categorical, numeric, lines=lines[order])
-
-
-def _text(v) -> str:
-    return v.decode("utf-8") if isinstance(v, bytes) else str(v)
+    records = [r for start in range(0, len(source), batch_size)
+               for r in source.__getitems__(list(range(start, min(len(source), start + batch_size))))]  # fmt: skip
+    order = np.argsort([r["row"] for r in records], kind="stable")
+    records = [records[i] for i in order]
+    cfg = builder.builder_config
+    categorical = {name: factorize([v.decode() if isinstance(v, bytes) else str(v) for v in
+                                    (r["categorical"][j] for r in records)]) for j, name in enumerate(cfg.categorical_columns)}  # fmt: skip
+    nums = np.array([r["numeric"] for r in records], np.float32).reshape(len(records), len(cfg.numeric_columns))
+    numeric = {name: nums[:, j] for j, name in enumerate(cfg.numeric_columns)}
+    lines = np.array([r["line"] for r in records], np.int64)
+    return Frame.single_file(f"{builder.name} split {split!r} in {builder.data_dir}", categorical, numeric, lines=lines)

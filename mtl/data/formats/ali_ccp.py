@@ -1,16 +1,5 @@
-"""Ali-CCP (ESMM): the two public preprocessed formats, file layouts and raw readers.
-
-* ``torch_rechub``: ``ali_ccp_{train,val,test}.csv`` with a header: labels
-  ``click`` and ``purchase`` (the conversion), 23 label-encoded sparse fields
-  (:data:`SPARSE_FIELDS`) and 8 dense fields (:data:`DENSE_FIELDS`).
-* ``paddlerec``: PaddleRec's ESMM text, one impression per line,
-  ``id,click,conversion,field:feature,field:feature,...``. Every field of
-  :data:`SPARSE_FIELDS` becomes a categorical column holding the field's FIRST
-  feature id on the line (``<missing>`` when absent); the fields that carry many ids
-  (:data:`MULTI_VALUED_FIELDS`) also get a numeric column ``n_<field>`` with their
-  count. Unknown field ids are skipped. Blank lines are skipped; lines end with
-  ``\\n``, ``\\r\\n`` or ``\\r``; each line is stripped of surrounding whitespace.
-"""
+"""Ali-CCP: the torch-rechub and PaddleRec formats' columns, file layouts and raw readers (shared by
+the loader :mod:`mtl.data.ali_ccp`, whose docstring states the rules, and the TFDS builder)."""
 
 from __future__ import annotations
 
@@ -21,9 +10,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mtl.data.reader import Column, read_columns, read_header, utf8_error
 from mtl.data.errors import DataError
 from mtl.data.frame import MISSING_TOKEN, Frame, sorted_factor
+from mtl.data.reader import Column, read_columns, read_header, utf8_error
 
 DATASET = "ali_ccp"
 FORMATS = ("auto", "torch_rechub", "paddlerec")
@@ -82,13 +71,6 @@ def paddlerec_files_in(folder: pathlib.Path, sample: bool) -> dict[str, list[pat
     return None
 
 
-def _torch_rechub_columns() -> dict[str, Column]:
-    columns = {f: Column("factor") for f in SPARSE_FIELDS}
-    columns.update({f: Column("number") for f in DENSE_FIELDS})
-    columns.update({c: Column("label", task="binary") for c in ("click", "purchase")})
-    return columns
-
-
 def read_torch_rechub_files(paths) -> Frame:
     """Several torch-rechub CSVs (train, val, test) as one frame, rows file by file (``frame.source_ids``)."""
     headers = [read_header(p, delimiter=",") for p in paths]
@@ -98,17 +80,11 @@ def read_torch_rechub_files(paths) -> Frame:
         if missing:
             raise DataError(f"not a torch-rechub Ali-CCP file: columns {missing} are missing; header: "
                             f"{', '.join(h.names)}", path=h.path, line=h.line)  # fmt: skip
-    table = read_columns(headers, _torch_rechub_columns())
+    columns = {f: Column("factor") for f in SPARSE_FIELDS} | {f: Column("number") for f in DENSE_FIELDS}
+    table = read_columns(headers, columns | {c: Column("label") for c in ("click", "purchase")})
     table.raise_first(DENSE_FIELDS + ("click", "purchase"))
-    numeric = {f: table.numeric[f] for f in DENSE_FIELDS}
-    numeric["click"], numeric["conversion"] = table.labels["click"], table.labels["purchase"]
-    return Frame({f: table.categorical[f] for f in SPARSE_FIELDS}, numeric, table.sources, table.source_ids, table.lines,
-                 table.block, table.block_columns)  # fmt: skip
-
-
-def read_torch_rechub_file(path: str | os.PathLike) -> Frame:
-    """One torch-rechub Ali-CCP CSV as a frame (labels renamed ``click``, ``conversion``)."""
-    return read_torch_rechub_files([path])
+    table.numeric.update(click=table.labels["click"], conversion=table.labels["purchase"])
+    return table
 
 
 # ---------------------------------------------------------------- PaddleRec text
@@ -235,4 +211,4 @@ def _paddlerec_chunk(text: str, first_line: int, path: str):
     return firsts, counts, np.stack(label_values, axis=1), line_numbers, len(pieces)
 
 
-READERS = {"torch_rechub": read_torch_rechub_file, "paddlerec": read_paddlerec_file}
+READERS = {"torch_rechub": lambda p: read_torch_rechub_files([p]), "paddlerec": read_paddlerec_file}

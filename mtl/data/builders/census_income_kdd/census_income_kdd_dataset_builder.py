@@ -1,17 +1,7 @@
-"""UCI Census-Income (KDD) as a TFDS dataset (``array_record``, no TensorFlow needed).
+"""UCI Census-Income (KDD) as a TFDS dataset: the raw rows, all 42 columns (:mod:`mtl.data.census_income`).
 
-Splits ``train`` (``census-income.data``, 199,523 rows) and ``test``
-(``census-income.test``, 99,762 rows): the raw rows, all 42 columns, nominal
-values stripped of their leading space. Task labels are defined by the loader
-(:mod:`mtl.data.census_income`), not here; the format is :mod:`mtl.data.formats.census_income`.
-
-Sources, in order of preference:
-
-1. the manual folder (``DownloadConfig(manual_dir=...)``) or its
-   ``census_income_kdd/`` subfolder, holding ``census-income.test(.gz)`` and
-   optionally ``census-income.data(.gz)``: only
-   the splits whose file is there are built (offline use);
-2. otherwise both files are downloaded from UCI (:data:`URLS`).
+Splits ``train`` and ``test`` from the manual folder (or its ``census_income_kdd/``
+subfolder; only the splits whose file is there), else both downloaded from UCI (:data:`URLS`).
 """
 
 from __future__ import annotations
@@ -21,11 +11,7 @@ import tensorflow_datasets as tfds
 from mtl.data.formats import census_income as census
 from mtl.data.builders.columnar import ColumnarBuilder, ColumnarConfig, candidate_dirs
 
-URLS = {
-    "train": census.URL_BASE + census.TRAIN_FILE + ".gz",
-    "test": census.URL_BASE + census.TEST_FILE + ".gz",
-}
-CATEGORICAL_COLUMNS, NUMERIC_COLUMNS = census.RAW_COLUMNS
+URLS = {"train": census.URL_BASE + census.TRAIN_FILE + ".gz", "test": census.URL_BASE + census.TEST_FILE + ".gz"}
 
 
 class CensusIncomeKdd(ColumnarBuilder):
@@ -33,43 +19,17 @@ class CensusIncomeKdd(ColumnarBuilder):
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release: raw rows as two vectors (strings, float32)."}
-    BUILDER_CONFIGS = [
-        ColumnarConfig(
-            name="raw",
-            description="All 42 columns; nominal ones (with year and labels) as strings.",
-            categorical_columns=CATEGORICAL_COLUMNS,
-            numeric_columns=NUMERIC_COLUMNS,
-        )
-    ]
-    MANUAL_DOWNLOAD_INSTRUCTIONS = f"""
-    Optional (the files are downloaded from UCI otherwise): put census-income.test.gz
-    and, for the papers' protocol, census-income.data.gz (gzip or plain) in the manual
-    folder. Get them from {census.URL_BASE} (or census.tar.gz there, or
-    https://archive.ics.uci.edu/static/public/117/census+income+kdd.zip).
-    """
+    BUILDER_CONFIGS = [ColumnarConfig(name="raw", description="All 42 columns; nominal ones as strings.",
+                                      categorical_columns=census.RAW_COLUMNS[0], numeric_columns=census.RAW_COLUMNS[1])]
+    HOMEPAGE = "https://archive.ics.uci.edu/dataset/117/census+income+kdd"
+    MANUAL_DOWNLOAD_INSTRUCTIONS = f"Optional (else downloaded): {census.HOW_TO_GET}"
 
-    def _info(self) -> tfds.core.DatasetInfo:
-        return self.dataset_info_from_configs(
-            features=self._features(),
-            homepage="https://archive.ics.uci.edu/dataset/117/census+income+kdd",
-        )
+    def files(self, manual, dl_manager):
+        for candidate in candidate_dirs(manual, census.DATASET):
+            train, test = census.files_in(candidate)
+            if test is not None:
+                return {"test": [test]} if train is None else {"train": [train], "test": [test]}
+        return {split: [path] for split, path in dl_manager.download(URLS).items()}
 
-    def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-        files = _manual_files(dl_manager)
-        if files is None:
-            files = dl_manager.download(URLS)
-        return {split: self._generate_examples(census.read_census_file(path)) for split, path in files.items()}
-
-
-def _manual_files(dl_manager) -> dict | None:
-    try:
-        folder = dl_manager.manual_dir
-    except AssertionError:  # no manual folder, or it is empty: download instead
-        return None
-    for candidate in candidate_dirs(folder, census.DATASET):
-        train, test = census.files_in(candidate)
-        if test is not None:
-            return {"test": test} if train is None else {"train": train, "test": test}
-    return None
-
-
+    def read(self, path):
+        return census.read_census_file(path)

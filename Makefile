@@ -20,6 +20,7 @@ run: $(STAMP)
 	$(VENV)/bin/mtl-bench --bench=synthetic $(ARGS)
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -n 2 --dist=loadfile
 
 bench: $(STAMP)

@@ -31,8 +31,8 @@ from absl import app, flags
 
 import mtl.balancers as mb
 import mtl.models as mm
-from mtl.balancers.base import gramian, weighted_sum
 from benchmarks.timing import ScannedSteps
+from mtl.balancers.base import gramian, weighted_sum
 from mtl.train.step import grads_template, init_train_state, make_train_step
 
 FLAGS = flags.FLAGS
@@ -106,7 +106,7 @@ def measure(t, names, rounds, batch_size, rep_grad=False, scan_steps=10):
         t0 = time.perf_counter()
         jax.block_until_ready(shared_part(base_jac))
         shared_times.append(time.perf_counter() - t0)
-        for name, x in runners.items():
+        for x in runners.values():
             x["state"], seconds = x["step"].time(x["state"], x["batch"])
             x["times"].append(seconds)
             if x["upd"] is not None:

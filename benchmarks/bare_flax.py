@@ -16,7 +16,7 @@ no balancer, no diagnostics, no finite checks, no PRNG key.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp

@@ -18,7 +18,6 @@ import json
 import time
 
 import jax
-import numpy as np
 import optax
 from absl import app, flags
 

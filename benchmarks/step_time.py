@@ -285,8 +285,8 @@ def print_table(rows: list[dict], peak: dict) -> None:
           f"{r0['bare_gflop_per_step']:.3f} GFLOP; x bare = mtl ms / bare ms; "
           f"x flops = (x ew) / (GFLOP / GFLOP of ew)")
     print(f"{'method':10s} {'mtl ms':>8s} {'disp ms':>8s} {'torch ms':>9s} {'torch/mtl':>9s} {'x ew':>6s} "
-          f"{'disp x ew':>9s} {'torch x ew':>10s} {'x bare':>6s} {'x flops':>7s} {'GFLOP':>7s} {'mtl GF/s':>8s} {'%peak':>6s} {'torch GF/s':>10s} "
-          f"{'%peak':>6s}")
+          f"{'disp x ew':>9s} {'torch x ew':>10s} {'x bare':>6s} {'x flops':>7s} {'GFLOP':>7s} {'mtl GF/s':>8s} "
+          f"{'%peak':>6s} {'torch GF/s':>10s} {'%peak':>6s}")
 
     def f(v, w, p):
         return f"{v:{w}.{p}f}" if v is not None else f"{'-':>{w}s}"

@@ -55,7 +55,8 @@ TRAIN_FLAGS = (
     Flag("print_config", False, "print the resolved config and exit"),
     Flag("progress", True, "a progress bar (--noprogress: none)"),
     Flag("compilation_cache", True, "JAX's persistent compilation cache in $MTL_CACHE_DIR/jax (default "
-                                    "~/.cache/mtl/jax): a resumed run compiles nothing new (--nocompilation_cache: off)"),
+                                    "~/.cache/mtl/jax): a resumed run compiles nothing new "
+                                    "(--nocompilation_cache: off)"),
 )
 
 TRAIN_USAGE = ("mtl-train: train one multi-task model with one balancing method; write its metrics and summary.",

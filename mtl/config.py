@@ -32,13 +32,13 @@ what is allowed (and the closest key for typos).
 from __future__ import annotations
 
 import ast
-import hashlib
-import json
 import collections.abc
 import dataclasses
 import difflib
+import hashlib
 import importlib.util
 import inspect
+import json
 import os
 import pathlib
 import sys

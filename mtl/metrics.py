@@ -99,7 +99,8 @@ def gauc(labels: np.ndarray, scores: np.ndarray, users: np.ndarray) -> float:
 def _gauc(y: np.ndarray, s: np.ndarray, users: np.ndarray, score_order: np.ndarray) -> float:
     """``gauc`` given the ascending score order of the rows."""
     if not (y.size == s.size == users.size):
-        raise ValueError(f"gauc: labels, scores and users must have the same length, got {y.size}, {s.size}, {users.size}")
+        raise ValueError(f"gauc: labels, scores and users must have the same length, got {y.size}, {s.size}, "
+                         f"{users.size}")
     if y.size == 0:
         return NAN
     # sort by (user, score): a stable sort by user of the rows in score order (= np.lexsort((s, users)), faster)

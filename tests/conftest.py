@@ -11,12 +11,14 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 # Identical programs compiled again (a second fit of the same model, a CLI subprocess) come
 # from a persistent cache shared by the test processes.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"mtl-test-jax-cache-{os.getuid()}"))
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), f"mtl-test-jax-cache-{os.getuid()}"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
 import pathlib
 
 import pytest
+from hypothesis import settings
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -37,8 +39,6 @@ def data_dir():
             pytest.fail(f"CI must provide the shared data at {d}")
         pytest.skip(f"real data not found at {d}; set MTL_DATA_DIR to a folder laid out like ../shared/data")
     return d
-
-from hypothesis import settings
 
 # Property tests draw the same examples on every run (no flaky CI).
 settings.register_profile("mtl", derandomize=True, deadline=None)

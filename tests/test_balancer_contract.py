@@ -33,7 +33,7 @@ RUN_FACTS = {"steps_per_epoch": 1, "rep_grad": False}
 RETURNS_COMBINED = {"none": False, "last_shared": False, "shared": True}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _balancer(name):
     """The balancer with its run facts bound, and one jitted update (a compilation per input shape)."""
     b = mb.with_run_facts(mb.get(name), **RUN_FACTS)

@@ -26,7 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import example, given, settings, strategies as st
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 import mtl.balancers as mb
 
@@ -36,7 +37,7 @@ GRADIENTS = ("zero", "tiny", "huge", "opposite", "random")
 SCALE = {"zero": 0.0, "tiny": 1e-30, "huge": 1e30, "opposite": 1.0, "random": 1.0}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _compiled(name, t):
     """The balancer (run facts bound as the training loop binds them) and its jitted update."""
     b = mb.with_run_facts(mb.get(name), steps_per_epoch=1, rep_grad=False)

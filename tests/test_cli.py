@@ -72,7 +72,8 @@ def test_every_mistake_is_one_line_with_status_2(capsys, tmp_path, args, message
     status, out, err = _cli(capsys, SMOKE, f"--workdir={tmp_path}", *args)
     assert status == 2
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(message) if message.startswith("error:") else message in lines[0], err
+    assert len(lines) == 1, err
+    assert lines[0].startswith(message) if message.startswith("error:") else message in lines[0], err
     assert "Traceback" not in err
     assert not any(tmp_path.iterdir())  # nothing read, nothing written
 

@@ -3,6 +3,7 @@ calls, multi-batch draws, run facts, non-finite steps, vectorised seeds,
 streaming, and reproducibility."""
 
 import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,12 +18,12 @@ from mtl.data.base import MultiTaskData, Split
 from mtl.train import NonFiniteLossError, fit
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _data(num_train=2000):
     return md.load("synthetic", correlation=0.9, num_train=num_train, num_validation=500, num_test=500)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _model(name="mmoe", **kw):
     return mm.get(name, num_tasks=2, num_numeric=100, **kw)
 
@@ -87,7 +88,8 @@ def test_padded_steps_of_the_last_call_are_not_applied():
     a = _fit("ew", epochs=2, steps_per_call=4)
     b = _fit("ew", epochs=2, steps_per_call=15)
     assert int(a["state"].train.step) == int(b["state"].train.step) == 2 * (2000 // 128)
-    for x, y in zip(jax.tree_util.tree_leaves(a["state"].train.params), jax.tree_util.tree_leaves(b["state"].train.params)):
+    leaves = jax.tree_util.tree_leaves
+    for x, y in zip(leaves(a["state"].train.params), leaves(b["state"].train.params)):
         np.testing.assert_array_equal(x, y)
 
 

@@ -44,7 +44,8 @@ def test_logloss_accuracy_mse_mae():
 def test_logloss_is_exact_far_from_zero_without_clipping():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        # -log(sigmoid(-30)) = 30 + log1p(exp(-30)) = 30 + 9.4e-14: a clipped probability (1e-7 or 1e-15) gives 16 or 34.5
+        # -log(sigmoid(-30)) = 30 + log1p(exp(-30)) = 30 + 9.4e-14:
+        # a clipped probability (1e-7 or 1e-15) gives 16 or 34.5
         assert metrics.logloss([1], [-30.0]) == pytest.approx(30.0, rel=1e-14)
         assert metrics.logloss([0], [30.0]) == pytest.approx(30.0, rel=1e-14)
         assert metrics.logloss([1, 0], [-1000.0, 1000.0]) == 1000.0
@@ -208,7 +209,8 @@ def test_evaluate_masks_and_users():
     # a mask that leaves one class (or no rows): NaN, no exception, no warning
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        r = metrics.evaluate(labels, outputs, NAMES, KINDS, masks={"conversion": ~clicked, "time": np.zeros(len(labels), bool)})
+        masks = {"conversion": ~clicked, "time": np.zeros(len(labels), bool)}
+        r = metrics.evaluate(labels, outputs, NAMES, KINDS, masks=masks)
     assert np.isnan(r["conversion"]["auc"]) and np.isnan(r["conversion"]["threshold"])
     assert np.isfinite(r["conversion"]["logloss"])
     assert np.isnan(r["time"]["mse"]) and np.isnan(r["time"]["mae"])

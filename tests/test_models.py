@@ -29,7 +29,7 @@ def _get(name, t=2, **kw):
     return _cached(name, t, tuple(sorted(kw.items())))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cached(name, t, kw):
     return mm.get(name, num_tasks=t, num_numeric=F_NUM, vocab_sizes=VOCAB, **dict(kw))
 
@@ -39,7 +39,7 @@ def _apply(m, *, train=False):
     return _jitted(m, train)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _jitted(m, train):
     if train:
         return jax.jit(lambda p, n, c, k: m.apply(p, n, c, train=True, key=k))

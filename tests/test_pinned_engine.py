@@ -36,7 +36,7 @@ def _split(rng, n, w, kinds, ms_mean, ms_std):
     return num, cat, np.stack(cols, 1)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _data(kinds=("binary", "binary"), n=(400, 80, 200), seed=0, ms_mean=5000.0, ms_std=800.0):
     """Two tasks from a linear signal; a regression task is in "milliseconds" (mean 5000,
     std ~1000), stored standardised with the training split's statistics."""
@@ -57,7 +57,7 @@ def _data(kinds=("binary", "binary"), n=(400, 80, 200), seed=0, ms_mean=5000.0, 
     return MultiTaskData(*splits, tasks, tuple(f"x{i}" for i in range(4)), ("c0",), (3,), {"protocol": "test"})
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _model(name="shared_bottom", **kw):
     kw = {"bottom_hidden": (8,), "tower_hidden": (4,), **kw}
     return mm.get(name, num_tasks=2, num_numeric=4, vocab_sizes=(3,), embed_dim=2, **kw)
@@ -108,7 +108,7 @@ def test_vectorised_seeds_stop_early_each_on_its_own():
 # --- selection on standardised units, thresholds, original units ----------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _mixed_run():
     data = _data(kinds=("binary", "regression"), n=(400, 100, 200), seed=5)
     return data, _fit("ew", data, optimizer=optax.adam(3e-2), epochs=6)
@@ -185,9 +185,10 @@ def _nan_gradient_model():
                  name="nan_gradient")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _marked_data():
-    """Regression data; 4 training rows are marked (feature 3 = 5, label 40: a loss above 10 shows the batch has one)."""
+    """Regression data; 4 training rows are marked (feature 3 = 5, label 40: a loss above 10 shows the
+    batch has one)."""
     d = _data(kinds=("regression", "regression"), n=(400, 50, 50), seed=5)
     num, y = d.train.numeric.copy(), d.train.labels.copy()
     num[:, 3] = np.clip(num[:, 3], -2.5, 2.5)
@@ -259,7 +260,7 @@ def test_resume_from_an_older_checkpoint_is_bit_identical(tmp_path):
     assert resumed["best_epoch"] == straight["best_epoch"] and resumed["test"] == straight["test"]
     for x, y in zip(jax.tree_util.tree_leaves(resumed["params"]), jax.tree_util.tree_leaves(straight["params"])):
         np.testing.assert_array_equal(x, y)
-    for x, y in zip(jax.tree_util.tree_leaves(resumed["state"].train), jax.tree_util.tree_leaves(straight["state"].train),
-                    strict=True):
+    leaves = jax.tree_util.tree_leaves
+    for x, y in zip(leaves(resumed["state"].train), leaves(straight["state"].train), strict=True):
         np.testing.assert_array_equal(jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x,
                                       jax.random.key_data(y) if jnp.issubdtype(y.dtype, jax.dtypes.prng_key) else y)

@@ -91,9 +91,9 @@ def test_loss_weights_are_applied():
     opt = optax.sgd(0.1)
     state = init_train_state(m, b, opt, jax.random.key(0))
     new, _ = make_train_step(m, b, opt, KINDS)(state, batch)
-    g = jax.grad(lambda p: 2.0 * task_losses(m.apply(p, batch["numeric"], batch["categorical"], train=True,
-                                                             key=jax.random.split(jax.random.split(state.key, 3)[1])[0]),
-                                                     batch["labels"], KINDS)[0])(state.params)
+    key = jax.random.split(jax.random.split(state.key, 3)[1])[0]
+    g = jax.grad(lambda p: 2.0 * task_losses(m.apply(p, batch["numeric"], batch["categorical"], train=True, key=key),
+                                             batch["labels"], KINDS)[0])(state.params)
     # the task-1 tower is untouched (weight 0); the rest follows 2 * grad L_0
     np.testing.assert_allclose(new.params["heads"]["towers"]["last"]["kernel"][1],
                                state.params["heads"]["towers"]["last"]["kernel"][1])

@@ -22,7 +22,6 @@ from mtl.train.plan import EpochPlan, TrainFeed, chunk_rows, epoch_order, gather
 from mtl.train.selection import apply_verdict, judge
 from mtl.train.state import RunState, new_meta
 
-
 # --- the epoch plan -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("n, batch, per_call, sizes", [

@@ -22,7 +22,7 @@ Constructor fields named ``num_tasks``, ``num_numeric``, ``vocab_sizes`` (and
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax.numpy as jnp
 from flax import linen as nn

@@ -15,7 +15,7 @@ module once (``nnx.split``) and trains the parameters as a plain pytree.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax.numpy as jnp
 from flax import nnx

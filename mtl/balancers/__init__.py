@@ -17,33 +17,33 @@ fills them in with :func:`with_run_facts`.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
+from mtl.balancers.aligned_mtl import aligned_mtl
 from mtl.balancers.base import Balancer, EmptyState, gramian, gramian_balancer, weighted_sum, with_run_facts
-from mtl.balancers.ew import ew
-from mtl.balancers.gradnorm import gradnorm
-from mtl.balancers.pcgrad import pcgrad
-from mtl.balancers.uw import uw
 from mtl.balancers.cagrad import cagrad
+from mtl.balancers.db_mtl import db_mtl
 from mtl.balancers.dwa import dwa
+from mtl.balancers.ew import ew
+from mtl.balancers.excess_mtl import excess_mtl
+from mtl.balancers.fairgrad import fairgrad
 from mtl.balancers.famo import famo
 from mtl.balancers.gls import gls
 from mtl.balancers.graddrop import graddrop
+from mtl.balancers.gradnorm import gradnorm
 from mtl.balancers.gradvac import gradvac
 from mtl.balancers.imtl import imtl
 from mtl.balancers.metabalance import metabalance
-from mtl.balancers.rlw import rlw
-from mtl.balancers.stch import stch
-from mtl.balancers.aligned_mtl import aligned_mtl
-from mtl.balancers.db_mtl import db_mtl
-from mtl.balancers.excess_mtl import excess_mtl
-from mtl.balancers.fairgrad import fairgrad
 from mtl.balancers.mgda import mgda
 from mtl.balancers.moco import moco
 from mtl.balancers.modo import modo
 from mtl.balancers.nash_mtl import nash_mtl
+from mtl.balancers.pcgrad import pcgrad
+from mtl.balancers.rlw import rlw
 from mtl.balancers.sdmgrad import sdmgrad
+from mtl.balancers.stch import stch
 from mtl.balancers.upgrad import upgrad
+from mtl.balancers.uw import uw
 
 REGISTRY: dict[str, Callable[..., Balancer]] = {
     "ew": ew,

@@ -26,7 +26,8 @@ State is an explicit pytree; randomness comes only from ``key``.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, NamedTuple, Optional
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -76,11 +77,11 @@ class Balancer(NamedTuple):
     grads: str = "none"
     rep_grad: bool = True
     num_batches: int = 1
-    after_update: Optional[Callable[..., PyTree]] = None
+    after_update: Callable[..., PyTree] | None = None
     init_takes_grads_like: bool = False
     name: str = ""
     run_facts: tuple[str, ...] = ()
-    bind: Optional[Callable[..., "Balancer"]] = None
+    bind: Callable[..., Balancer] | None = None
 
     @property
     def needs_grads(self) -> bool:
@@ -272,7 +273,7 @@ def unit_scaling(gram: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.
     return n, jnp.where(valid, cmat, jnp.eye(t, dtype=dtype)), s_safe, valid
 
 
-def simplex_solve(gram: jax.Array, lin: Optional[jax.Array] = None, kappa: Optional[jax.Array] = None, *,
+def simplex_solve(gram: jax.Array, lin: jax.Array | None = None, kappa: jax.Array | None = None, *,
                   max_iters: int, tol: float = 1e-5, ridge: float = 1e-7) -> jax.Array:
     """``argmin_{w in simplex}  lin . w + kappa |J^T w|``, exactly, on the Gramian ``G = J J^T``.
 
@@ -487,7 +488,7 @@ def clip_by_global_norm(tree: PyTree, max_norm: float) -> tuple[PyTree, jax.Arra
 
 
 def alpha_fair_weights(gram: jax.Array, *, alpha: float = 1.0, num_iters: int = 50,
-                       init: Optional[jax.Array] = None, ridge: float = 1e-8, tol: float = 1e-6) -> jax.Array:
+                       init: jax.Array | None = None, ridge: float = 1e-8, tol: float = 1e-6) -> jax.Array:
     """Solves ``(G w)_i = w_i^(-1/alpha)``, ``w > 0``, inside jit, to a convergence test.
 
     The optimality condition of Nash-MTL (``alpha = 1``: ``G w = 1 / w``, Navon et

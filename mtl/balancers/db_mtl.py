@@ -41,7 +41,7 @@ Code: github.com/median-research-group/LibMTL (``LibMTL/weighting/DB_MTL.py``).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -72,7 +72,7 @@ def db_mtl(*, beta: float = 0.9, beta_sigma: float = 0.0) -> Balancer:
       optional gradient template described in the module docstring.
     """
 
-    def init(num_tasks: int, grads_like: Optional[Any] = None) -> DBMTLState:
+    def init(num_tasks: int, grads_like: Any | None = None) -> DBMTLState:
         buf = None
         if grads_like is not None:
             buf = jax.tree_util.tree_map(

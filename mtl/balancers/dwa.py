@@ -30,7 +30,7 @@ with Attention." CVPR 2019.
 from __future__ import annotations
 
 import warnings
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -49,7 +49,7 @@ class DWAState(NamedTuple):
     prev2_mean: jax.Array  # (T,) mean loss of epoch e-2
 
 
-def dwa(*, temperature: float = 2.0, steps_per_epoch: Optional[int] = None) -> Balancer:
+def dwa(*, temperature: float = 2.0, steps_per_epoch: int | None = None) -> Balancer:
     """Dynamic Weight Average.
 
     Args:

@@ -51,7 +51,7 @@ Official code: github.com/yifei-he/ExcessMTL.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -77,7 +77,7 @@ def excess_mtl(*, robust_step_size: float = 1e-2) -> Balancer:
       optional gradient template described in the module docstring.
     """
 
-    def init(num_tasks: int, grads_like: Optional[Any] = None) -> ExcessMTLState:
+    def init(num_tasks: int, grads_like: Any | None = None) -> ExcessMTLState:
         acc = None
         if grads_like is not None:
             acc = jax.tree_util.tree_map(lambda x: jnp.zeros((num_tasks, *x.shape), jnp.float32), grads_like)
@@ -110,4 +110,5 @@ def excess_mtl(*, robust_step_size: float = 1e-2) -> Balancer:
         initial = jnp.where(recorded, state.initial_excess, excess)
         return weighted_sum(task_grads, lw), lw, ExcessMTLState(lw, initial, rss, norm_rss)
 
-    return Balancer(init=init, update=update, grads="shared", rep_grad=False, init_takes_grads_like=True, name="excess_mtl")
+    return Balancer(init=init, update=update, grads="shared", rep_grad=False, init_takes_grads_like=True,
+                    name="excess_mtl")

@@ -43,7 +43,6 @@ ICML 2024. Official code: github.com/OptMN-Lab/fairgrad.
 
 from __future__ import annotations
 
-
 from mtl.balancers.base import Balancer, alpha_fair_weights, gramian_balancer
 
 

@@ -54,8 +54,6 @@ Sign Dropout." NeurIPS 2020.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import jax
 import jax.numpy as jnp
 
@@ -91,7 +89,7 @@ def graddrop_leaf(g: jax.Array, key: jax.Array, leak: float, batch_axis: bool) -
     return out, kept
 
 
-def graddrop(*, leak: float = 0.0, rep_grad: Optional[bool] = None) -> Balancer:
+def graddrop(*, leak: float = 0.0, rep_grad: bool | None = None) -> Balancer:
     """GradDrop.
 
     Args:

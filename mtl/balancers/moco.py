@@ -44,7 +44,7 @@ Convergent Approach." ICLR 2023.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -78,7 +78,7 @@ def moco(*, beta: float = 0.5, beta_sigma: float = 0.5, gamma: float = 0.1, gamm
     if lambda_update not in LAMBDA_UPDATES:
         raise ValueError(f"lambda_update must be one of {LAMBDA_UPDATES}, got {lambda_update!r}")
 
-    def init(num_tasks: int, grads_like: Optional[Any] = None) -> MoCoState:
+    def init(num_tasks: int, grads_like: Any | None = None) -> MoCoState:
         y = None
         if grads_like is not None:
             y = jax.tree_util.tree_map(lambda x: jnp.zeros((num_tasks, *x.shape), x.dtype), grads_like)

@@ -67,8 +67,15 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from mtl.balancers.base import (Balancer, clip_by_global_norm, project_simplex, scaled_cross_gramian,
-                                simplex_solve, small_eigh, weighted_sum)
+from mtl.balancers.base import (
+    Balancer,
+    clip_by_global_norm,
+    project_simplex,
+    scaled_cross_gramian,
+    simplex_solve,
+    small_eigh,
+    weighted_sum,
+)
 
 INNER_SOLVERS = ("exact", "sgd")
 

@@ -50,7 +50,7 @@ Tchebycheff Scalarization for Multi-Objective Optimization." ICML 2024.
 from __future__ import annotations
 
 import warnings
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -73,8 +73,8 @@ def stch(
     *,
     mu: float = 1.0,
     warmup_epochs: int = 4,
-    steps_per_epoch: Optional[int] = None,
-    preference: Optional[tuple[float, ...]] = None,
+    steps_per_epoch: int | None = None,
+    preference: tuple[float, ...] | None = None,
 ) -> Balancer:
     """Smooth Tchebycheff scalarisation as loss weights.
 

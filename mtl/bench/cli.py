@@ -251,7 +251,7 @@ def run(argv=None) -> None:
                         replace_tables=opts["replace_tables"])
     except (ConfigError, ValueError, FileNotFoundError) as e:
         error(str(e))
-    for group, paths in out["paths"].items():
+    for paths in out["paths"].values():
         if isinstance(paths, dict) and "md" in paths:
             print(pathlib.Path(paths["md"]).read_text())
     if out["failures"]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +75,8 @@ def grid(config: str, models: Sequence, balancers: Sequence, *, stl: str | None 
     cells = []
     if stl:
         cells.append(CellSpec(f"{stl}__ew", spec(stl), {"model.name": stl, "balancer.name": "ew", **(extra or {})}))
-    for (m_label, m_name, m_hp), (b_label, b_name, b_hp) in itertools.product(map(entry, models), map(entry, balancers)):
+    pairs = itertools.product(map(entry, models), map(entry, balancers))
+    for (m_label, m_name, m_hp), (b_label, b_name, b_hp) in pairs:
         overrides = {"model.name": m_name, "balancer.name": b_name, **(extra or {})}
         overrides.update({f"model.hparams.{k}": v for k, v in m_hp.items()})
         overrides.update({f"balancer.hparams.{k}": v for k, v in b_hp.items()})

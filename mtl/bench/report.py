@@ -43,8 +43,22 @@ from typing import Any
 import numpy as np
 
 from mtl.bench import publish
-from mtl.bench.results import (EW_BALANCER, NAN, STL_MODEL, CellResults, GroupResults, MetricSpec, Missing, collect,
-                               default_metrics, find_ew, find_stl, metric_spec, primary_metrics, sort_cells)
+from mtl.bench.results import (
+    EW_BALANCER,
+    NAN,
+    STL_MODEL,
+    CellResults,
+    GroupResults,
+    MetricSpec,
+    Missing,
+    collect,
+    default_metrics,
+    find_ew,
+    find_stl,
+    metric_spec,
+    primary_metrics,
+    sort_cells,
+)
 
 __all__ = ["ALPHA", "MIN_PAIRS", "DeltaMError", "Comparison", "Stat", "Row", "Table", "check_same_protocol", "delta_m",
            "paired_t_test", "compare_to_ew", "build_table", "caption", "render_markdown", "render_latex",
@@ -300,7 +314,8 @@ def caption(table: Table, *, alpha: float = ALPHA, min_pairs: int = MIN_PAIRS) -
             f"over seeds (paired by seed), p < {alpha:g}; no mark with fewer than {min_pairs} common seeds. "
             f"Δm (%): mean over the metric columns of the sign-corrected relative change against {stl} under the same "
             f"protocol and seeds (Maninis et al., 2019; higher is better). Step / EW: median train-step time relative "
-            f"to {EW_BALANCER} of the same model. Time: training seconds of the cell (its seeds are trained side by side in one program, so this is the time of all of them).")
+            f"to {EW_BALANCER} of the same model. Time: training seconds of the cell (its seeds are trained side by "
+            "side in one program, so this is the time of all of them).")
 
 
 def _columns(table: Table, arrow_up: str, arrow_down: str) -> list[str]:
@@ -421,7 +436,8 @@ def render_csv(table: Table) -> str:
         runs = [c.runs[s].summary for s in c.seeds]
         joined = lambda k: " ".join(sorted({str(x.get(k)) for x in runs if x.get(k) not in (None, "")}))
         rec.update({"delta_m_pct": num(100 * r.delta_m), "delta_m_best": int(r.delta_m_best),
-                    "delta_m_note": r.delta_m_note, "step_vs_ew": num(r.step_vs_ew), "step_seconds": num(r.step_seconds),
+                    "delta_m_note": r.delta_m_note, "step_vs_ew": num(r.step_vs_ew),
+                    "step_seconds": num(r.step_seconds),
                     "train_seconds": num(r.train_seconds), "dataset": c.protocol[0], "protocol": c.protocol[1],
                     "commit": joined("commit"), "config_hash": joined("config_hash")})
         w.writerow(rec)

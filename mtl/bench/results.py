@@ -176,7 +176,8 @@ class CellResults:
 
     def summary_mean(self, key: str) -> float:
         """Mean over seeds of a number in the run summaries (``step_seconds``, ``train_seconds``)."""
-        v = [float(self.runs[s].summary[key]) for s in self.seeds if isinstance(self.runs[s].summary.get(key), (int, float))]
+        v = [float(self.runs[s].summary[key]) for s in self.seeds
+             if isinstance(self.runs[s].summary.get(key), (int, float))]
         return float(np.mean(v)) if v else NAN
 
 

@@ -15,15 +15,23 @@ instead (see :mod:`mtl.models.adapters` for the protocol).
 from __future__ import annotations
 
 import inspect
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from mtl.models.adapters import (DATA_FACTS, ModelProtocolError, constructor_parameters, from_linen, from_nnx,
-                                 import_model_class, model_from_class)
+from mtl.models.adapters import (
+    DATA_FACTS,
+    ModelProtocolError,
+    constructor_parameters,
+    from_linen,
+    from_nnx,
+    import_model_class,
+    model_from_class,
+)
 from mtl.models.aitm import AITM
 from mtl.models.base import PARTS, EvalView, Model, count_params, default_task_losses
 from mtl.models.esmm import ESMM
-from mtl.models.moe import MMoE, OMoE
 from mtl.models.module import MultiTaskModule
+from mtl.models.moe import MMoE, OMoE
 from mtl.models.ple import CGC, PLE
 from mtl.models.shared_bottom import SharedBottom
 from mtl.models.single_task import SingleTask

@@ -42,7 +42,7 @@ github.com/adtalos/AITM-torch.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp

@@ -35,9 +35,8 @@ Conversion Rate." SIGIR 2018.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax

@@ -3,7 +3,7 @@ conversion label columns, and probabilities of products in log space."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp

@@ -15,7 +15,7 @@ representation (GradNorm's "last shared layer") by path.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp

@@ -15,7 +15,7 @@ setup: 8 experts of 16 units, towers of 8.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp

@@ -25,7 +25,7 @@ level for CGC; sizes are arguments.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp

@@ -8,7 +8,7 @@ The representation ``z`` is the bottom's output (parameters
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from flax import linen as nn
 

@@ -8,7 +8,7 @@ as the single-task-learning (STL) reference of Δm.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp

@@ -23,7 +23,8 @@ import jax
 #: The ``jax.monitoring`` duration events of one compilation (tracing, lowering, backend compile).
 COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
                   "/jax/core/compile/backend_compile_duration")
-CACHE_EVENTS = {"/jax/compilation_cache/cache_hits": "cache_hits", "/jax/compilation_cache/cache_misses": "cache_misses"}
+CACHE_EVENTS = {"/jax/compilation_cache/cache_hits": "cache_hits",
+                "/jax/compilation_cache/cache_misses": "cache_misses"}
 
 
 def default_cache_dir() -> pathlib.Path:
@@ -70,7 +71,7 @@ class CompileTimer:
             with self._lock:
                 setattr(self, CACHE_EVENTS[event], getattr(self, CACHE_EVENTS[event]) + 1)
 
-    def __enter__(self) -> "CompileTimer":
+    def __enter__(self) -> CompileTimer:
         jax.monitoring.register_event_duration_secs_listener(self._on_duration)
         jax.monitoring.register_event_listener(self._on_event)
         return self

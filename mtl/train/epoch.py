@@ -17,7 +17,8 @@ method; otherwise such steps are dropped and counted (``skipped_steps``).
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import signal
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from jax.sharding import Mesh
 
-from mtl.train import devices as dev, distributed
+from mtl.train import devices as dev
+from mtl.train import distributed
 from mtl.train.checkpoint import Checkpointer
 from mtl.train.state import FORMAT_VERSION, RunState
 

@@ -34,7 +34,8 @@ epoch and keeps the best epoch, for one seed or several side by side.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -46,8 +47,14 @@ from mtl.balancers.base import Balancer
 from mtl.data.base import MultiTaskData
 from mtl.models.base import Model
 from mtl.train import devices as dev
-from mtl.train.epoch import EpochContext, NonFiniteLossError, make_run_chunk, step_output_shape, train_epoch, \
-    train_record
+from mtl.train.epoch import (
+    EpochContext,
+    NonFiniteLossError,
+    make_run_chunk,
+    step_output_shape,
+    train_epoch,
+    train_record,
+)
 from mtl.train.evaluation import Evaluator, eval_heads, evaluate_split, make_predict, stack_splits
 from mtl.train.guard import RunGuard, TrainingInterrupted
 from mtl.train.means import StepMeans

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import math
-from typing import Any, Iterator, NamedTuple, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp

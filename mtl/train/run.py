@@ -13,8 +13,18 @@ import numpy as np
 
 import mtl.data as md
 import mtl.models as mm
-from mtl.config import (ConfigError, build_balancer, build_model, build_optimizer, config_hash, plain, resolve,
-                        seed_list, kwargs_of, validate)
+from mtl.config import (
+    ConfigError,
+    build_balancer,
+    build_model,
+    build_optimizer,
+    config_hash,
+    kwargs_of,
+    plain,
+    resolve,
+    seed_list,
+    validate,
+)
 from mtl.data.base import MultiTaskData
 from mtl.rundir import RunFiles, git_commit, prepare_workdir
 from mtl.train import distributed

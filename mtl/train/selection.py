@@ -11,7 +11,8 @@ on. The summary's ``stop_reason`` says which of the two ends a run reached.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp

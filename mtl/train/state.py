@@ -12,7 +12,8 @@ seed has no seed axis. :func:`seed_index` indexes either layout.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -38,7 +38,8 @@ update's elementwise ops) and says so in its outputs (``finite``,
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -7,14 +7,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mtl.balancers.aligned_mtl import aligned_matrix, aligned_mtl
 
 _matrix = jax.jit(aligned_matrix, static_argnames="scale_mode")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _jitted(factory, **hparams):
     """One balancer and one jitted update per configuration (a compilation per input shape)."""
     b = factory(**hparams)

@@ -83,7 +83,7 @@ def _case_issue(rng, t):  # the issue's case: one or two tasks 100-250x smaller 
 KINDS = {"spread": _case_spread, "conflict": _case_conflict, "parallel": _case_parallel, "issue": _case_issue}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cases(t):
     """``[(label, J)]`` with ``J`` float64 holding float32-representable values."""
     out = []
@@ -251,7 +251,7 @@ METHODS = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def solved(t):
     """``{method: [weights (float64) for each case of T = t]}``: every method on the float32
     Gramian of each case, all methods in one compiled function per T (compiling per method
@@ -346,7 +346,7 @@ def test_matches_the_exact_solution(method, t):
 MODO_RHO = 0.1
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _one_step_methods(t):
     """MoDo (equal batches) and MoCo (fallback mode, tracked Gramian given) from given weights, jitted."""
     modo, moco = mb.modo(gamma=1e-3, rho=MODO_RHO), mb.moco(rho=0.0)

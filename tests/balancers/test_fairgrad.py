@@ -7,7 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mtl.balancers.fairgrad import fairgrad, fairgrad_weights
 from mtl.balancers.nash_mtl import nash_mtl
@@ -15,7 +16,7 @@ from mtl.balancers.nash_mtl import nash_mtl
 _weights = jax.jit(fairgrad_weights, static_argnames="alpha")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _jitted(factory, **hparams):
     """One balancer and one jitted update per configuration (a compilation per input shape)."""
     b = factory(**hparams)

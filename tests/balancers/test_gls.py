@@ -3,10 +3,10 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mtl.balancers.gls import gls
-
 
 _B = gls()
 _update = jax.jit(lambda l: _B.update(l, None, _B.init(l.shape[0]))[1])

@@ -6,7 +6,8 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mtl.balancers.gradvac import GradVacState, gradvac, gradvac_coefficients
 

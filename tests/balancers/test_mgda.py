@@ -7,7 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mtl.balancers.base import min_norm_weights
 from mtl.balancers.mgda import mgda
@@ -15,7 +16,7 @@ from mtl.balancers.mgda import mgda
 _solve = jax.jit(min_norm_weights)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _jitted(factory, **hparams):
     """One balancer and one jitted update per configuration (a compilation per input shape)."""
     b = factory(**hparams)

@@ -6,7 +6,8 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mtl.balancers.base import clip_by_global_norm
 from mtl.balancers.nash_mtl import nash_mtl, nash_weights
@@ -14,7 +15,7 @@ from mtl.balancers.nash_mtl import nash_mtl, nash_weights
 _weights = jax.jit(nash_weights)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _jitted(factory, **hparams):
     """One balancer and one jitted update per configuration (a compilation per input shape)."""
     b = factory(**hparams)

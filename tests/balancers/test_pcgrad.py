@@ -1,11 +1,11 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import mtl.balancers as mb
 from mtl.balancers.pcgrad import pcgrad_coefficients
-
 
 _B = mb.get("pcgrad")
 _STEP = jax.jit(_B.update)  # one compilation per T

@@ -88,7 +88,8 @@ def test_exact_inner_problem_by_hand_with_lamda():
     _, weights, state = jax.jit(b.update)(jnp.ones((3, 2)), jnp.asarray(np.stack([g, g, g]), jnp.float32), b.init(2),
                                           key=None)
     np.testing.assert_allclose(state.w, [1.0, 0.0], atol=1e-6)
-    np.testing.assert_allclose(weights, 2 * (np.array([1.0, 0.0]) + 0.5) / 2.0, rtol=1e-6)  # T (w + lamda/T) / (1 + lamda)
+    # T (w + lamda/T) / (1 + lamda)
+    np.testing.assert_allclose(weights, 2 * (np.array([1.0, 0.0]) + 0.5) / 2.0, rtol=1e-6)
 
 
 def test_indefinite_cross_gramian_uses_its_positive_part():

@@ -6,7 +6,8 @@ import itertools
 import jax
 import jax.numpy as jnp
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mtl.balancers.upgrad import box_qp_lower, upgrad, upgrad_weights
 

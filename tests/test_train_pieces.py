@@ -304,3 +304,22 @@ def test_per_seed_data_is_drawn_with_each_seed():
         direct = md.load("synthetic", correlation=0.5, num_train=2000, num_validation=500, num_test=500, seed=s)
         np.testing.assert_array_equal(d.train.numeric, direct.train.numeric)
     assert load_data(_resolved(seeds="4,9"), [4, 9])[2] is None  # one dataset unless data_per_seed
+
+
+def test_selection_scales_are_training_label_variances_in_reported_units():
+    """A standardised label enters the selection score as MSE / label_std**2; a log1p-transformed
+    one as MSE (reported in the data's units) / the variance of its training labels in those units."""
+    from mtl.data.base import MultiTaskData, Split, TaskSpec
+    from mtl.train.selection import selection_scales
+
+    seconds = np.array([0.5, 2.0, 4.0, 30.0, 300.0])  # heavy-tailed, like watch time
+    logged = np.log1p(seconds)
+    mean, std = float(logged.mean()), float(logged.std())
+    stored = np.stack([(logged - mean) / std, np.array([0, 1, 0, 1, 1.0]), np.arange(5.0) / 2.0 - 1.0], axis=1)
+    split = Split(np.zeros((5, 1), np.float32), np.zeros((5, 0), np.int32), stored.astype(np.float32))
+    tasks = (TaskSpec("watch_s", "regression", mean, std, "log1p"), TaskSpec("click", "binary"),
+             TaskSpec("ms", "regression", 10.0, 3.0))
+    data = MultiTaskData(split, split, split, tasks, ("x",), (), (), {})
+    scales = selection_scales(data)
+    np.testing.assert_allclose(scales[0], np.var(seconds), rtol=1e-5)  # by hand: the seconds' variance
+    assert scales[1] == 1.0 and scales[2] == 9.0

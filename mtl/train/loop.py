@@ -59,7 +59,14 @@ from mtl.train.evaluation import Evaluator, eval_heads, evaluate_split, make_pre
 from mtl.train.guard import RunGuard, TrainingInterrupted
 from mtl.train.means import StepMeans
 from mtl.train.plan import EpochPlan, TrainFeed
-from mtl.train.selection import apply_verdict, keep_best_params, resolve_select_by, selection_score, stop_reason
+from mtl.train.selection import (
+    apply_verdict,
+    keep_best_params,
+    resolve_select_by,
+    selection_scales,
+    selection_score,
+    stop_reason,
+)
 from mtl.train.state import RunState, init_run_state, new_meta, over_seeds, seed_index
 from mtl.train.step import grads_template, make_train_step
 
@@ -183,7 +190,7 @@ def fit(
     ctx = EpochContext(plan, feed, run_chunk, seeds, tuple(model.loss_names or data.task_names), balancer.name,
                        on_nonfinite == "stop", on_steps, progress, epochs)
     run = _Run(seeds, [int(seed)] if seeds is None else seeds, evaluator, keep_best_params(seeds, repl), select_by,
-               None if model.eval_view is not None else [getattr(t, "label_std", 1.0) ** 2 for t in data.tasks],
+               None if model.eval_view is not None else selection_scales(data),
                patience, ctx.loss_names, on_epoch)
     guard = RunGuard(checkpoint_dir, every=checkpoint_every, max_checkpoints=max_checkpoints,
                      handle_signals=handle_signals)

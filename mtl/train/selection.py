@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mtl.data.base import MultiTaskData
 from mtl.train.state import RunState, over_seeds, seed_index
 
 PyTree = Any
@@ -36,14 +37,28 @@ def selection_score(val_metrics: dict, kinds: Sequence[str], names: Sequence[str
                     mse_scale: Sequence[float] | None = None) -> float:
     """Higher is better. ``auc``: mean validation AUC of binary tasks;
     ``loss``: minus the mean validation loss (log loss / MSE), with each MSE
-    divided by ``mse_scale`` (the label variance of a standardised task, so that
-    a target in milliseconds weighs like the others, as in training)."""
+    divided by ``mse_scale`` (:func:`selection_scales`: the training label variance,
+    so that a target in milliseconds weighs like the others, as in training)."""
     if select_by == "auc":
         return float(np.nanmean([val_metrics[n]["auc"] for n, k in zip(names, kinds) if k == "binary"]))
     scale = mse_scale or [1.0] * len(names)
     losses = [val_metrics[n]["logloss"] if k == "binary" else val_metrics[n]["mse"] / c
               for n, k, c in zip(names, kinds, scale)]
     return -float(np.mean(losses))
+
+
+def selection_scales(data: MultiTaskData) -> list[float]:
+    """What each task's validation MSE is divided by in the selection score: the variance of its
+    training labels in the units the MSE is reported in (``label_std ** 2`` for a standardised
+    label; computed from the training labels when a transform such as ``log1p`` sits in between),
+    so that every regression task enters as its fraction of unexplained variance."""
+    scales = []
+    for t, task in enumerate(data.tasks):
+        if task.kind == "regression" and getattr(task, "label_transform", ""):
+            scales.append(float(np.var(task.to_original_units(np.asarray(data.train.labels[:, t], np.float64)))))
+        else:
+            scales.append(getattr(task, "label_std", 1.0) ** 2)
+    return scales
 
 
 class Verdict(NamedTuple):

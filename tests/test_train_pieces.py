@@ -323,3 +323,19 @@ def test_selection_scales_are_training_label_variances_in_reported_units():
     scales = selection_scales(data)
     np.testing.assert_allclose(scales[0], np.var(seconds), rtol=1e-5)  # by hand: the seconds' variance
     assert scales[1] == 1.0 and scales[2] == 9.0
+
+
+def test_seed_aggregate_is_mean_and_sample_std():
+    """The aggregate summary of several seeds: mean and sample standard deviation (ddof 1), by hand."""
+    from mtl.train.run import aggregate_summaries
+
+    def summary(seed, auc, mse):
+        metrics = {"click": {"auc": auc}, "watch": {"mse": mse}}
+        return {"seed": seed, "validation": metrics, "test": metrics, "best_epoch": seed, "stop_reason": "cap",
+                "train_seconds": 1.0, "step_seconds": 0.1, "num_params": 7}
+
+    out = aggregate_summaries([summary(0, 0.70, 2.0), summary(1, 0.74, 4.0), summary(2, 0.72, 9.0)], {"model": "m"})
+    assert out["test_mean"]["click"]["auc"] == pytest.approx(0.72)
+    assert out["test_std"]["click"]["auc"] == pytest.approx(0.02)  # sqrt((0.02^2 + 0.02^2 + 0) / 2)
+    assert out["test_std"]["watch"]["mse"] == pytest.approx(np.sqrt((3.0**2 + 1.0**2 + 4.0**2) / 2))
+    assert out["seeds"] == [0, 1, 2] and out["best_epochs"] == [0, 1, 2] and out["model"] == "m"

@@ -30,8 +30,8 @@ import time
 import numpy as np
 from absl import app, flags
 
-from mtl.data import load
 from mtl.data import census_income as census
+from mtl.data import load
 from mtl.data.base import Split
 from mtl.data.frame import save_frame
 

@@ -35,7 +35,7 @@ import dataclasses
 import io
 import os
 import re
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -214,7 +214,7 @@ class AutoColumn:
             self._factor = sorted_factor(pa.array(np.append(text, "").astype(object), pa.string()), all_codes)
         return self._factor
 
-    def infer(self, *, max_categorical_distinct: int, others: Sequence["AutoColumn"] = ()) -> tuple[str, str]:
+    def infer(self, *, max_categorical_distinct: int, others: Sequence[AutoColumn] = ()) -> tuple[str, str]:
         """``("numeric" | "categorical", reason)`` over this column and ``others``: numeric when every
         present value is a number and they are not all integers or there are more than
         ``max_categorical_distinct`` distinct integers."""
@@ -229,7 +229,7 @@ class AutoColumn:
             return "categorical", f"non-numeric values (e.g. {str(present[~ok][0])[:20]!r})"
         return _decide(x, max_categorical_distinct)
 
-    def as_text(self) -> "AutoColumn":
+    def as_text(self) -> AutoColumn:
         return AutoColumn(self.name, self.factor, self.path, self.lines)
 
     def as_numbers(self) -> tuple[np.ndarray, DataError | None]:

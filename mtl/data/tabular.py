@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -179,7 +179,8 @@ def load_tabular(*, path: str | Sequence[str] = "", label_columns: str | Sequenc
     dropped = split_list(drop_columns)
     user_column = (user_column or "").strip()
     split_column = (split_column or "").strip()
-    boundaries = split_list(split_boundaries if isinstance(split_boundaries, str) else [str(b) for b in split_boundaries])
+    boundaries = split_list(split_boundaries if isinstance(split_boundaries, str)
+                            else [str(b) for b in split_boundaries])
     join_specs = parse_joins(joins)
     transforms = parse_label_transforms(label_transforms)
     if int(min_count) < 1:
@@ -190,7 +191,8 @@ def load_tabular(*, path: str | Sequence[str] = "", label_columns: str | Sequenc
     headers: list[Header] = []
     for _, p in files:
         try:
-            headers.append(read_header(p, delimiter=delimiter or next((h.delimiter for h in headers if h.delimiter), "")))
+            known = next((h.delimiter for h in headers if h.delimiter), "")
+            headers.append(read_header(p, delimiter=delimiter or known))
         except DataError:
             _check_structures(headers)
             raise
@@ -289,7 +291,8 @@ def _column_problem(headers, header, sides, labels, regression, forced_cat, forc
         return DataError(f"label_transforms {not_regression} are not among regression_columns {regression}",
                          path=main.path)  # fmt: skip
     for role, names in (("categorical_columns", forced_cat), ("numeric_columns", forced_num),
-                        ("drop_columns", dropped), ("split_column", [split_column] if split_column else [])):  # fmt: skip
+                        ("drop_columns", dropped),
+                        ("split_column", [split_column] if split_column else [])):  # fmt: skip
         clash = [c for c in names if c in labels]
         if clash:
             return DataError(
@@ -405,7 +408,8 @@ def _build(headers, roles, sides, *, labels, regression, forced_cat, forced_num,
         categorical = {}
         for c in features:
             if kinds[c] == "categorical":
-                categorical[c] = table.categorical[c] if c in table.categorical else table.auto[c].as_factor(MISSING_TOKEN)
+                categorical[c] = (table.categorical[c] if c in table.categorical
+                                  else table.auto[c].as_factor(MISSING_TOKEN))
         numeric = {}
         for c in features:
             if kinds[c] == "numeric":

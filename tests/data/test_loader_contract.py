@@ -4,7 +4,7 @@ scaling from the training split only. A new loader is covered by adding one entr
 (how to load a small instance of it, and what can be checked about its rows)."""
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pytest

@@ -12,9 +12,9 @@ import pytest
 
 from mtl.data import DataError, load
 from mtl.data.base import TaskSpec, original_units
-from mtl.data.reader import file_format
 from mtl.data.frame import factorize
 from mtl.data.preprocess import categorical_encoder
+from mtl.data.reader import file_format
 
 
 def _table(n=120, seed=0):

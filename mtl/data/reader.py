@@ -399,16 +399,19 @@ def _arrow_batches(path: str, names: list[str] | None):
 
 
 def _typed_batches(h: Header, names: list[str]):
-    """A Parquet file's record batches row group by row group, or an Arrow file's."""
+    """``(first row, batch)`` of a Parquet file, one column of one row group at a time (so that one
+    decompressed column is in memory at once), or of an Arrow file's record batches."""
     where = ""
     try:
         if h.format == "arrow":
-            yield from _arrow_batches(h.path, names)
+            yield from _numbered(_arrow_batches(h.path, names))
             return
-        parquet = pq.ParquetFile(h.path)
+        parquet, row = pq.ParquetFile(h.path), 0
         for group in range(parquet.num_row_groups):
             where = f" (row group {group})"
-            yield from parquet.iter_batches(batch_size=1 << 16, row_groups=[group], columns=names)
+            for c in names:
+                yield row, parquet.read_row_group(group, columns=[c]).combine_chunks().to_batches()[0]
+            row += parquet.metadata.row_group(group).num_rows
     except (pa.ArrowException, OSError) as e:
         raise DataError(f"cannot be read as {FORMAT_NAMES[h.format]}{where}: {e}", path=h.path) from None
 
@@ -660,10 +663,18 @@ def read_columns(header: Header | Sequence[Header], columns: Mapping[str, Column
         pa.default_memory_pool().release_unused()  # hand pyarrow's freed blocks back to the system
 
 
+def _numbered(batches):
+    row = 0
+    for batch in batches:
+        yield row, batch
+        row += batch.num_rows
+
+
 def _batches(h: Header, names: list[str], text: set[str], block_size: int):
+    """``(first row in the file, batch)`` pairs of the columns ``names``."""
     if h.types:
         return _typed_batches(h, names)
-    return _open(h, {c: _TEXT if c in text else pa.float64() for c in names}, block_size=block_size)
+    return _numbered(_open(h, {c: _TEXT if c in text else pa.float64() for c in names}, block_size=block_size))
 
 
 def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], block_size: int) -> Table:
@@ -678,10 +689,10 @@ def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], bl
     floats = {c: np.empty(capacity, np.float64) for c in names if c not in text and c not in in_block}
     at, counts = 0, []
     for h in files:
-        start = at
+        start = end = at
         try:
-            for batch in _batches(h, names, text, block_size):
-                n = batch.num_rows
+            for row, batch in _batches(h, names, text, block_size):
+                at, n = start + row, batch.num_rows
                 for c, array in zip(batch.schema.names, batch.columns):
                     array = _as_type(array, c in text)
                     if c in codes:
@@ -691,9 +702,10 @@ def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], bl
                         floats[c][at : at + n] = array.to_numpy(zero_copy_only=False)
                     else:
                         block[at : at + n, in_block.index(c)] = array.to_numpy(zero_copy_only=False)
-                at += n
+                end = max(end, at + n)
         except pa.ArrowInvalid as e:
             raise _Failed(h, e) from None
+        at = end
         if at == start:
             raise DataError("has a header but no data rows", path=h.path)
         counts.append(at - start)

@@ -44,12 +44,13 @@ def test_parquet_and_feather_load_like_the_csv_of_the_same_rows(tmp_path):
     table = _table()
     pacsv.write_csv(table, tmp_path / "d.csv")
     pq.write_table(table, tmp_path / "d.parquet")
+    pq.write_table(table, tmp_path / "groups.parquet", row_group_size=25)  # read column by column, group by group
     feather.write_feather(table, tmp_path / "d.feather")
     kw = dict(label_columns="click,buy", verbose=False, min_count=1)
     csv = load("tabular", path=str(tmp_path / "d.csv"), **kw)
     assert csv.info["column_types"] == {"city": "categorical", "price": "numeric", "age": "numeric",
                                         "size": "categorical"}  # fmt: skip
-    for name in ("d.parquet", "d.feather"):
+    for name in ("d.parquet", "groups.parquet", "d.feather"):
         other = load("tabular", path=str(tmp_path / name), **kw)
         _same(csv, other)
         assert other.info["column_types"] == csv.info["column_types"]
@@ -71,7 +72,7 @@ def test_the_format_comes_from_the_content_before_the_extension(tmp_path):
 
 def test_parquet_label_errors_name_file_row_and_column(tmp_path):
     t = pa.table({"y": pa.array([0, 1, 2, 1], pa.int64()), "x": pa.array([1.5, 2.5, 3.5, 4.5])})
-    pq.write_table(t, tmp_path / "bad.parquet")
+    pq.write_table(t, tmp_path / "bad.parquet", row_group_size=2)  # the bad value is in the second row group
     with pytest.raises(DataError, match=r"bad.parquet, line 3, column 'y': label value '2' is not 0 or 1 "
                                         r"\(binary task; 1 such rows\)"):  # fmt: skip
         load("tabular", path=str(tmp_path / "bad.parquet"), label_columns="y", verbose=False)

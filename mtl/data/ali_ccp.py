@@ -1,21 +1,8 @@
-"""Ali-CCP (Alibaba Click and Conversion Prediction), the ESMM dataset.
+"""Ali-CCP (Alibaba Click and Conversion Prediction), the ESMM dataset, in torch-rechub CSV or PaddleRec
+ESMM text (:mod:`mtl.data.formats.ali_ccp` reads them); tasks ``click``, ``conversion`` (``purchase``),
+``ctcvr``. The formats and protocols: ``docs/data.md``, *Ali-CCP and AliExpress*.
 
     data = mtl.data.load("ali_ccp", data_dir=..., tasks="click,ctcvr")
-
-Two public preprocessed formats of the Tianchi data (dataset 408, behind a login):
-
-* ``torch_rechub``: ``ali_ccp_{train,val,test}.csv`` with a header: labels ``click`` and
-  ``purchase`` (the conversion), 23 label-encoded sparse fields (:data:`SPARSE_FIELDS`,
-  categorical) and 8 dense fields (:data:`DENSE_FIELDS`); the three files are the splits.
-* ``paddlerec``: PaddleRec's ESMM text, ``train/*.txt`` and ``test/*.txt`` (or ``train.txt``
-  / ``test.txt``), one impression per line ``id,click,conversion,field:feature,...``. Each
-  field of :data:`SPARSE_FIELDS` becomes a categorical column holding its FIRST feature id on
-  the line (``<missing>`` when absent); the fields with many ids (:data:`MULTI_VALUED_FIELDS`)
-  also get a numeric column ``n_<field>`` with their count. Unknown field ids are skipped;
-  blank lines too; lines are stripped. Validation is cut from train (``validation_fraction``).
-
-``sample=True`` reads the small public samples. Tasks: ``click``, ``conversion`` (alias
-``purchase``) and ``ctcvr`` = click AND conversion.
 """
 
 from __future__ import annotations

@@ -1,14 +1,8 @@
-"""AliExpress multi-task data (MTReclib / AITM), one dataset per country.
+"""AliExpress multi-task data (MTReclib / AITM), one dataset per country, read by
+:mod:`mtl.data.formats.aliexpress`; tasks ``click``, ``conversion`` (``purchase``), ``ctcvr``. The
+format and the validation cut: ``docs/data.md``, *Ali-CCP and AliExpress*.
 
     data = mtl.data.load("aliexpress", data_dir=..., country="NL", tasks="click,conversion")
-
-MTReclib's format: one folder per country ``AliExpress_{NL,ES,FR,US,RU}`` holding
-``train.csv`` and ``test.csv`` with a header: ``search_id`` (a query id, dropped),
-``categorical_1..16``, ``numerical_1..63`` and the labels ``click`` and ``conversion``.
-The validation split is cut from the training file (``validation_fraction``, ``seed``);
-the test file is only the test split. ``sample=True`` reads torch-rechub's public sample
-(``aliexpress_{train,test}_sample.csv``). Tasks: ``click``, ``conversion`` (alias
-``purchase``) and ``ctcvr`` = click AND conversion.
 """
 
 from __future__ import annotations

@@ -1,30 +1,11 @@
-"""Tables with a header, delimited text, Parquet or Arrow IPC (Feather), read into typed columns.
+"""Tables with a header (delimited text, Parquet, Arrow IPC / Feather) read into typed columns.
 
-A file's format comes from its first bytes (``PAR1``: Parquet; ``ARROW1``/``FEA1``: Arrow
-IPC / Feather) or else its extension (``.parquet``/``.pq``, ``.arrow``/``.feather``/``.ipc``);
-anything else is delimited text, read with pyarrow's streaming CSV reader. Either way
-pyarrow hands over record batches, and one path (:func:`read_columns`) turns them into
-compact columns: text as codes into per-batch dictionaries merged at the end, numbers into
-one row-major float32 matrix. The rules (``docs/data.md``, *Reading files*):
-
-* Delimited records: one delimiter character; ``"`` quotes a field (``""`` is one quote),
-  which may hold delimiters and line breaks; lines end with ``\\n``, ``\\r\\n`` or ``\\r``;
-  blank lines are skipped; the header is the first non-blank record and has at least two
-  columns; a UTF-8 byte-order mark is skipped; text must be UTF-8. A row's line is the
-  1-based line on which its record ends; in a Parquet or Arrow file it is the 1-based row.
-* Values are stripped of surrounding whitespace. Missing: :data:`MISSING_VALUES` in lower,
-  UPPER, Capitalized or Title case, and nulls (and NaNs) of typed files.
-* Numbers parse like Python's ``float``, never with an underscore. Typed files' integer,
-  floating-point, decimal and boolean columns are numbers; every other type is text.
-
-Errors are :class:`~mtl.data.errors.DataError` s naming the file, the line and the column.
-pyarrow's CSV reader reports neither, so an error is located afterwards: a column that is
-not all numbers is read again as text and checked here (naming the first bad row), and a
-broken record or an undecodable byte is found by scanning the file's bytes.
-
-Column kinds (:class:`Column`): ``factor`` (categorical: distinct stripped strings and int32
-codes), ``number`` (float32, NaN for missing), ``label`` (float64; binary 0/1 or a finite
-regression value, none missing) and ``auto`` (the caller decides, :meth:`AutoColumn.infer`).
+pyarrow hands over record batches (its streaming CSV reader; Parquet one column of one row group
+at a time; Arrow record batches) and :func:`read_columns` turns them into compact columns: text as
+codes into sorted distinct values, numbers into one row-major float32 matrix. Column kinds
+(:class:`Column`): ``factor``, ``number``, ``label`` and ``auto`` (typed by the caller,
+:meth:`AutoColumn.infer`). Errors are :class:`~mtl.data.errors.DataError` s naming file, line and
+column, located after pyarrow reports them. The rules: ``docs/data.md``, *Reading files*.
 """
 
 from __future__ import annotations

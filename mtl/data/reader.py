@@ -665,8 +665,7 @@ def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], bl
     # (untouched pages of an np.empty array are never resident)
     capacity = sum(h.num_rows if h.types else (h.size - h.data_offset) // len(h.names) + 1 for h in files)
     block = np.empty((capacity, len(in_block)), np.float32)
-    codes = {c: np.empty(capacity, np.int32) for c in names if c in text}
-    dictionaries = {c: [] for c in codes}
+    chunks = {c: [] for c in names if c in text}  # each batch's dictionary array, in row order
     floats = {c: np.empty(capacity, np.float64) for c in names if c not in text and c not in in_block}
     at, counts = 0, []
     for h in files:
@@ -676,9 +675,8 @@ def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], bl
                 at, n = start + row, batch.num_rows
                 for c, array in zip(batch.schema.names, batch.columns):
                     array = _as_type(array, c in text)
-                    if c in codes:
-                        codes[c][at : at + n] = array.indices.to_numpy(zero_copy_only=False)
-                        dictionaries[c].append((at, array.dictionary))
+                    if c in chunks:
+                        chunks[c].append(array)
                     elif c in floats:
                         floats[c][at : at + n] = array.to_numpy(zero_copy_only=False)
                     else:
@@ -704,9 +702,9 @@ def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], bl
             table.labels[c] = x
             if _is_bad_label(x, columns[c].task).any():
                 raise _AsText(c)  # read it again as text, to name the bad value as written
-        elif c in codes:
+        elif c in chunks:
             try:
-                factor = _merge(codes.pop(c), dictionaries.pop(c), at)
+                factor = _merge(chunks.pop(c))
             except TooWide as e:
                 raise DataError(str(e), **where(e.row), column=c) from None
             bad = _finish(table, c, columns[c], factor)
@@ -715,18 +713,16 @@ def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], bl
     return table
 
 
-def _merge(codes: np.ndarray, dictionaries: list, rows: int) -> Factor:
-    """The factor of per-block dictionary codes (``dictionaries``: each block's first row and
-    dictionary), stripped, coded against sorted distinct values."""
-    if not dictionaries:
-        return Factor(codes[:rows], np.zeros(0, "<U1"))
-    encoded = pc.dictionary_encode(pa.concat_arrays([d for _, d in dictionaries]))
-    distinct, position = encoded.dictionary, encoded.indices.to_numpy(zero_copy_only=False)
-    offset, stops = 0, [s for s, _ in dictionaries[1:]] + [rows]
-    for (start, d), stop in zip(dictionaries, stops):  # block codes -> distinct ids, in place
-        codes[start:stop] = position[offset : offset + len(d)][codes[start:stop]]
-        offset += len(d)
-    return sorted_factor(distinct, codes[:rows], strip=True)
+def _merge(chunks: list[pa.DictionaryArray]) -> Factor:
+    """The factor of a column's per-batch dictionary arrays (one dictionary for all of them,
+    pyarrow's ``unify_dictionaries``), stripped, coded against sorted distinct values."""
+    unified = pa.chunked_array(chunks, _TEXT).unify_dictionaries()
+    codes = np.empty(len(unified), np.int32)
+    at = 0
+    for chunk in unified.chunks:
+        codes[at : at + len(chunk)] = chunk.indices.to_numpy(zero_copy_only=False)
+        at += len(chunk)
+    return sorted_factor(unified.chunk(0).dictionary if chunks else pa.array([], pa.string()), codes, strip=True)
 
 
 def _finish(table: Table, name: str, spec: Column, factor: Factor) -> tuple[int, str] | None:

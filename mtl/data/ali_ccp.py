@@ -50,21 +50,10 @@ def load_ali_ccp(*, data_dir: str | os.PathLike | None = None, format: str = "au
                  tasks: str = "click,conversion", seed: int = 0, validation_fraction: float = 0.1,
                  cache_dir: str | os.PathLike | None = None, reader: str = "fast", allow_single_class: bool = False,
                  user_column: str = "") -> MultiTaskData:  # fmt: skip
-    """Ali-CCP as click / conversion / ctcvr tasks; see the module docstring.
-
-    Args:
-      data_dir: folder with the files, or a parent with ``ali_ccp/``; ``None`` reads
-        ``$MTL_DATA_DIR``. Folders one level down are searched too.
-      format: ``"auto"`` (torch-rechub CSV first), ``"torch_rechub"`` or ``"paddlerec"``.
-      sample: read the small public sample files.
-      tasks: comma-separated subset of ``click``, ``conversion`` (``purchase``), ``ctcvr``.
-      seed, validation_fraction: the validation cut from train (PaddleRec format only).
-      cache_dir: where the prepared splits are cached (default ``~/.cache/mtl``).
-      reader: ``"fast"`` (direct parse) or ``"tfds"`` (through the TFDS builder).
-      allow_single_class: allow a split where a task has one class (tiny samples).
-      user_column: ``""`` or the sparse field of the user id, ``"101"``: each split then carries
-        ``users`` (the same user has the same code in every split) for GAUC; it stays a feature.
-    """
+    """Ali-CCP as click / conversion / ctcvr tasks. ``format``: ``auto`` (torch-rechub first),
+    ``torch_rechub`` or ``paddlerec``; ``seed`` and ``validation_fraction`` cut validation from
+    PaddleRec's train; ``reader``: ``fast`` or ``tfds``; ``user_column``: ``""`` or ``"101"``. The
+    other arguments and the rules: ``docs/data.md``, *Ali-CCP and AliExpress*."""
     if reader not in ("fast", "tfds"):
         raise ValueError(f"reader must be 'fast' or 'tfds', got {reader!r}")
     fmt, files = find_ali_ccp_files(data_dir, format=format, sample=sample)

@@ -44,20 +44,10 @@ def load_aliexpress(*, data_dir: str | os.PathLike | None = None, country: str =
                     tasks: str = "click,conversion", seed: int = 0, validation_fraction: float = 0.1,
                     cache_dir: str | os.PathLike | None = None, reader: str = "fast", allow_single_class: bool = False,
                     user_column: str = "") -> MultiTaskData:  # fmt: skip
-    """AliExpress (one country) as click / conversion / ctcvr tasks; see the module docstring.
-
-    Args:
-      data_dir: folder with ``AliExpress_<country>/`` (or that folder itself), or a parent with
-        ``aliexpress/``; ``None`` reads ``$MTL_DATA_DIR``.
-      country: ``NL``, ``ES``, ``FR``, ``US`` or ``RU``.
-      sample: read the small public sample instead (``country`` is then ignored).
-      tasks: comma-separated subset of ``click``, ``conversion`` (``purchase``), ``ctcvr``.
-      seed, validation_fraction: the validation cut from the training file.
-      cache_dir: where the prepared splits are cached (default ``~/.cache/mtl``).
-      reader: ``"fast"`` (direct parse) or ``"tfds"`` (through the TFDS builder).
-      allow_single_class: allow a split where a task has one class (tiny samples).
-      user_column: must stay empty: AliExpress has no user id.
-    """
+    """AliExpress (one ``country`` of NL, ES, FR, US, RU, or the public ``sample``) as click /
+    conversion / ctcvr tasks; ``seed`` and ``validation_fraction`` cut validation from the training
+    file; ``reader``: ``fast`` or ``tfds``; ``user_column`` must stay empty (no user id). The other
+    arguments and the rules: ``docs/data.md``, *Ali-CCP and AliExpress*."""
     if user_column:
         raise DataError(f"AliExpress has no user column (user_column={user_column!r}); leave it empty")
     if reader not in ("fast", "tfds"):

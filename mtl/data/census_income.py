@@ -92,19 +92,10 @@ def feature_columns(task_group: int) -> tuple[list[str], list[str], list[int]]:
 def load_census_income(*, data_dir: str | os.PathLike | None = None, task_group: int = 1, protocol: str = "auto",
                        seed: int = 0, cache_dir: str | os.PathLike | None = None, reader: str = "fast",
                        check_row_counts: bool = True, user_column: str = "") -> MultiTaskData:  # fmt: skip
-    """Census-Income (KDD) as two binary tasks; see the module docstring.
-
-    Args:
-      data_dir: folder with ``census-income.test(.gz)`` (and optionally ``census-income.data(.gz)``),
-        or a parent with ``census_income_kdd/``; ``None`` reads ``$MTL_DATA_DIR``.
-      task_group: 1 (income, never married) or 2 (college, never married).
-      protocol: ``"auto"``, ``"paper"`` or ``"test_split"``.
-      seed: seeds the validation/test halves under ``paper``; ``test_split`` always uses 0.
-      cache_dir: where the prepared splits are cached (default ``~/.cache/mtl``).
-      reader: ``"fast"`` (direct parse) or ``"tfds"`` (through the TFDS builder).
-      check_row_counts: require UCI's row counts; turn off only to run on a subset.
-      user_column: must stay empty: the census has no user id.
-    """
+    """Census-Income (KDD) as two binary tasks: ``task_group`` 1 or 2, ``protocol`` ``auto``,
+    ``paper`` or ``test_split`` (``seed`` seeds ``paper``'s validation/test halves), ``reader``
+    ``fast`` or ``tfds``, ``check_row_counts`` (off only for a subset); ``user_column`` must stay
+    empty. The protocols: ``docs/data.md``, *Census-Income protocols*."""
     task_group = int(task_group)
     if task_group not in TASK_GROUPS:
         raise ValueError(f"task_group must be 1 or 2, got {task_group!r}")

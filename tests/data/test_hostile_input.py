@@ -333,7 +333,7 @@ def test_dataset_readers_on_cut_and_corrupted_files(tmp_path, data_dir, fmt):
 
 def reference_paddlerec(path: pathlib.Path):
     """``(firsts per field, counts per multi-valued field, labels, lines)`` or ``("error", line)``:
-    the PaddleRec rules of :mod:`mtl.data.ali_ccp`, line by line."""
+    the PaddleRec rules of docs/data.md (*Ali-CCP and AliExpress*), line by line."""
     firsts, counts, labels, lines = [], [], [], []
     for number, line in enumerate(path.read_text().splitlines(), 1):
         fields = line.strip().split(",")

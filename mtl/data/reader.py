@@ -40,6 +40,7 @@ BLOCK_SIZE = 8 << 20
 _HEAD_BYTES = 1 << 20
 _SCAN_BYTES = 16 << 20
 _SNIFF_LINES = 20
+_GROUP_ROWS = 1 << 16  # Parquet rows read per column at a time (whole row groups)
 _CONVERSION = re.compile(r"In CSV column #(\d+): .*CSV conversion error to (\w+)")
 _TEXT = pa.dictionary(pa.int32(), pa.string())
 
@@ -380,19 +381,25 @@ def _arrow_batches(path: str, names: list[str] | None):
 
 
 def _typed_batches(h: Header, names: list[str]):
-    """``(first row, batch)`` of a Parquet file, one column of one row group at a time (so that one
-    decompressed column is in memory at once), or of an Arrow file's record batches."""
+    """``(first row, batch)`` of a Parquet file, one column of a run of row groups (at least
+    ``_GROUP_ROWS`` rows, or one group) at a time, so that one decoded column is in memory at once;
+    or of an Arrow file's record batches."""
     where = ""
     try:
         if h.format == "arrow":
             yield from _numbered(_arrow_batches(h.path, names))
             return
-        parquet, row = pq.ParquetFile(h.path), 0
-        for group in range(parquet.num_row_groups):
-            where = f" (row group {group})"
+        parquet, row, start = pq.ParquetFile(h.path), 0, 0
+        sizes = [parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)]
+        while start < len(sizes):
+            stop, rows = start + 1, sizes[start]
+            while stop < len(sizes) and rows < _GROUP_ROWS:
+                stop, rows = stop + 1, rows + sizes[stop]
+            where = f" (row group {start})" if stop == start + 1 else f" (row groups {start}-{stop - 1})"
             for c in names:
-                yield row, parquet.read_row_group(group, columns=[c]).combine_chunks().to_batches()[0]
-            row += parquet.metadata.row_group(group).num_rows
+                column = parquet.read_row_groups(range(start, stop), columns=[c]).column(0).combine_chunks()
+                yield row, pa.RecordBatch.from_arrays([column], [c])
+            row, start = row + rows, stop
     except (pa.ArrowException, OSError) as e:
         raise DataError(f"cannot be read as {FORMAT_NAMES[h.format]}{where}: {e}", path=h.path) from None
 

@@ -30,9 +30,10 @@ import time
 import numpy as np
 from absl import app, flags
 
-from mtl.data import load
 from mtl.data import census_income as census
+from mtl.data import load
 from mtl.data.base import Split
+from mtl.data.formats import census_income as census_format
 from mtl.data.frame import save_frame
 
 FLAGS = flags.FLAGS
@@ -92,7 +93,7 @@ def main(argv):
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
-        t_prepare, frame = _time(lambda: save_frame(census.read_census_file(test_path), tmp / "prepared"))
+        t_prepare, frame = _time(lambda: save_frame(census_format.read_census_file(test_path), tmp / "prepared"))
         rows.append(("prepare (fast): raw .gz -> column cache", t_prepare, f"< {PREPARE_TARGET_S:g}"))
 
         cache = tmp / "cache"

@@ -44,10 +44,12 @@ flags.DEFINE_enum("layout", "torch_rechub", ["torch_rechub", "paddlerec"], "Ali-
 flags.DEFINE_integer("rows", 1_000_000, "Total rows over all files.")
 flags.DEFINE_string("out", "/tmp/ecommerce", "Output root (a dataset folder is made inside).")
 flags.DEFINE_string("country", "NL", "AliExpress country folder name.")
-flags.DEFINE_float("test_fraction", 0.2, "Share of rows in the test file (Ali-CCP torch-rechub: val and test each half).")
+flags.DEFINE_float("test_fraction", 0.2,
+                   "Share of rows in the test file (Ali-CCP torch-rechub: val and test each half).")
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_integer("chunk_rows", 250_000, "Rows generated and written at a time.")
-flags.DEFINE_string("source_dir", "", "Shared data root with the public samples (default $MTL_DATA_DIR or ../shared/data).")
+flags.DEFINE_string("source_dir", "",
+                    "Shared data root with the public samples (default $MTL_DATA_DIR or ../shared/data).")
 
 ALIEXPRESS_CATEGORICAL = tuple(f"categorical_{i}" for i in range(1, 17))
 ALIEXPRESS_NUMERICAL = tuple(f"numerical_{i}" for i in range(1, 64))
@@ -143,7 +145,8 @@ def write_aliexpress(out: pathlib.Path, rows: int, rng: np.random.Generator) -> 
     schema = pa.schema([(n, pa.float64() if n.startswith("numerical") else pa.int64()) for n in names])
     files = []
     next_search_id = 0
-    for name, count in zip(("train.csv", "test.csv"), _split_counts(rows, [1 - FLAGS.test_fraction, FLAGS.test_fraction])):
+    counts = _split_counts(rows, [1 - FLAGS.test_fraction, FLAGS.test_fraction])
+    for name, count in zip(("train.csv", "test.csv"), counts):
         sink = CsvSink(folder / name, schema)
         for start in range(0, count, FLAGS.chunk_rows):
             n = min(FLAGS.chunk_rows, count - start)
@@ -180,7 +183,8 @@ def write_ali_ccp(out: pathlib.Path, rows: int, rng: np.random.Generator) -> lis
         names = ("click", "purchase") + ALI_CCP_SPARSE + ALI_CCP_DENSE
         schema = pa.schema([(n, pa.float64() if n.startswith("D") else pa.int64()) for n in names])
         half = FLAGS.test_fraction / 2
-        parts = zip(("ali_ccp_train.csv", "ali_ccp_val.csv", "ali_ccp_test.csv"), _split_counts(rows, [1 - 2 * half, half, half]))
+        parts = zip(("ali_ccp_train.csv", "ali_ccp_val.csv", "ali_ccp_test.csv"),
+                    _split_counts(rows, [1 - 2 * half, half, half]))
     else:
         parts = zip(("train.txt", "test.txt"), _split_counts(rows, [1 - FLAGS.test_fraction, FLAGS.test_fraction]))
     files = []

@@ -8,7 +8,7 @@ from keyword arguments.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from mtl.data.ali_ccp import load_ali_ccp
 from mtl.data.aliexpress import load_aliexpress

@@ -1,21 +1,8 @@
-"""Ali-CCP (Alibaba Click and Conversion Prediction), the ESMM dataset.
+"""Ali-CCP (Alibaba Click and Conversion Prediction), the ESMM dataset, in torch-rechub CSV or PaddleRec
+ESMM text (:mod:`mtl.data.formats.ali_ccp` reads them); tasks ``click``, ``conversion`` (``purchase``),
+``ctcvr``. The formats and protocols: ``docs/data.md``, *Ali-CCP and AliExpress*.
 
     data = mtl.data.load("ali_ccp", data_dir=..., tasks="click,ctcvr")
-
-Two public preprocessed formats of the Tianchi data (dataset 408, behind a login):
-
-* ``torch_rechub``: ``ali_ccp_{train,val,test}.csv`` with a header: labels ``click`` and
-  ``purchase`` (the conversion), 23 label-encoded sparse fields (:data:`SPARSE_FIELDS`,
-  categorical) and 8 dense fields (:data:`DENSE_FIELDS`); the three files are the splits.
-* ``paddlerec``: PaddleRec's ESMM text, ``train/*.txt`` and ``test/*.txt`` (or ``train.txt``
-  / ``test.txt``), one impression per line ``id,click,conversion,field:feature,...``. Each
-  field of :data:`SPARSE_FIELDS` becomes a categorical column holding its FIRST feature id on
-  the line (``<missing>`` when absent); the fields with many ids (:data:`MULTI_VALUED_FIELDS`)
-  also get a numeric column ``n_<field>`` with their count. Unknown field ids are skipped;
-  blank lines too; lines are stripped. Validation is cut from train (``validation_fraction``).
-
-``sample=True`` reads the small public samples. Tasks: ``click``, ``conversion`` (alias
-``purchase``) and ``ctcvr`` = click AND conversion.
 """
 
 from __future__ import annotations
@@ -28,21 +15,21 @@ from mtl.data import paths
 from mtl.data.base import MultiTaskData
 from mtl.data.cache import cached_dataset
 from mtl.data.errors import DataError
-from mtl.data.formats.ali_ccp import (COLUMNS, DATASET, FORMATS, HOW_TO_GET, LABELS, SPARSE_FIELDS, USER_FIELD,
-                                      paddlerec_files_in, read_paddlerec_file, read_torch_rechub_files,
-                                      torch_rechub_files_in)
+from mtl.data.formats import ali_ccp as ccp
 from mtl.data.frame import concat_frames, file_parts
 from mtl.data.preprocess import build_multitask_data, esmm_task_labels, permutation_split
 
+
 def find_ali_ccp_files(data_dir=None, *, format: str = "auto", sample: bool = False) -> tuple[str, dict]:
     """``(format, {split: path or [paths]})`` of the first folder that holds files of ``format``."""
-    if format not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
-    finders = {"torch_rechub": torch_rechub_files_in, "paddlerec": paddlerec_files_in}
+    if format not in ccp.FORMATS:
+        raise ValueError(f"format must be one of {ccp.FORMATS}, got {format!r}")
+    finders = {"torch_rechub": ccp.torch_rechub_files_in, "paddlerec": ccp.paddlerec_files_in}
     errors = []
     for f in ("torch_rechub", "paddlerec") if format == "auto" else (format,):  # torch-rechub anywhere first
         try:
-            folder = paths.resolve_dataset_dir(data_dir, dataset="Ali-CCP", folder=DATASET, how_to_get=HOW_TO_GET,
+            folder = paths.resolve_dataset_dir(data_dir, dataset="Ali-CCP", folder=ccp.DATASET,
+                                               how_to_get=ccp.HOW_TO_GET,
                                                has_files=lambda d, f=f: finders[f](d, sample) is not None,
                                                subfolders=True)  # fmt: skip
         except DataError as e:
@@ -63,27 +50,16 @@ def load_ali_ccp(*, data_dir: str | os.PathLike | None = None, format: str = "au
                  tasks: str = "click,conversion", seed: int = 0, validation_fraction: float = 0.1,
                  cache_dir: str | os.PathLike | None = None, reader: str = "fast", allow_single_class: bool = False,
                  user_column: str = "") -> MultiTaskData:  # fmt: skip
-    """Ali-CCP as click / conversion / ctcvr tasks; see the module docstring.
-
-    Args:
-      data_dir: folder with the files, or a parent with ``ali_ccp/``; ``None`` reads
-        ``$MTL_DATA_DIR``. Folders one level down are searched too.
-      format: ``"auto"`` (torch-rechub CSV first), ``"torch_rechub"`` or ``"paddlerec"``.
-      sample: read the small public sample files.
-      tasks: comma-separated subset of ``click``, ``conversion`` (``purchase``), ``ctcvr``.
-      seed, validation_fraction: the validation cut from train (PaddleRec format only).
-      cache_dir: where the prepared splits are cached (default ``~/.cache/mtl``).
-      reader: ``"fast"`` (direct parse) or ``"tfds"`` (through the TFDS builder).
-      allow_single_class: allow a split where a task has one class (tiny samples).
-      user_column: ``""`` or the sparse field of the user id, ``"101"``: each split then carries
-        ``users`` (the same user has the same code in every split) for GAUC; it stays a feature.
-    """
+    """Ali-CCP as click / conversion / ctcvr tasks. ``format``: ``auto`` (torch-rechub first),
+    ``torch_rechub`` or ``paddlerec``; ``seed`` and ``validation_fraction`` cut validation from
+    PaddleRec's train; ``reader``: ``fast`` or ``tfds``; ``user_column``: ``""`` or ``"101"``. The
+    other arguments and the rules: ``docs/data.md``, *Ali-CCP and AliExpress*."""
     if reader not in ("fast", "tfds"):
         raise ValueError(f"reader must be 'fast' or 'tfds', got {reader!r}")
     fmt, files = find_ali_ccp_files(data_dir, format=format, sample=sample)
-    if user_column and user_column not in SPARSE_FIELDS:
+    if user_column and user_column not in ccp.SPARSE_FIELDS:
         raise DataError(f"user_column {user_column!r} is not an Ali-CCP sparse field; the user id is field "
-                        f"{USER_FIELD!r} (one of {', '.join(SPARSE_FIELDS)})")  # fmt: skip
+                        f"{ccp.USER_FIELD!r} (one of {', '.join(ccp.SPARSE_FIELDS)})")  # fmt: skip
     args = dict(format=fmt, sample=bool(sample), tasks=tasks, seed=seed, validation_fraction=validation_fraction,
                 reader=reader, allow_single_class=bool(allow_single_class), user_column=user_column)  # fmt: skip
     lists = {k: v if isinstance(v, list) else [v] for k, v in files.items()}
@@ -94,15 +70,16 @@ def load_ali_ccp(*, data_dir: str | os.PathLike | None = None, format: str = "au
             from mtl.data.builders.columnar import prepare, read_frame
 
             flat = [p for v in lists.values() for p in v]
-            folder = flat[0].parent.parent if fmt == "paddlerec" and flat[0].parent.name in ("train", "test") else flat[0].parent
+            nested = fmt == "paddlerec" and flat[0].parent.name in ("train", "test")
+            folder = flat[0].parent.parent if nested else flat[0].parent
             builder = prepare(AliCcp, data_dir=paths.cache_root(cache_dir) / "tfds" / paths.fingerprint(flat, "v1"),
                               manual_dir=folder, config=fmt)  # fmt: skip
             frame, parts = concat_frames([read_frame(builder, split) for split in files])
         elif fmt == "torch_rechub":  # the three files parsed together into one frame
-            frame = read_torch_rechub_files([files["train"], files["validation"], files["test"]])
+            frame = ccp.read_torch_rechub_files([files["train"], files["validation"], files["test"]])
             parts = file_parts(frame)
         else:
-            frames = [read_paddlerec_file(p) for split in ("train", "test") for p in lists[split]]
+            frames = [ccp.read_paddlerec_file(p) for split in ("train", "test") for p in lists[split]]
             frame, parts = concat_frames(frames, consume=True)
             bounds = np.cumsum([0, len(lists["train"]), len(lists["test"])])
             parts = [np.concatenate(parts[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
@@ -118,14 +95,14 @@ def load_ali_ccp(*, data_dir: str | os.PathLike | None = None, format: str = "au
                            "for validation; the published test files")  # fmt: skip
         labels, specs = esmm_task_labels(frame, tasks)
         users = frame.categorical[user_column].codes.astype(np.int64) if user_column else None
-        info = {"dataset": DATASET, "format": fmt, "sample": bool(sample), "protocol": f"{fmt}: {description}",
+        info = {"dataset": ccp.DATASET, "format": fmt, "sample": bool(sample), "protocol": f"{fmt}: {description}",
                 "seed": seed, "files": {k: [str(p) for p in v] if isinstance(v, list) else str(v)
                                         for k, v in files.items()},
                 "reader": reader, "user_column": user_column or None}  # fmt: skip
-        numeric = [c for c in COLUMNS[fmt][1] if c not in LABELS]
-        return build_multitask_data(frame, splits, labels=labels, tasks=specs, categorical=list(SPARSE_FIELDS),
+        numeric = [c for c in ccp.COLUMNS[fmt][1] if c not in ccp.LABELS]
+        return build_multitask_data(frame, splits, labels=labels, tasks=specs, categorical=list(ccp.SPARSE_FIELDS),
                                     numeric=numeric, info=info, allow_single_class=allow_single_class,
                                     split_sources=sources, users=users, out=out)  # fmt: skip
 
     sources = [p for v in lists.values() for p in v]
-    return cached_dataset(paths.cache_root(cache_dir) / DATASET, args=args, sources=sources, build=build)[0]
+    return cached_dataset(paths.cache_root(cache_dir) / ccp.DATASET, args=args, sources=sources, build=build)[0]

@@ -1,38 +1,34 @@
-"""AliExpress multi-task data (MTReclib / AITM), one dataset per country.
+"""AliExpress multi-task data (MTReclib / AITM), one dataset per country, read by
+:mod:`mtl.data.formats.aliexpress`; tasks ``click``, ``conversion`` (``purchase``), ``ctcvr``. The
+format and the validation cut: ``docs/data.md``, *Ali-CCP and AliExpress*.
 
     data = mtl.data.load("aliexpress", data_dir=..., country="NL", tasks="click,conversion")
-
-MTReclib's format: one folder per country ``AliExpress_{NL,ES,FR,US,RU}`` holding
-``train.csv`` and ``test.csv`` with a header: ``search_id`` (a query id, dropped),
-``categorical_1..16``, ``numerical_1..63`` and the labels ``click`` and ``conversion``.
-The validation split is cut from the training file (``validation_fraction``, ``seed``);
-the test file is only the test split. ``sample=True`` reads torch-rechub's public sample
-(``aliexpress_{train,test}_sample.csv``). Tasks: ``click``, ``conversion`` (alias
-``purchase``) and ``ctcvr`` = click AND conversion.
 """
 
 from __future__ import annotations
 
 import os
 import pathlib
+
 from mtl.data import paths
 from mtl.data.base import MultiTaskData
 from mtl.data.cache import cached_dataset
 from mtl.data.errors import DataError
-from mtl.data.formats.aliexpress import (CATEGORICAL, COUNTRIES, DATASET, HOW_TO_GET, ID_COLUMN, NUMERICAL, files_in,
-                                         read_aliexpress_files)
+from mtl.data.formats import aliexpress as fmt
 from mtl.data.frame import concat_frames, file_parts
 from mtl.data.preprocess import build_multitask_data, esmm_task_labels, permutation_split
+
 
 def find_aliexpress_files(data_dir=None, *, country: str = "NL", sample: bool = False) -> dict[str, pathlib.Path]:
     """``{"train": path, "test": path}`` for a country (or the sample)."""
     country = country.upper()
-    if not sample and country not in COUNTRIES:
-        raise ValueError(f"country must be one of {COUNTRIES}, got {country!r}")
+    if not sample and country not in fmt.COUNTRIES:
+        raise ValueError(f"country must be one of {fmt.COUNTRIES}, got {country!r}")
     try:
         folder = paths.resolve_dataset_dir(data_dir, dataset=f"AliExpress ({'sample' if sample else country})",
-                                           folder=DATASET, has_files=lambda d: files_in(d, country, sample) is not None,
-                                           how_to_get=HOW_TO_GET, subfolders=True)  # fmt: skip
+                                           folder=fmt.DATASET,
+                                           has_files=lambda d: fmt.files_in(d, country, sample) is not None,
+                                           how_to_get=fmt.HOW_TO_GET, subfolders=True)  # fmt: skip
     except DataError as e:
         if not sample:
             try:
@@ -41,27 +37,17 @@ def find_aliexpress_files(data_dir=None, *, country: str = "NL", sample: bool = 
                 raise e from None
             raise DataError(f"{e} Only the small public sample is there: pass sample=True to use it.") from None
         raise
-    return files_in(folder, country, sample)
+    return fmt.files_in(folder, country, sample)
 
 
 def load_aliexpress(*, data_dir: str | os.PathLike | None = None, country: str = "NL", sample: bool = False,
                     tasks: str = "click,conversion", seed: int = 0, validation_fraction: float = 0.1,
                     cache_dir: str | os.PathLike | None = None, reader: str = "fast", allow_single_class: bool = False,
                     user_column: str = "") -> MultiTaskData:  # fmt: skip
-    """AliExpress (one country) as click / conversion / ctcvr tasks; see the module docstring.
-
-    Args:
-      data_dir: folder with ``AliExpress_<country>/`` (or that folder itself), or a parent with
-        ``aliexpress/``; ``None`` reads ``$MTL_DATA_DIR``.
-      country: ``NL``, ``ES``, ``FR``, ``US`` or ``RU``.
-      sample: read the small public sample instead (``country`` is then ignored).
-      tasks: comma-separated subset of ``click``, ``conversion`` (``purchase``), ``ctcvr``.
-      seed, validation_fraction: the validation cut from the training file.
-      cache_dir: where the prepared splits are cached (default ``~/.cache/mtl``).
-      reader: ``"fast"`` (direct parse) or ``"tfds"`` (through the TFDS builder).
-      allow_single_class: allow a split where a task has one class (tiny samples).
-      user_column: must stay empty: AliExpress has no user id.
-    """
+    """AliExpress (one ``country`` of NL, ES, FR, US, RU, or the public ``sample``) as click /
+    conversion / ctcvr tasks; ``seed`` and ``validation_fraction`` cut validation from the training
+    file; ``reader``: ``fast`` or ``tfds``; ``user_column`` must stay empty (no user id). The other
+    arguments and the rules: ``docs/data.md``, *Ali-CCP and AliExpress*."""
     if user_column:
         raise DataError(f"AliExpress has no user column (user_column={user_column!r}); leave it empty")
     if reader not in ("fast", "tfds"):
@@ -73,7 +59,7 @@ def load_aliexpress(*, data_dir: str | os.PathLike | None = None, country: str =
 
     def build(out):
         if reader == "fast":  # train and test parsed together into one frame
-            frame = read_aliexpress_files([files["train"], files["test"]], with_id=False)
+            frame = fmt.read_aliexpress_files([files["train"], files["test"]], with_id=False)
             train_rows, test_rows = file_parts(frame)
         else:
             from mtl.data.builders.aliexpress import AliExpress
@@ -86,14 +72,15 @@ def load_aliexpress(*, data_dir: str | os.PathLike | None = None, country: str =
         keep, held = permutation_split(len(train_rows), (1 - validation_fraction, validation_fraction), seed)
         splits = {"train": train_rows[keep], "validation": train_rows[held], "test": test_rows}
         labels, specs = esmm_task_labels(frame, tasks)
-        info = {"dataset": DATASET, "country": country, "sample": bool(sample),
+        info = {"dataset": fmt.DATASET, "country": country, "sample": bool(sample),
                 "protocol": (f"train.csv permuted with default_rng({seed}), {validation_fraction:g} held out for "
                              "validation; test.csv is the test split"),
-                "seed": seed, "files": {k: str(v) for k, v in files.items()}, "dropped_columns": [ID_COLUMN],
+                "seed": seed, "files": {k: str(v) for k, v in files.items()}, "dropped_columns": [fmt.ID_COLUMN],
                 "reader": reader, "user_column": None}  # fmt: skip
         sources = {"train": str(files["train"]), "validation": f"part of {files['train']}", "test": str(files["test"])}
-        return build_multitask_data(frame, splits, labels=labels, tasks=specs, categorical=list(CATEGORICAL),
-                                    numeric=list(NUMERICAL), info=info, allow_single_class=allow_single_class,
+        return build_multitask_data(frame, splits, labels=labels, tasks=specs, categorical=list(fmt.CATEGORICAL),
+                                    numeric=list(fmt.NUMERICAL), info=info, allow_single_class=allow_single_class,
                                     split_sources=sources, out=out)  # fmt: skip
 
-    return cached_dataset(paths.cache_root(cache_dir) / DATASET, args=args, sources=list(files.values()), build=build)[0]
+    root = paths.cache_root(cache_dir) / fmt.DATASET
+    return cached_dataset(root, args=args, sources=list(files.values()), build=build)[0]

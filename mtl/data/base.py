@@ -119,7 +119,7 @@ class Split:
         """The arrays a train step consumes (``users`` is not among them)."""
         return {"numeric": self.numeric, "categorical": self.categorical, "labels": self.labels}
 
-    def take(self, idx: np.ndarray) -> "Split":
+    def take(self, idx: np.ndarray) -> Split:
         users = None if self.users is None else self.users[idx]
         return Split(self.numeric[idx], self.categorical[idx], self.labels[idx], users)
 

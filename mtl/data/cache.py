@@ -23,7 +23,8 @@ import shutil
 import time
 import uuid
 import zlib
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -46,7 +47,7 @@ class SourceState:
     mtime_ns: int
 
     @staticmethod
-    def of(path: str | os.PathLike) -> "SourceState":
+    def of(path: str | os.PathLike) -> SourceState:
         st = os.stat(path)
         return SourceState(os.path.abspath(os.fspath(path)), int(st.st_size), int(st.st_mtime_ns))
 
@@ -116,7 +117,7 @@ def _sample_crc(path: pathlib.Path) -> int:
 class Region:
     """One array's ``.npy`` file, written sequentially a block of rows at a time."""
 
-    def __init__(self, pack: "PackWriter", name: str, shape, dtype):
+    def __init__(self, pack: PackWriter, name: str, shape, dtype):
         self.pack, self.name, self.shape, self.dtype = pack, name, tuple(int(s) for s in shape), np.dtype(dtype)
         self.path = pack.folder / f"{name}.npy"
         self.file = open(self.path, "wb")
@@ -163,7 +164,7 @@ class PackWriter:
         self.regions: dict[str, Region] = {}
         self.pool, self.pending = None, collections.deque()
 
-    def write_behind(self) -> "PackWriter":
+    def write_behind(self) -> PackWriter:
         """Writes blocks on a background thread from now on (:meth:`flush` waits), so that
         encoding the next block overlaps with writing this one."""
         self.pool = self.pool or concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mtl-write")
@@ -256,7 +257,7 @@ class EntryWriter:
         self.folder.mkdir()
         self.pack = PackWriter(self.folder)
 
-    def __enter__(self) -> "EntryWriter":
+    def __enter__(self) -> EntryWriter:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -58,8 +59,9 @@ class TooWide(ValueError):
 
 def factorize(values: Sequence[str] | np.ndarray | pa.Array, *, strip: bool = False) -> Factor:
     """Codes strings (optionally stripped of surrounding whitespace) against their sorted distinct values."""
-    array = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(np.asarray(values, str), pa.string())
-    encoded = pc.dictionary_encode(array)
+    if not isinstance(values, (pa.Array, pa.ChunkedArray)):
+        values = pa.array(np.asarray(values, str), pa.string())
+    encoded = pc.dictionary_encode(values)
     if isinstance(encoded, pa.ChunkedArray):
         encoded = encoded.combine_chunks() if encoded.num_chunks != 1 else encoded.chunk(0)
     codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int32)
@@ -156,7 +158,7 @@ class Frame:
         return self.sources[int(self.source_ids[row])], int(self.lines[row])
 
     @staticmethod
-    def single_file(path: str | os.PathLike, categorical, numeric, lines=None) -> "Frame":
+    def single_file(path: str | os.PathLike, categorical, numeric, lines=None) -> Frame:
         n = len(next(iter({**categorical, **numeric}.values())))
         lines = np.arange(1, n + 1, dtype=np.int64) if lines is None else np.asarray(lines, np.int64)
         return Frame(dict(categorical), dict(numeric), [os.fspath(path)], np.zeros(n, np.int16), lines)
@@ -235,5 +237,6 @@ def cached(root: str | os.PathLike, *, name: str, sources: Sequence[str | os.Pat
     if entry is not None:
         return _read_frame(*entry)
     frame = build()
-    cache.build_entry(folder, kind="frame", sources=states, build=lambda pack: _write_frame(frame, pack, {"args": args}))
+    cache.build_entry(folder, kind="frame", sources=states,
+                      build=lambda pack: _write_frame(frame, pack, {"args": args}))
     return frame

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pathlib
-from typing import Iterable
+from collections.abc import Iterable
 
 from mtl.data.errors import DataError
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -33,7 +33,8 @@ def parse_fractions(split: str | Sequence[float], *, count: int = 3) -> tuple[fl
         try:
             fractions = tuple(float(s) for s in split.split(",") if s.strip())
         except ValueError:
-            raise DataError(f"split must be {count} comma-separated fractions like '0.8,0.1,0.1', got {split!r}")
+            raise DataError(f"split must be {count} comma-separated fractions like '0.8,0.1,0.1', "
+                            f"got {split!r}") from None
     else:
         fractions = tuple(float(s) for s in split)
     if len(fractions) != count or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:

@@ -1,30 +1,11 @@
-"""Tables with a header, delimited text, Parquet or Arrow IPC (Feather), read into typed columns.
+"""Tables with a header (delimited text, Parquet, Arrow IPC / Feather) read into typed columns.
 
-A file's format comes from its first bytes (``PAR1``: Parquet; ``ARROW1``/``FEA1``: Arrow
-IPC / Feather) or else its extension (``.parquet``/``.pq``, ``.arrow``/``.feather``/``.ipc``);
-anything else is delimited text, read with pyarrow's streaming CSV reader. Either way
-pyarrow hands over record batches, and one path (:func:`read_columns`) turns them into
-compact columns: text as codes into per-batch dictionaries merged at the end, numbers into
-one row-major float32 matrix. The rules (``docs/data.md``, *Reading files*):
-
-* Delimited records: one delimiter character; ``"`` quotes a field (``""`` is one quote),
-  which may hold delimiters and line breaks; lines end with ``\\n``, ``\\r\\n`` or ``\\r``;
-  blank lines are skipped; the header is the first non-blank record and has at least two
-  columns; a UTF-8 byte-order mark is skipped; text must be UTF-8. A row's line is the
-  1-based line on which its record ends; in a Parquet or Arrow file it is the 1-based row.
-* Values are stripped of surrounding whitespace. Missing: :data:`MISSING_VALUES` in lower,
-  UPPER, Capitalized or Title case, and nulls (and NaNs) of typed files.
-* Numbers parse like Python's ``float``, never with an underscore. Typed files' integer,
-  floating-point, decimal and boolean columns are numbers; every other type is text.
-
-Errors are :class:`~mtl.data.errors.DataError` s naming the file, the line and the column.
-pyarrow's CSV reader reports neither, so an error is located afterwards: a column that is
-not all numbers is read again as text and checked here (naming the first bad row), and a
-broken record or an undecodable byte is found by scanning the file's bytes.
-
-Column kinds (:class:`Column`): ``factor`` (categorical: distinct stripped strings and int32
-codes), ``number`` (float32, NaN for missing), ``label`` (float64; binary 0/1 or a finite
-regression value, none missing) and ``auto`` (the caller decides, :meth:`AutoColumn.infer`).
+pyarrow hands over record batches (its streaming CSV reader; Parquet one column of one row group
+at a time; Arrow record batches) and :func:`read_columns` turns them into compact columns: text as
+codes into sorted distinct values, numbers into one row-major float32 matrix. Column kinds
+(:class:`Column`): ``factor``, ``number``, ``label`` and ``auto`` (typed by the caller,
+:meth:`AutoColumn.infer`). Errors are :class:`~mtl.data.errors.DataError` s naming file, line and
+column, located after pyarrow reports them. The rules: ``docs/data.md``, *Reading files*.
 """
 
 from __future__ import annotations
@@ -35,7 +16,7 @@ import dataclasses
 import io
 import os
 import re
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -59,6 +40,7 @@ BLOCK_SIZE = 8 << 20
 _HEAD_BYTES = 1 << 20
 _SCAN_BYTES = 16 << 20
 _SNIFF_LINES = 20
+_GROUP_ROWS = 1 << 16  # Parquet rows read per column at a time (whole row groups)
 _CONVERSION = re.compile(r"In CSV column #(\d+): .*CSV conversion error to (\w+)")
 _TEXT = pa.dictionary(pa.int32(), pa.string())
 
@@ -214,7 +196,7 @@ class AutoColumn:
             self._factor = sorted_factor(pa.array(np.append(text, "").astype(object), pa.string()), all_codes)
         return self._factor
 
-    def infer(self, *, max_categorical_distinct: int, others: Sequence["AutoColumn"] = ()) -> tuple[str, str]:
+    def infer(self, *, max_categorical_distinct: int, others: Sequence[AutoColumn] = ()) -> tuple[str, str]:
         """``("numeric" | "categorical", reason)`` over this column and ``others``: numeric when every
         present value is a number and they are not all integers or there are more than
         ``max_categorical_distinct`` distinct integers."""
@@ -229,7 +211,7 @@ class AutoColumn:
             return "categorical", f"non-numeric values (e.g. {str(present[~ok][0])[:20]!r})"
         return _decide(x, max_categorical_distinct)
 
-    def as_text(self) -> "AutoColumn":
+    def as_text(self) -> AutoColumn:
         return AutoColumn(self.name, self.factor, self.path, self.lines)
 
     def as_numbers(self) -> tuple[np.ndarray, DataError | None]:
@@ -399,16 +381,25 @@ def _arrow_batches(path: str, names: list[str] | None):
 
 
 def _typed_batches(h: Header, names: list[str]):
-    """A Parquet file's record batches row group by row group, or an Arrow file's."""
+    """``(first row, batch)`` of a Parquet file, one column of a run of row groups (at least
+    ``_GROUP_ROWS`` rows, or one group) at a time, so that one decoded column is in memory at once;
+    or of an Arrow file's record batches."""
     where = ""
     try:
         if h.format == "arrow":
-            yield from _arrow_batches(h.path, names)
+            yield from _numbered(_arrow_batches(h.path, names))
             return
-        parquet = pq.ParquetFile(h.path)
-        for group in range(parquet.num_row_groups):
-            where = f" (row group {group})"
-            yield from parquet.iter_batches(batch_size=1 << 16, row_groups=[group], columns=names)
+        parquet, row, start = pq.ParquetFile(h.path), 0, 0
+        sizes = [parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)]
+        while start < len(sizes):
+            stop, rows = start + 1, sizes[start]
+            while stop < len(sizes) and rows < _GROUP_ROWS:
+                stop, rows = stop + 1, rows + sizes[stop]
+            where = f" (row group {start})" if stop == start + 1 else f" (row groups {start}-{stop - 1})"
+            for c in names:
+                column = parquet.read_row_groups(range(start, stop), columns=[c]).column(0).combine_chunks()
+                yield row, pa.RecordBatch.from_arrays([column], [c])
+            row, start = row + rows, stop
     except (pa.ArrowException, OSError) as e:
         raise DataError(f"cannot be read as {FORMAT_NAMES[h.format]}{where}: {e}", path=h.path) from None
 
@@ -660,10 +651,18 @@ def read_columns(header: Header | Sequence[Header], columns: Mapping[str, Column
         pa.default_memory_pool().release_unused()  # hand pyarrow's freed blocks back to the system
 
 
+def _numbered(batches):
+    row = 0
+    for batch in batches:
+        yield row, batch
+        row += batch.num_rows
+
+
 def _batches(h: Header, names: list[str], text: set[str], block_size: int):
+    """``(first row in the file, batch)`` pairs of the columns ``names``."""
     if h.types:
         return _typed_batches(h, names)
-    return _open(h, {c: _TEXT if c in text else pa.float64() for c in names}, block_size=block_size)
+    return _numbered(_open(h, {c: _TEXT if c in text else pa.float64() for c in names}, block_size=block_size))
 
 
 def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], block_size: int) -> Table:
@@ -673,27 +672,26 @@ def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], bl
     # (untouched pages of an np.empty array are never resident)
     capacity = sum(h.num_rows if h.types else (h.size - h.data_offset) // len(h.names) + 1 for h in files)
     block = np.empty((capacity, len(in_block)), np.float32)
-    codes = {c: np.empty(capacity, np.int32) for c in names if c in text}
-    dictionaries = {c: [] for c in codes}
+    chunks = {c: [] for c in names if c in text}  # each batch's dictionary array, in row order
     floats = {c: np.empty(capacity, np.float64) for c in names if c not in text and c not in in_block}
     at, counts = 0, []
     for h in files:
-        start = at
+        start = end = at
         try:
-            for batch in _batches(h, names, text, block_size):
-                n = batch.num_rows
+            for row, batch in _batches(h, names, text, block_size):
+                at, n = start + row, batch.num_rows
                 for c, array in zip(batch.schema.names, batch.columns):
                     array = _as_type(array, c in text)
-                    if c in codes:
-                        codes[c][at : at + n] = array.indices.to_numpy(zero_copy_only=False)
-                        dictionaries[c].append((at, array.dictionary))
+                    if c in chunks:
+                        chunks[c].append(array)
                     elif c in floats:
                         floats[c][at : at + n] = array.to_numpy(zero_copy_only=False)
                     else:
                         block[at : at + n, in_block.index(c)] = array.to_numpy(zero_copy_only=False)
-                at += n
+                end = max(end, at + n)
         except pa.ArrowInvalid as e:
             raise _Failed(h, e) from None
+        at = end
         if at == start:
             raise DataError("has a header but no data rows", path=h.path)
         counts.append(at - start)
@@ -711,9 +709,9 @@ def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], bl
             table.labels[c] = x
             if _is_bad_label(x, columns[c].task).any():
                 raise _AsText(c)  # read it again as text, to name the bad value as written
-        elif c in codes:
+        elif c in chunks:
             try:
-                factor = _merge(codes.pop(c), dictionaries.pop(c), at)
+                factor = _merge(chunks.pop(c))
             except TooWide as e:
                 raise DataError(str(e), **where(e.row), column=c) from None
             bad = _finish(table, c, columns[c], factor)
@@ -722,18 +720,16 @@ def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], bl
     return table
 
 
-def _merge(codes: np.ndarray, dictionaries: list, rows: int) -> Factor:
-    """The factor of per-block dictionary codes (``dictionaries``: each block's first row and
-    dictionary), stripped, coded against sorted distinct values."""
-    if not dictionaries:
-        return Factor(codes[:rows], np.zeros(0, "<U1"))
-    encoded = pc.dictionary_encode(pa.concat_arrays([d for _, d in dictionaries]))
-    distinct, position = encoded.dictionary, encoded.indices.to_numpy(zero_copy_only=False)
-    offset, stops = 0, [s for s, _ in dictionaries[1:]] + [rows]
-    for (start, d), stop in zip(dictionaries, stops):  # block codes -> distinct ids, in place
-        codes[start:stop] = position[offset : offset + len(d)][codes[start:stop]]
-        offset += len(d)
-    return sorted_factor(distinct, codes[:rows], strip=True)
+def _merge(chunks: list[pa.DictionaryArray]) -> Factor:
+    """The factor of a column's per-batch dictionary arrays (one dictionary for all of them,
+    pyarrow's ``unify_dictionaries``), stripped, coded against sorted distinct values."""
+    unified = pa.chunked_array(chunks, _TEXT).unify_dictionaries()
+    codes = np.empty(len(unified), np.int32)
+    at = 0
+    for chunk in unified.chunks:
+        codes[at : at + len(chunk)] = chunk.indices.to_numpy(zero_copy_only=False)
+        at += len(chunk)
+    return sorted_factor(unified.chunk(0).dictionary if chunks else pa.array([], pa.string()), codes, strip=True)
 
 
 def _finish(table: Table, name: str, spec: Column, factor: Factor) -> tuple[int, str] | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -128,41 +128,9 @@ def load_tabular(*, path: str | Sequence[str] = "", label_columns: str | Sequenc
                  max_categorical_distinct: int = 50, allow_single_class: bool = False, standardize_labels: bool = True,
                  user_column: str = "", cache_dir: str | os.PathLike | None = None,
                  verbose: bool = True) -> MultiTaskData:  # fmt: skip
-    """Loads a table as a multi-task dataset; see the module docstring.
-
-    Args:
-      path: the data file(s), a list or comma-separated (the training files when
-        ``validation_path`` and ``test_path`` are both given).
-      label_columns: task label columns, comma-separated or a list, in task order.
-      regression_columns: the labels that are real-valued (the others are binary 0/1).
-      categorical_columns, numeric_columns: force a feature column's type.
-      drop_columns: columns that are neither labels nor features (ids, leaks).
-      delimiter: one character, or ``""`` to detect among ``, \\t ; |`` (delimited files).
-      split: train, validation, test fractions (comma-separated or a sequence).
-      seed: seeds the row permutation of the split.
-      validation_path, test_path: optional separate files with the same columns.
-      split_column: split by this column's values at ``split_boundaries`` instead
-        (the column is then not a feature).
-      split_boundaries: two values ``b1,b2``: train ``< b1 <=`` validation ``< b2 <=`` test.
-      joins: side tables, ``"KEY=FILE,..."``: their columns are added to each row by ``KEY``.
-      label_transforms: ``"COLUMN:TRANSFORM,..."`` for regression labels
-        (:data:`mtl.data.base.LABEL_TRANSFORMS`).
-      min_count: categorical values seen fewer times in training map to the
-        out-of-vocabulary id (1 keeps every training value).
-      hash_buckets: if > 0, a categorical column with more than ``hash_threshold``
-        (default ``hash_buckets``) distinct training values is hashed into this many ids.
-      missing_indicators: add ``<name>:missing`` 0/1 columns for numeric columns
-        with missing training values.
-      max_categorical_distinct: integer-valued columns with more distinct values
-        than this are inferred numeric.
-      allow_single_class: allow a binary task with one class in some split.
-      standardize_labels: store regression labels as ``(y - mean) / std`` with
-        training statistics (recorded in the tasks); ``False`` keeps raw values.
-      user_column: a column whose values identify users (``Split.users``), or ``""``.
-      cache_dir: where the prepared splits are cached (default ``$MTL_CACHE_DIR``
-        or ``~/.cache/mtl``).
-      verbose: print the column table (and the note on dropped text columns).
-    """
+    """Loads a table as a multi-task dataset; see the module docstring. Every argument is a
+    ``--config.data.*`` key, described in ``docs/data.md``, *The tabular loader*; lists may be
+    comma-separated strings."""
     mains = file_list(path)
     if not mains:
         raise DataError(
@@ -179,7 +147,8 @@ def load_tabular(*, path: str | Sequence[str] = "", label_columns: str | Sequenc
     dropped = split_list(drop_columns)
     user_column = (user_column or "").strip()
     split_column = (split_column or "").strip()
-    boundaries = split_list(split_boundaries if isinstance(split_boundaries, str) else [str(b) for b in split_boundaries])
+    boundaries = split_list(split_boundaries if isinstance(split_boundaries, str)
+                            else [str(b) for b in split_boundaries])
     join_specs = parse_joins(joins)
     transforms = parse_label_transforms(label_transforms)
     if int(min_count) < 1:
@@ -190,7 +159,8 @@ def load_tabular(*, path: str | Sequence[str] = "", label_columns: str | Sequenc
     headers: list[Header] = []
     for _, p in files:
         try:
-            headers.append(read_header(p, delimiter=delimiter or next((h.delimiter for h in headers if h.delimiter), "")))
+            known = next((h.delimiter for h in headers if h.delimiter), "")
+            headers.append(read_header(p, delimiter=delimiter or known))
         except DataError:
             _check_structures(headers)
             raise
@@ -289,7 +259,8 @@ def _column_problem(headers, header, sides, labels, regression, forced_cat, forc
         return DataError(f"label_transforms {not_regression} are not among regression_columns {regression}",
                          path=main.path)  # fmt: skip
     for role, names in (("categorical_columns", forced_cat), ("numeric_columns", forced_num),
-                        ("drop_columns", dropped), ("split_column", [split_column] if split_column else [])):  # fmt: skip
+                        ("drop_columns", dropped),
+                        ("split_column", [split_column] if split_column else [])):  # fmt: skip
         clash = [c for c in names if c in labels]
         if clash:
             return DataError(
@@ -405,11 +376,14 @@ def _build(headers, roles, sides, *, labels, regression, forced_cat, forced_num,
         categorical = {}
         for c in features:
             if kinds[c] == "categorical":
-                categorical[c] = table.categorical[c] if c in table.categorical else table.auto[c].as_factor(MISSING_TOKEN)
+                categorical[c] = (table.categorical[c] if c in table.categorical
+                                  else table.auto[c].as_factor(MISSING_TOKEN))
         numeric = {}
         for c in features:
             if kinds[c] == "numeric":
-                numeric[c] = table.numeric[c] if c in table.numeric else table.auto[c].as_numbers()[0]
+                # each float64 column is let go as soon as it is converted (peak memory)
+                auto = table.auto.get(c) if c in (user_column, split_column) else table.auto.pop(c, None)
+                numeric[c] = table.numeric[c] if c in table.numeric else auto.as_numbers()[0]
         if user_column:
             user_parts.append(table.categorical[user_column] if user_column in table.categorical
                               else table.auto[user_column].as_factor(MISSING_TOKEN))  # fmt: skip

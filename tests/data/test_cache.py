@@ -9,9 +9,8 @@ import pathlib
 import numpy as np
 import pytest
 
-from mtl.data import DataError, load
+from mtl.data import DataError, load, reader
 from mtl.data import cache as cache_lib
-from mtl.data import reader
 from mtl.data.formats import aliexpress
 from mtl.data.frame import cached
 

@@ -33,7 +33,7 @@ def group2(data_dir, cache):
     return load("census_income", data_dir=data_dir, task_group=2, cache_dir=cache)
 
 
-def _write_subset(folder, source, num_lines, name=census.TEST_FILE + ".gz", start=0):
+def _write_subset(folder, source, num_lines, name=census_format.TEST_FILE + ".gz", start=0):
     folder.mkdir(parents=True, exist_ok=True)
     with gzip.open(source, "rt", encoding="latin-1") as f:
         lines = f.read().splitlines()[start : start + num_lines]
@@ -147,7 +147,7 @@ def test_splits_disjoint_and_deterministic(data_dir, cache, group1, raw_test):
 
 def test_paper_protocol_on_a_subset(tmp_path, data_dir):
     source = data_dir / "census_income_kdd" / "census-income.test.gz"
-    _write_subset(tmp_path / "census", source, 3_000, name=census.TRAIN_FILE + ".gz", start=10_000)
+    _write_subset(tmp_path / "census", source, 3_000, name=census_format.TRAIN_FILE + ".gz", start=10_000)
     _write_subset(tmp_path / "census", source, 2_000)
     kwargs = dict(data_dir=tmp_path / "census", cache_dir=tmp_path / "cache", check_row_counts=False)
     data = load("census_income", **kwargs, seed=1)
@@ -184,12 +184,12 @@ def test_bad_rows_are_named(tmp_path):
     path = tmp_path / "census-income.test"
     path.write_text(good.replace(" x", " 1.5") + "\n" + good + ", extra\n")
     with pytest.raises(DataError, match=r"census-income.test, line 2: has 43 comma-separated fields, expected 42"):
-        census.read_census_file(path)
+        census_format.read_census_file(path)
     fields = good.split(",")
     fields[0] = " seventy"
     path.write_text(",".join(fields) + "\n")
     with pytest.raises(DataError, match=r"line 1, column 'age': value ' seventy' is not a number"):
-        census.read_census_file(path)
+        census_format.read_census_file(path)
 
 
 def test_bad_income_label_is_named(tmp_path, data_dir):
@@ -204,15 +204,16 @@ def test_bad_income_label_is_named(tmp_path, data_dir):
 def test_cache_round_trip(tmp_path, data_dir):
     lines = _write_subset(tmp_path, data_dir / "census_income_kdd" / "census-income.test.gz", 300)
     path = tmp_path / "census-income.test.gz"
-    frame = cached(tmp_path / "frames", name="t", sources=[path], args={}, build=lambda: census.read_census_file(path))
+    frame = cached(tmp_path / "frames", name="t", sources=[path], args={},
+                   build=lambda: census_format.read_census_file(path))
 
     def never():
         raise AssertionError("the cached entry was not used")
 
     back = cached(tmp_path / "frames", name="t", sources=[path], args={}, build=never)
     assert back.column_names() == frame.column_names() == [
-        c for j, c in enumerate(census.COLUMNS) if j not in census_format.RAW_NUMERIC
-    ] + [census.COLUMNS[j] for j in sorted(census_format.RAW_NUMERIC)]
+        c for j, c in enumerate(census_format.COLUMNS) if j not in census_format.RAW_NUMERIC
+    ] + [census_format.COLUMNS[j] for j in sorted(census_format.RAW_NUMERIC)]
     for name in frame.categorical:
         np.testing.assert_array_equal(back.categorical[name].strings(), frame.categorical[name].strings())
     for name in frame.numeric:
@@ -242,7 +243,7 @@ def test_tfds_builder_round_trip(tmp_path, data_dir):
     np.testing.assert_allclose(record["numeric"], [float(raw[j]) for j in census_format.RAW_NUMERIC], rtol=1e-6)
     frame = read_frame(builder, "test")
     assert len(list((tmp_path / "tfds").glob("**/test.columns-*/meta.json"))) == 1  # cached beside the records
-    direct = census.read_census_file(manual / "census-income.test.gz")
+    direct = census_format.read_census_file(manual / "census-income.test.gz")
     assert frame.num_rows == direct.num_rows == 2_000
     for name in direct.categorical:
         np.testing.assert_array_equal(frame.categorical[name].strings(), direct.categorical[name].strings())

@@ -16,19 +16,19 @@ raise such an error. Nothing may raise anything else or take more than seconds.
 from __future__ import annotations
 
 import csv
-import sys
 import gzip
 import io
 import math
 import pathlib
+import sys
 import time
 
 import numpy as np
 import pytest
 
 from mtl.data import DataError, load
-from mtl.data.reader import CANDIDATE_DELIMITERS, MISSING_VARIANTS, Column, read_columns, read_header
 from mtl.data.formats import ali_ccp, aliexpress, census_income
+from mtl.data.reader import CANDIDATE_DELIMITERS, MISSING_VARIANTS, Column, read_columns, read_header
 
 NUM_RANDOM_FILES = 240
 NUM_RANDOM_PADDLEREC = 60
@@ -216,7 +216,8 @@ NAMED = {
     "form_feed_inside_a_value": b"a,b\n1,\x0c2\n3,4\n",
     "quote_inside_unquoted_value": b'a,b\n1,x"y\n2,"z"w\n',
     "gzip_bytes": gzip.compress(b"a,b\n1,2\n"),
-    "ids_with_leading_zeros": ("a,b\n" + "".join(f"{i % 40},{i}\n" for i in range(3000)) + "007,1\n7,2\n-0,3\n0,4\n").encode(),
+    "ids_with_leading_zeros": ("a,b\n" + "".join(f"{i % 40},{i}\n" for i in range(3000))
+                               + "007,1\n7,2\n-0,3\n0,4\n").encode(),
     "ids_beyond_int32": ("a,b\n" + "".join(f"{i},{i * 7}\n" for i in range(3000)) + "99999999999,1\n-5,2\n").encode(),
     "ids_beyond_int64": b"a,b\n1,2\n99999999999999999999,3\n-9223372036854775808,4\n",
 }
@@ -332,7 +333,7 @@ def test_dataset_readers_on_cut_and_corrupted_files(tmp_path, data_dir, fmt):
 
 def reference_paddlerec(path: pathlib.Path):
     """``(firsts per field, counts per multi-valued field, labels, lines)`` or ``("error", line)``:
-    the PaddleRec rules of :mod:`mtl.data.ali_ccp`, line by line."""
+    the PaddleRec rules of docs/data.md (*Ali-CCP and AliExpress*), line by line."""
     firsts, counts, labels, lines = [], [], [], []
     for number, line in enumerate(path.read_text().splitlines(), 1):
         fields = line.strip().split(",")

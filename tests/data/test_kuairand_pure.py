@@ -46,7 +46,8 @@ def test_temporal_split_sizes_and_rare_task_positives(all_tasks, log):
                         for s in ("train", "validation", "test")] for name in ("is_comment", "is_follow", "is_forward")}
     assert positives == {"is_comment": [437, 66, 76], "is_follow": [224, 37, 43], "is_forward": [137, 21, 37]}
     for split in ("train", "validation", "test"):  # labels in file order within each split
-        np.testing.assert_array_equal(getattr(data, split).labels[:, 0], log.column("is_click").to_numpy()[_rows(log, split)])
+        expected = log.column("is_click").to_numpy()[_rows(log, split)]
+        np.testing.assert_array_equal(getattr(data, split).labels[:, 0], expected)
 
 
 def test_no_outcome_split_key_or_constant_is_a_feature(all_tasks):

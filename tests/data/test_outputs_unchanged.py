@@ -71,7 +71,8 @@ def _census_subset(data_dir, folder, num_lines, name, start=0):
         f.write("\n".join(lines) + "\n")
 
 
-ALI_CCP_SPARSE = "101,121,122,124,125,126,127,128,129,205,206,207,210,216,508,509,702,853,301,109_14,110_14,127_14,150_14"
+ALI_CCP_SPARSE = ("101,121,122,124,125,126,127,128,129,205,206,207,210,216,508,509,702,853,301,"
+                  "109_14,110_14,127_14,150_14")
 
 
 def cases(data_dir: pathlib.Path, tmp: pathlib.Path):
@@ -118,7 +119,8 @@ def cases(data_dir: pathlib.Path, tmp: pathlib.Path):
                                                     max_categorical_distinct=10, split="0.6,0.2,0.2", seed=5,
                                                     verbose=False)),
         "tabular_census_preprocessed": ("tabular", dict(path=str(census_pre / "census_income_train_sample.csv"),
-                                                        validation_path=str(census_pre / "census_income_val_sample.csv"),
+                                                        validation_path=str(census_pre
+                                                                            / "census_income_val_sample.csv"),
                                                         test_path=str(census_pre / "census_income_test_sample.csv"),
                                                         label_columns="income,marital status", verbose=False)),
     }

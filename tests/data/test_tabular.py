@@ -1,6 +1,7 @@
 """The generic tabular loader: real sample files it was not written for, and every bad input."""
 
 import gzip
+import pathlib
 import zlib
 
 import numpy as np
@@ -264,7 +265,7 @@ def test_error_label_outside_zero_one(tmp_path):
 
 def test_error_non_numeric_in_numeric_column(tmp_path):
     path = small_csv(tmp_path, n=20)
-    lines = open(path).read().splitlines()
+    lines = pathlib.Path(path).read_text().splitlines()
     fields = lines[9].split(",")
     fields[4] = "12,5".replace(",", "_")
     lines[9] = ",".join(fields)
@@ -397,7 +398,7 @@ def test_synthetic_keeps_raw_labels_unless_asked():
 
 def test_user_column_gives_user_codes_per_row(data_dir, tmp_path):
     path = str(data_dir / "kuairand_sample" / "kuairand_sample.csv")
-    users = np.array([line.split(",")[0] for line in open(path).read().splitlines()[1:]])
+    users = np.array([line.split(",")[0] for line in pathlib.Path(path).read_text().splitlines()[1:]])
     common = dict(path=path, label_columns="is_click", cache_dir=str(tmp_path / "c"), verbose=False)
     data = load("tabular", user_column="user_id", drop_columns="user_id,video_id", **common)
     assert data.info["user_column"] == "user_id" and "user_id" not in data.categorical_names + data.numeric_names

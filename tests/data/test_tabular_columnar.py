@@ -10,11 +10,11 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 
-from mtl.data import DataError, load
+from mtl.data import DataError, load, reader
 from mtl.data.base import TaskSpec, original_units
-from mtl.data.reader import file_format
 from mtl.data.frame import factorize
 from mtl.data.preprocess import categorical_encoder
+from mtl.data.reader import file_format
 
 
 def _table(n=120, seed=0):
@@ -39,17 +39,19 @@ def _same(a, b):
         np.testing.assert_array_equal(x.labels, y.labels)
 
 
-def test_parquet_and_feather_load_like_the_csv_of_the_same_rows(tmp_path):
+def test_parquet_and_feather_load_like_the_csv_of_the_same_rows(tmp_path, monkeypatch):
     """The delimited reader is the independent reference: same types, vocabularies, arrays."""
+    monkeypatch.setattr(reader, "_GROUP_ROWS", 30)  # groups.parquet: runs of 2, 2 and 1 row groups
     table = _table()
     pacsv.write_csv(table, tmp_path / "d.csv")
     pq.write_table(table, tmp_path / "d.parquet")
+    pq.write_table(table, tmp_path / "groups.parquet", row_group_size=25)  # read column by column, runs of groups
     feather.write_feather(table, tmp_path / "d.feather")
     kw = dict(label_columns="click,buy", verbose=False, min_count=1)
     csv = load("tabular", path=str(tmp_path / "d.csv"), **kw)
     assert csv.info["column_types"] == {"city": "categorical", "price": "numeric", "age": "numeric",
                                         "size": "categorical"}  # fmt: skip
-    for name in ("d.parquet", "d.feather"):
+    for name in ("d.parquet", "groups.parquet", "d.feather"):
         other = load("tabular", path=str(tmp_path / name), **kw)
         _same(csv, other)
         assert other.info["column_types"] == csv.info["column_types"]
@@ -69,9 +71,10 @@ def test_the_format_comes_from_the_content_before_the_extension(tmp_path):
         load("tabular", path=str(tmp_path / "broken.parquet"), label_columns="click", verbose=False)
 
 
-def test_parquet_label_errors_name_file_row_and_column(tmp_path):
+def test_parquet_label_errors_name_file_row_and_column(tmp_path, monkeypatch):
+    monkeypatch.setattr(reader, "_GROUP_ROWS", 1)  # one row group at a time
     t = pa.table({"y": pa.array([0, 1, 2, 1], pa.int64()), "x": pa.array([1.5, 2.5, 3.5, 4.5])})
-    pq.write_table(t, tmp_path / "bad.parquet")
+    pq.write_table(t, tmp_path / "bad.parquet", row_group_size=2)  # the bad value is in the second row group
     with pytest.raises(DataError, match=r"bad.parquet, line 3, column 'y': label value '2' is not 0 or 1 "
                                         r"\(binary task; 1 such rows\)"):  # fmt: skip
         load("tabular", path=str(tmp_path / "bad.parquet"), label_columns="y", verbose=False)

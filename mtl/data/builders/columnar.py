@@ -64,7 +64,8 @@ class ColumnarBuilder(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, frame: Frame):
         cat_names, num_names = self.builder_config.categorical_columns, self.builder_config.numeric_columns
-        missing = [c for c in cat_names if c not in frame.categorical] + [c for c in num_names if c not in frame.numeric]
+        missing = [c for c in cat_names if c not in frame.categorical]
+        missing += [c for c in num_names if c not in frame.numeric]
         if missing:
             raise ValueError(f"{self.name}: the parsed files lack columns {missing}")
         cats = np.stack([frame.categorical[c].strings().astype(object) for c in cat_names], axis=1)
@@ -94,7 +95,8 @@ def read_frame(builder: ColumnarBuilder, split: str, *, batch_size: int = 8192) 
     """Reads a prepared split into columns once (batched), cached beside the array_record files."""
     folder = pathlib.Path(builder.data_dir)
     sources = sorted(p for p in folder.glob(f"*-{split}.array_record*") if p.is_file())
-    return cached(folder, name=f"{split}.columns", sources=sources, build=lambda: _read_split(builder, split, batch_size),
+    return cached(folder, name=f"{split}.columns", sources=sources,
+                  build=lambda: _read_split(builder, split, batch_size),
                   args={"builder": builder.name, "version": str(builder.version), "split": split})  # fmt: skip
 
 
@@ -105,8 +107,9 @@ def _read_split(builder: ColumnarBuilder, split: str, batch_size: int) -> Frame:
     order = np.argsort([r["row"] for r in records], kind="stable")
     records = [records[i] for i in order]
     cfg = builder.builder_config
-    categorical = {name: factorize([v.decode() if isinstance(v, bytes) else str(v) for v in
-                                    (r["categorical"][j] for r in records)]) for j, name in enumerate(cfg.categorical_columns)}  # fmt: skip
+    text = lambda v: v.decode() if isinstance(v, bytes) else str(v)
+    categorical = {name: factorize([text(r["categorical"][j]) for r in records])
+                   for j, name in enumerate(cfg.categorical_columns)}
     nums = np.array([r["numeric"] for r in records], np.float32).reshape(len(records), len(cfg.numeric_columns))
     numeric = {name: nums[:, j] for j, name in enumerate(cfg.numeric_columns)}
     lines = np.array([r["line"] for r in records], np.int64)

@@ -1,5 +1,5 @@
 """Ali-CCP: the torch-rechub and PaddleRec formats' columns, file layouts and raw readers (shared by
-the loader :mod:`mtl.data.ali_ccp`, whose docstring states the rules, and the TFDS builder)."""
+the loader :mod:`mtl.data.ali_ccp` and the TFDS builder; the rules: docs/data.md, *Ali-CCP and AliExpress*)."""
 
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ _MULTI_INDEX = np.array([MULTI_VALUED_FIELDS.index(f) if f in MULTI_VALUED_FIELD
 
 
 def read_paddlerec_file(path: str | os.PathLike) -> Frame:
-    """One PaddleRec ESMM text file as a frame (see the module docstring); lines are cut and
+    """One PaddleRec ESMM text file as a frame (rules in docs/data.md, *Ali-CCP and AliExpress*); lines are cut and
     split with pyarrow's string kernels a chunk at a time."""
     path = os.fspath(path)
     if not os.path.isfile(path):

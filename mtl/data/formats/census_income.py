@@ -79,7 +79,8 @@ def read_census_file(path: str | os.PathLike) -> Frame:
         table = pacsv.read_csv(
             pa.py_buffer(body.decode("latin-1").encode("utf-8")),
             read_options=pacsv.ReadOptions(column_names=COLUMNS, use_threads=False),
-            parse_options=pacsv.ParseOptions(quote_char=False, invalid_row_handler=lambda r: problems.append(r) or "error"),
+            parse_options=pacsv.ParseOptions(quote_char=False,
+                                             invalid_row_handler=lambda r: problems.append(r) or "error"),
             convert_options=pacsv.ConvertOptions(column_types={c: pa.string() if j in RAW_NUMERIC else pa.dictionary(
                 pa.int32(), pa.string()) for j, c in enumerate(COLUMNS)}, strings_can_be_null=False),
         )  # fmt: skip

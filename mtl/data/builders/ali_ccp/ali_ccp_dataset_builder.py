@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import tensorflow_datasets as tfds
 
-from mtl.data.formats import ali_ccp
 from mtl.data.builders.columnar import ColumnarBuilder, ColumnarConfig, candidate_dirs
+from mtl.data.formats import ali_ccp
 
 
 class AliCcp(ColumnarBuilder):
@@ -17,8 +17,10 @@ class AliCcp(ColumnarBuilder):
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release: torch-rechub CSV and PaddleRec ESMM formats."}
-    BUILDER_CONFIGS = [ColumnarConfig(name=fmt, description=f"Ali-CCP in {fmt} format", categorical_columns=ali_ccp.COLUMNS[fmt][0],
-                                      numeric_columns=ali_ccp.COLUMNS[fmt][1]) for fmt in ("torch_rechub", "paddlerec")]  # fmt: skip
+    BUILDER_CONFIGS = [ColumnarConfig(name=fmt, description=f"Ali-CCP in {fmt} format",
+                                      categorical_columns=ali_ccp.COLUMNS[fmt][0],
+                                      numeric_columns=ali_ccp.COLUMNS[fmt][1])
+                       for fmt in ("torch_rechub", "paddlerec")]  # fmt: skip
     HOMEPAGE = "https://tianchi.aliyun.com/dataset/408"
     MANUAL_DOWNLOAD_INSTRUCTIONS = ali_ccp.HOW_TO_GET
 

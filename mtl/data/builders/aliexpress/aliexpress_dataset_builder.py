@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import tensorflow_datasets as tfds
 
-from mtl.data.formats import aliexpress
 from mtl.data.builders.columnar import ColumnarBuilder, ColumnarConfig, candidate_dirs
+from mtl.data.formats import aliexpress
 
 
 class AliExpress(ColumnarBuilder):
@@ -17,8 +17,9 @@ class AliExpress(ColumnarBuilder):
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release: MTReclib CSV format."}
-    BUILDER_CONFIGS = [ColumnarConfig(name=name, description=f"AliExpress {name}", categorical_columns=aliexpress.COLUMNS[0],
-                                      numeric_columns=aliexpress.COLUMNS[1]) for name in aliexpress.COUNTRIES + ("sample",)]  # fmt: skip
+    BUILDER_CONFIGS = [ColumnarConfig(name=name, description=f"AliExpress {name}",
+                                      categorical_columns=aliexpress.COLUMNS[0], numeric_columns=aliexpress.COLUMNS[1])
+                       for name in aliexpress.COUNTRIES + ("sample",)]  # fmt: skip
     HOMEPAGE = "https://tianchi.aliyun.com/dataset/74690"
     MANUAL_DOWNLOAD_INSTRUCTIONS = aliexpress.HOW_TO_GET
 

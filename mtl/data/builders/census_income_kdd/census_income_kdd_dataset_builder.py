@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import tensorflow_datasets as tfds
 
-from mtl.data.formats import census_income as census
 from mtl.data.builders.columnar import ColumnarBuilder, ColumnarConfig, candidate_dirs
+from mtl.data.formats import census_income as census
 
 URLS = {"train": census.URL_BASE + census.TRAIN_FILE + ".gz", "test": census.URL_BASE + census.TEST_FILE + ".gz"}
 

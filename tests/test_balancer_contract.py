@@ -18,6 +18,7 @@ One compiled update per (method, T), shared by the checks.
 
 import functools
 import inspect
+import types
 import typing
 
 import jax
@@ -153,7 +154,7 @@ def _allowed(tp) -> bool:
     if tp in ALLOWED_TYPES:
         return True
     origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is typing.Union:  # Optional[X] is Union[X, None]
+    if origin in (typing.Union, types.UnionType):  # Optional[X] / X | None is Union[X, None]
         return all(a is type(None) or _allowed(a) for a in args) and type(None) in args
     if origin is tuple:
         return all(a is Ellipsis or _allowed(a) for a in args)

@@ -83,7 +83,11 @@ class StackedDense(nn.Module):
     def __call__(self, x: jax.Array, shared_input: bool) -> jax.Array:
         fan_in = x.shape[-1]
         w = self.param("kernel", torch_linear_init(1), (self.copies, fan_in, self.features), jnp.float32)
-        y = jnp.einsum("bi,sio->sbo" if shared_input else "sbi,sio->sbo", x, w)
+        if shared_input:  # one (B, in) @ (in, S * out) GEMM; XLA:CPU runs it far faster than a batched dot
+            y = (x @ jnp.moveaxis(w, 0, 1).reshape(fan_in, -1)).reshape(x.shape[0], self.copies, self.features)
+            y = jnp.swapaxes(y, 0, 1)
+        else:
+            y = jnp.einsum("sbi,sio->sbo", x, w)
         if self.use_bias:
             y = y + self.param("bias", jax.nn.initializers.zeros, (self.copies, self.features), jnp.float32)[:, None, :]
         return y
@@ -132,3 +136,11 @@ def tower_outputs(tower_mlp: MLP, x: jax.Array, train: bool) -> jax.Array:
     """Applies stacked towers to ``x`` (``(B, in)`` shared by every tower, or
     ``(T, B, in)``); returns ``(B, T)``."""
     return tower_mlp(x, train, x.ndim == 2)[..., 0].T
+
+
+def mix_per_task(g: jax.Array, z: jax.Array) -> jax.Array:
+    """``(T, B, d)``: task ``t``'s gate ``g[t]`` (``(B, E)``) over the experts ``z`` (``(B, E, d)``,
+    or ``(T, B, E, d)``, one expert stack per task). One ``be,bed->bd`` contraction per task:
+    XLA:CPU lowers the task-batched ``tbe,bed->tbd`` to many small dots, 1.4x slower for a whole
+    MMoE train step at the census size (``benchmarks/step_time.py`` measures the step)."""
+    return jnp.stack([jnp.einsum("be,bed->bd", g[t], z if z.ndim == 3 else z[t]) for t in range(g.shape[0])])

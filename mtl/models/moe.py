@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from mtl.models.layers import MLP, Embed, input_dim, torch_linear_init, tower_outputs, towers
+from mtl.models.layers import MLP, Embed, input_dim, mix_per_task, torch_linear_init, tower_outputs, towers
 from mtl.models.module import MultiTaskModule, TowerHeads
 
 
@@ -76,8 +76,8 @@ class MMoEHeads(nn.Module):
         return jax.nn.softmax(jnp.einsum("bi,tie->tbe", h, self.gates), axis=-1)  # (T, B, E)
 
     def __call__(self, z, h, train: bool = False):
-        mixed = jnp.einsum("tbe,bed->tbd", self.gate_probs(h), z)
-        return tower_outputs(self.towers, mixed, train)
+        g = self.gate_probs(h)  # (T, B, E); one contraction per task (see :func:`mix_per_task`)
+        return tower_outputs(self.towers, mix_per_task(g, z), train)
 
 
 class OMoE(MultiTaskModule):

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from mtl.models.layers import MLP, Embed, input_dim, torch_linear_init, tower_outputs, towers
+from mtl.models.layers import MLP, Embed, input_dim, mix_per_task, torch_linear_init, tower_outputs, towers
 from mtl.models.module import MultiTaskModule
 
 
@@ -44,7 +44,7 @@ def mix_task(gate_w, x_task, task_experts, shared_experts, first: bool):
     g = jax.nn.softmax(logits, axis=-1)
     experts = jnp.concatenate([task_experts, jnp.broadcast_to(shared_experts, (t, *shared_experts.shape))],
                               axis=2)  # (T, B, Et+Es, d)
-    return jnp.einsum("tbe,tbed->tbd", g, experts), g
+    return mix_per_task(g, experts), g
 
 
 class ExtractionLevel(nn.Module):

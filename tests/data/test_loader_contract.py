@@ -49,6 +49,21 @@ def _tabular(data_dir, tmp):
                    cache_dir=tmp / "cache", verbose=False)
 
 
+def _tabular_parquet(data_dir, tmp):
+    """The same files as Parquet (typed columns, read through the same reader)."""
+    import pyarrow.csv as pv
+    import pyarrow.parquet as pq
+
+    paths = []
+    for csv_path in _tabular_files(tmp):
+        paths.append(csv_path.replace(".csv", ".parquet"))
+        pq.write_table(pv.read_csv(csv_path), paths[-1])
+    train, val, test = paths
+    return md.load("tabular", path=train, validation_path=val, test_path=test, label_columns="click,buy,dwell",
+                   regression_columns="dwell", categorical_columns="color", numeric_columns="x,uid",
+                   cache_dir=tmp / "cache", verbose=False)
+
+
 def _kuairand_pure(data_dir, tmp):
     if not (data_dir / "kuairand_pure").is_dir():
         pytest.skip(f"KuaiRand-Pure not found at {data_dir / 'kuairand_pure'}")
@@ -67,11 +82,12 @@ CASES = {
                           not_checkable="split by date, which is not a feature (the split key): no date is left in the "
                                         "arrays to compare; test_kuairand_pure.py checks the split against the log"),
     "tabular": Case(_tabular, rows_are_unique=True),
+    "tabular:parquet": Case(_tabular_parquet, rows_are_unique=True),  # LOADER:variant, the same loader
 }
 
 
 def test_every_loader_has_a_case():
-    assert set(CASES) == set(md.LOADERS), "add the new loader to CASES"
+    assert {name.partition(":")[0] for name in CASES} == set(md.LOADERS), "add the new loader to CASES"
 
 
 @pytest.fixture(scope="module", params=sorted(CASES))

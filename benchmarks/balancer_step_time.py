@@ -13,10 +13,10 @@ gives median milliseconds per step, the ratio to ``ew``, the balancer's share (`
 balancer's ``update`` alone on a random Jacobian shaped like what the step gives
 it, divided by the method's step time) and the solver's share (``solver %``: the
 same minus the time of the Gramian and one weighted sum, which every Gramian
-method needs to combine gradients at all). Targets: every Jacobian method within 1.6x of ``ew`` at
-T=2 (the FLOP floor of one forward and two pullbacks is ~1.56x) and 4.5x at T=7, on CPU;
-solver share below 10%. Methods with ``num_batches > 1``
-compute K Jacobians per step by design.
+method needs to combine gradients at all). Target: a solver share below 10% (``solver``
+column). What a method's step should cost relative to ``ew`` is its FLOP ratio (one forward
+and T pullbacks); ``benchmarks/step_time.py`` prints time over FLOP ratio for the main
+methods. Methods with ``num_batches > 1`` compute K Jacobians per step by design.
 """
 
 from __future__ import annotations
@@ -138,12 +138,9 @@ def main(_):
         rows = measure(t, names, FLAGS.rounds, FLAGS.batch, FLAGS.rep_grad, FLAGS.scan_steps)
         print(f"\nT = {t}")
         print(f"{'method':14s} {'grads':12s} {'K':>2s} {'step ms':>9s} {'x ew':>6s} {'update %':>9s} "
-              f"{'solver %':>9s}  target")
+              f"{'solver %':>9s}  solver")
         for r in sorted(rows, key=lambda r: r["ratio"]):
-            target = ""
-            if r["grads"] == "shared":
-                ok = r["ratio"] <= {2: 1.6}.get(t, 4.5) and r["solver_share"] < 0.10
-                target = "ok" if ok else "MISSED" + (" (K batches)" if r["K"] > 1 else "")
+            target = ("ok" if r["solver_share"] < 0.10 else "over 10%") if r["grads"] == "shared" else ""
             print(f"{r['method']:14s} {r['grads']:12s} {r['K']:>2d} {r['ms']:9.2f} {r['ratio']:6.2f} "
                   f"{100 * r['update_share']:8.1f}% {100 * r['solver_share']:8.1f}%  {target}")
 

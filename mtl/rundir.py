@@ -148,18 +148,37 @@ class RunFiles:
             self._tb.close()
 
 
-def git_commit() -> str:
-    """The checkout's commit (``+dirty`` with uncommitted changes), or ``unknown``."""
-    root = pathlib.Path(__file__).resolve().parents[1]
+def git_commit(root: str | os.PathLike | None = None) -> str:
+    """The checkout's commit (``+dirty`` with uncommitted changes to the code), or ``unknown``.
+
+    Changes under ``results/`` do not count: they are what runs write (a benchmark
+    writing its tables into the checkout must not mark its own later cells dirty)."""
+    root = root or pathlib.Path(__file__).resolve().parents[1]
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
         if head.returncode != 0:
             return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"],
+                               cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
         return head.stdout.strip()[:12] + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def point_name(values) -> str:
+    """The directory name of one hyperparameter point of a sweep or tuning grid:
+    ``{"learning_rate": 0.001, "balancer.hparams.weights": (0.3, 0.7)}`` ->
+    ``learning_rate=0.001,balancer.hparams.weights=0.3:0.7`` (config paths in the given
+    order, numbers as their ``repr``; the point's ``config.json`` holds the resolved values)."""
+    if not values:
+        raise ValueError("point_name: no hyperparameter values")
+    parts = []
+    for key, value in values.items():
+        text = ":".join(map(repr, value)) if isinstance(value, (list, tuple)) else str(value)
+        if any(c in f"{key}{text}" for c in ",/\\=: \n") and not isinstance(value, (list, tuple)):
+            raise ValueError(f"point_name: {key}={text!r} cannot name a directory")
+        parts.append(f"{key}={text}")
+    return ",".join(parts)
 
 
 # ---------------------------------------------------------------------------

@@ -313,6 +313,9 @@ def resolve(config: ml_collections.ConfigDict, overrides: list[tuple[str, str]] 
     for key, text in overrides:
         if key in ("model.name", "balancer.name", "data.name"):
             continue
+        if key.startswith("sweep."):
+            _set(base.setdefault("sweep", {}), key[len("sweep."):], _sweep_values(key, text))
+            continue
         parent, _, leaf = key.rpartition(".")
         if parent in schemas:
             schema = schemas[parent]
@@ -337,6 +340,17 @@ def resolve(config: ml_collections.ConfigDict, overrides: list[tuple[str, str]] 
                 node = node[part]
         node[path[-1]] = coerce(key, text, node[path[-1]])
     return ml_collections.ConfigDict(base)
+
+
+def _sweep_values(key: str, text: str) -> tuple[float, ...]:
+    """``--config.sweep.PATH=1e-4,3e-4`` -> ``(0.0001, 0.0003)``."""
+    try:
+        values = tuple(float(x) for x in _split_sequence(text.strip()))
+    except ValueError:
+        values = ()
+    if not values:
+        raise ConfigError(f"--config.{key}={text}: expected comma-separated numbers, e.g. 1e-4,3e-4")
+    return values
 
 
 def _get(tree: dict, dotted: str, default=None):
@@ -382,6 +396,159 @@ def seed_list(config) -> list[int] | None:
     if len(set(values)) != len(values):
         raise ConfigError(f"config.seeds={raw!r}: seeds repeat")
     return values
+
+
+#: Sweep paths that are optimizer hyperparameters (per-replica values in the optimizer state).
+OPTIMIZER_SWEEP_KEYS = ("learning_rate", "weight_decay")
+
+
+def _flatten(tree, prefix="") -> dict[str, Any]:
+    out = {}
+    for k, v in (tree.items() if isinstance(tree, dict) else ()):
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def sweep_axes(config) -> dict[str, tuple[float, ...]]:
+    """``{path: values}`` of ``config.sweep`` (empty: no sweep), checked: each path is
+    ``learning_rate``, ``weight_decay`` or a float hyperparameter of the balancer
+    (``balancer.hparams.NAME``), each value a finite number.
+
+    Any other key is refused: it changes the compiled program (shapes, iteration
+    counts, control flow) or the data, so its values are separate runs.
+    """
+    raw = config.get("sweep", None)
+    tree = raw.to_dict() if hasattr(raw, "to_dict") else dict(raw or {})
+    axes = {}
+    resolved = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    for path, values in sorted(_flatten(tree).items()):
+        key = f"config.sweep.{path}"
+        _check_sweep_path(path, key, resolved, config.balancer.name)
+        values = tuple(values) if isinstance(values, (list, tuple)) else (values,)
+        if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise ConfigError(f"{key}={values!r}: expected numbers, e.g. --config.sweep.{path}=0.1,0.2")
+        values = tuple(float(v) for v in values)
+        if not all(v == v and abs(v) != float("inf") for v in values):
+            raise ConfigError(f"{key}={values!r}: values must be finite")
+        if len(set(values)) != len(values):
+            raise ConfigError(f"{key}={values!r}: values repeat")
+        axes[path] = values
+    return axes
+
+
+def _check_sweep_path(path: str, key: str, resolved: dict, balancer: str) -> None:
+    """Refuses a sweep path that is unknown, or known but not a per-replica value."""
+    parts = path.split(".")
+    node = resolved
+    for i, part in enumerate(parts):
+        if not isinstance(node, dict) or part not in node:
+            where = ".".join(parts[:i]) or "the config"
+            choices = node if isinstance(node, dict) else {}
+            raise ConfigError(f"{key}: unknown key {part!r} in {where}{_did_you_mean(part, choices)} "
+                              f"(sweepable: {', '.join(OPTIMIZER_SWEEP_KEYS)}, balancer.hparams.NAME)")
+        node = node[part]
+    if path in OPTIMIZER_SWEEP_KEYS:
+        return
+    if parts[:2] == ["balancer", "hparams"] and len(parts) == 3:
+        default = balancer_params(balancer)[parts[2]].default
+        if isinstance(default, float):
+            return
+        raise ConfigError(f"{key}: balancer {balancer!r}'s {parts[2]!r} is not a float hyperparameter "
+                          f"(default {default!r}); integer, boolean and string ones change the compiled program, "
+                          "so train one run (or mtl-bench cell) per value instead")
+    raise ConfigError(f"{key}: {path!r} cannot be swept in one program (only {', '.join(OPTIMIZER_SWEEP_KEYS)} "
+                      "and float balancer.hparams.NAME are per-replica values; this one changes the compiled "
+                      "program or the data), so train one run (or mtl-bench cell) per value instead")
+
+
+def sweep_points(config) -> list[dict[str, float]]:
+    """The points of ``config.sweep``: the Cartesian product of its axes, the first key
+    varying slowest (``[]``: no sweep)."""
+    import itertools
+
+    axes = sweep_axes(config)
+    if not axes:
+        return []
+    return [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
+
+
+def point_config(config, point: dict[str, float]) -> ml_collections.ConfigDict:
+    """``config`` at one point of its sweep: each path set to the point's value, no ``sweep``
+    (the config of the same values trained alone)."""
+    base = config.to_dict()
+    for path, value in point.items():
+        _set(base, path, value)
+    base["sweep"] = {}
+    return ml_collections.ConfigDict(base)
+
+
+def run_json(config) -> dict:
+    """The run's ``config.json``: the resolved config; ``sweep`` and ``sweep_memory_mb`` only
+    when it sweeps (so a config without a sweep reads, and hashes, as before sweeps existed)."""
+    out = plain(config)
+    if not out.get("sweep"):
+        out.pop("sweep", None)
+        out.pop("sweep_memory_mb", None)
+    return out
+
+
+def _check_sweep_traceable(balancer: str, hparams: dict, name: str) -> None:
+    """Raises when ``balancer`` cannot take ``name`` as a traced per-replica value
+    (the factory or its functions turn it into a Python number or branch on it).
+
+    Runs the factory, ``init``, ``update`` and ``after_update`` on stand-in inputs
+    (two tasks); a failure other than a tracer conversion is left to the run itself
+    (:func:`mtl.train.sweep.traced_balancer_errors` checks again with the real shapes)."""
+    import warnings
+
+    import jax
+    import jax.numpy as jnp
+
+    import mtl.balancers as mb
+    from mtl.train.sweep import TRACER_ERRORS
+
+    def trial(value):
+        b = mb.get(balancer, **{**hparams, name: value})
+        like = {"w": jax.ShapeDtypeStruct((3,), jnp.float32)}
+        state = b.init(2, grads_like=like) if b.init_takes_grads_like else b.init(2)
+        k = b.num_batches
+        losses = jnp.ones((k, 2) if k > 1 else (2,), jnp.float32)
+        grads = {"w": jnp.ones(((k, 2, 3) if k > 1 else (2, 3)), jnp.float32)} if b.needs_grads else None
+        _, weights, state = b.update(losses, grads, state, key=jax.random.key(0))
+        if b.after_update is not None:
+            state = b.after_update(state, losses[0] if k > 1 else losses, losses[0] if k > 1 else losses)
+        return weights, state
+
+    try:
+        with warnings.catch_warnings():  # stand-alone use warns about run facts the run fills in
+            warnings.simplefilter("ignore")
+            jax.eval_shape(trial, jax.ShapeDtypeStruct((), jnp.float32))
+    except TRACER_ERRORS as e:
+        raise ConfigError(f"config.sweep.balancer.hparams.{name}: balancer {balancer!r} cannot take {name!r} as a "
+                          "per-replica traced value (it branches on it in Python or converts it to a number: "
+                          f"{str(e).splitlines()[0]}); train one run per value instead") from None
+    except Exception:  # noqa: BLE001 - stand-in inputs that do not fit the method: the run checks again
+        pass
+
+
+def validate_sweep(config) -> None:
+    """Checks ``config.sweep`` (see :func:`sweep_axes`), every point's config, and that the
+    balancer can take each swept hyperparameter as a traced value."""
+    points = sweep_points(config)
+    if not points:
+        return
+    need_mb = config.get("sweep_memory_mb", 0)
+    if not (isinstance(need_mb, (int, float)) and need_mb >= 0):
+        raise ConfigError(f"config.sweep_memory_mb={need_mb!r}: must be >= 0 (0: automatic)")
+    for point in points:
+        validate(point_config(config, point))
+    hparams = {k: v for k, v in config.balancer.hparams.to_dict().items() if v is not None}
+    for path in points[0]:
+        if path.startswith("balancer.hparams."):
+            _check_sweep_traceable(config.balancer.name, hparams, path.rpartition(".")[2])
 
 
 def validate(config) -> None:
@@ -449,6 +616,7 @@ def validate(config) -> None:
     if "validation_fraction" in d:
         need(0.0 < d.validation_fraction < 1.0, "data.validation_fraction", d.validation_fraction,
              "must be between 0 and 1")
+    validate_sweep(c)
 
 
 def _shared_parameter_count(name: str, hparams: dict, balance_embeddings: bool) -> int | None:
@@ -513,4 +681,4 @@ def build_balancer(config):
 
 
 def config_hash(config) -> str:
-    return hashlib.sha256(json.dumps(plain(config), sort_keys=True).encode()).hexdigest()[:12]
+    return hashlib.sha256(json.dumps(run_json(config), sort_keys=True).encode()).hexdigest()[:12]

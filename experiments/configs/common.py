@@ -27,6 +27,14 @@ Keys:
   checkpoint_every: epochs between orbax checkpoints in WORKDIR/checkpoints (0 = none);
   max_checkpoints: how many to keep;
   device_memory_budget_mb: stream a larger training split from the host (0 = no limit);
+  sweep: hyperparameter values trained side by side in one program, by config path:
+    sweep.learning_rate=1e-4,3e-4 sweep.weight_decay=... sweep.balancer.hparams.c=0.2,0.4
+    (float hyperparameters of the balancer); several keys form their Cartesian product,
+    each point times each seed is one replica; each point's run directory is
+    WORKDIR/<mtl.rundir.point_name(point)>/ (mtl/train/sweep.py); empty: no sweep;
+  sweep_memory_mb: the memory a sweep's program may take; more replicas are split into
+    several programs run one after another (0 = automatic: half the accelerator's
+    memory, a quarter of host RAM on CPU);
   tensorboard: write TensorBoard event files beside metrics.jsonl;
   model.name: a name in mtl.models.REGISTRY or an import path 'package.module:ClassName';
   model.hparams: the model's constructor keywords (all of them, with defaults, after resolution);
@@ -66,6 +74,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.checkpoint_every = 1
     c.max_checkpoints = 2
     c.device_memory_budget_mb = 0
+    c.sweep = ml_collections.ConfigDict()
+    c.sweep_memory_mb = 0
     c.tensorboard = True
     c.model = ml_collections.ConfigDict({"name": "mmoe", "hparams": ml_collections.ConfigDict()})
     c.balancer = ml_collections.ConfigDict(

@@ -120,6 +120,12 @@ def declare_run_facts(balancer: Balancer, factory: Callable[..., Balancer], hpar
     return balancer._replace(run_facts=tuple(facts), bind=bind)
 
 
+def concrete(x) -> bool:
+    """False for a traced hyperparameter (one replica's value in a sweep, checked on the host
+    before tracing), whose range checks the factory then skips."""
+    return not isinstance(x, jax.core.Tracer)
+
+
 class EmptyState(NamedTuple):
     """State of a stateless balancer."""
 
@@ -473,7 +479,7 @@ def clip_by_global_norm(tree: PyTree, max_norm: float) -> tuple[PyTree, jax.Arra
     square overflows float32 is recomputed on the tree divided by its largest
     magnitude (``lax.cond``: only then).
     """
-    if max_norm is None or max_norm <= 0:
+    if concrete(max_norm) and (max_norm is None or max_norm <= 0):
         return tree, jnp.ones((), jnp.float32)
     leaves = jax.tree_util.tree_leaves(tree)
     sq = sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in leaves)
@@ -483,7 +489,10 @@ def clip_by_global_norm(tree: PyTree, max_norm: float) -> tuple[PyTree, jax.Arra
         return m * jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32) / m)) for x in leaves))
 
     norm = jax.lax.cond(jnp.isfinite(sq), lambda _: jnp.sqrt(sq), rescaled, None)
-    scale = jnp.where(norm > max_norm, max_norm / jnp.where(norm > 0, norm, 1.0), 1.0)
+    clip = norm > max_norm
+    if not concrete(max_norm):  # a swept value: <= 0 still means no clipping
+        clip = clip & (max_norm > 0)
+    scale = jnp.where(clip, max_norm / jnp.where(norm > 0, norm, 1.0), 1.0)
     return jax.tree_util.tree_map(lambda x: x * scale.astype(x.dtype), tree), scale
 
 
@@ -599,10 +608,10 @@ def gramian_balancer(weights_fn: Callable[..., jax.Array], *, name: str, rep_gra
     def update(losses, task_grads, state, *, key=None):
         gram, s = scaled_gramian(task_grads)
         weights = weights_fn(gram, losses, key)
-        if scale_power:
+        if not concrete(scale_power) or scale_power:
             weights = weights * jnp.exp(scale_power * jnp.log(s))
         combined = weighted_sum(task_grads, weights)
-        if max_norm > 0:
+        if not concrete(max_norm) or max_norm > 0:
             combined, _ = clip_by_global_norm(combined, max_norm)
         return combined, weights, state
 

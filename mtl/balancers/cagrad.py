@@ -55,7 +55,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mtl.balancers.base import Balancer, gramian_balancer, simplex_solve
+from mtl.balancers.base import Balancer, concrete, gramian_balancer, simplex_solve
 
 
 def cagrad_dual_weights(gram: jax.Array, c: float, *, num_iters: int = 50) -> jax.Array:
@@ -102,7 +102,7 @@ def cagrad(*, c: float = 0.5, rescale: int = 1, num_iters: int = 50) -> Balancer
       A :class:`Balancer` with ``grads="shared"``; ``update`` returns
       ``(combined, weights, state)`` with ``combined = sum_i weights_i g_i``.
     """
-    if c < 0:
+    if concrete(c) and c < 0:
         raise ValueError(f"c must be >= 0, got {c}")
     if rescale not in (0, 1, 2):
         raise ValueError(f"rescale must be 0, 1 or 2, got {rescale}")

@@ -35,7 +35,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from mtl.balancers.base import Balancer, declare_run_facts
+from mtl.balancers.base import Balancer, concrete, declare_run_facts
 
 #: Epoch length used when ``steps_per_epoch`` is left ``None`` (stand-alone use; with a warning).
 DEFAULT_STEPS_PER_EPOCH = 100
@@ -67,7 +67,7 @@ def dwa(*, temperature: float = 2.0, steps_per_epoch: int | None = None) -> Bala
     """
     if steps_per_epoch is not None and steps_per_epoch < 1:
         raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
-    if temperature <= 0:
+    if concrete(temperature) and temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     hparams = dict(temperature=temperature, steps_per_epoch=steps_per_epoch)
     epoch_len = DEFAULT_STEPS_PER_EPOCH if steps_per_epoch is None else steps_per_epoch

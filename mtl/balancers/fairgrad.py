@@ -43,7 +43,7 @@ ICML 2024. Official code: github.com/OptMN-Lab/fairgrad.
 
 from __future__ import annotations
 
-from mtl.balancers.base import Balancer, alpha_fair_weights, gramian_balancer
+from mtl.balancers.base import Balancer, alpha_fair_weights, concrete, gramian_balancer
 
 
 def fairgrad_weights(gram, *, alpha: float = 1.0, num_iters: int = 25):
@@ -64,7 +64,7 @@ def fairgrad(*, alpha: float = 1.0, max_norm: float = 1.0, num_iters: int = 25) 
       A :class:`Balancer`; ``update`` returns ``clip(T sum_i w_i g_i, max_norm)``
       and the weights ``T w``.
     """
-    if alpha <= 0:
+    if concrete(alpha) and alpha <= 0:
         raise ValueError("fairgrad alpha must be > 0")
 
     return gramian_balancer(

@@ -57,7 +57,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mtl.balancers.base import Balancer, EmptyState, declare_run_facts
+from mtl.balancers.base import Balancer, EmptyState, concrete, declare_run_facts
 
 
 def graddrop_leaf(g: jax.Array, key: jax.Array, leak: float, batch_axis: bool) -> tuple[jax.Array, jax.Array]:
@@ -106,7 +106,7 @@ def graddrop(*, leak: float = 0.0, rep_grad: bool | None = None) -> Balancer:
       A :class:`Balancer` with ``grads="shared"``; ``update`` returns
       ``(combined, kept_fraction, state)``; ``key`` is required.
     """
-    if not 0.0 <= leak <= 1.0:
+    if concrete(leak) and not 0.0 <= leak <= 1.0:
         raise ValueError(f"leak must be in [0, 1], got {leak}")
     hparams = dict(leak=leak, rep_grad=rep_grad)
     batch_mode = bool(rep_grad)

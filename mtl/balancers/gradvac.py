@@ -50,7 +50,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from mtl.balancers.base import Balancer, scaled_gramian, weighted_sum
+from mtl.balancers.base import Balancer, concrete, scaled_gramian, weighted_sum
 
 _EPS = 1e-8
 
@@ -123,7 +123,7 @@ def gradvac(*, beta: float = 0.5, update_target_always: bool = True) -> Balancer
       ``(combined, weights, state)`` with ``combined = sum_k weights_k g_k``;
       ``key`` is required.
     """
-    if not 0.0 <= beta <= 1.0:
+    if concrete(beta) and not 0.0 <= beta <= 1.0:
         raise ValueError(f"beta must be in [0, 1], got {beta}")
 
     def init(num_tasks: int) -> GradVacState:

@@ -47,7 +47,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from mtl.balancers.base import Balancer, task_norms
+from mtl.balancers.base import Balancer, concrete, task_norms
 
 
 class MetaBalanceState(NamedTuple):
@@ -76,9 +76,9 @@ def metabalance(*, relax_factor: float = 0.7, beta: float = 0.9, num_blocks: int
       A :class:`Balancer` with ``grads="shared"``; ``update`` returns
       ``(combined, weights, state)``.
     """
-    if not 0.0 <= relax_factor < 1.0:
+    if concrete(relax_factor) and not 0.0 <= relax_factor < 1.0:
         raise ValueError(f"relax_factor must be in [0, 1), got {relax_factor}")
-    if not 0.0 <= beta < 1.0:
+    if concrete(beta) and not 0.0 <= beta < 1.0:
         raise ValueError(f"beta must be in [0, 1), got {beta}")
     if num_blocks < 1:
         raise ValueError(f"num_blocks must be >= 1, got {num_blocks}")

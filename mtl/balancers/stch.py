@@ -55,7 +55,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from mtl.balancers.base import Balancer, declare_run_facts
+from mtl.balancers.base import Balancer, concrete, declare_run_facts
 
 #: Epoch length used when ``steps_per_epoch`` is left ``None`` (stand-alone use; with a warning).
 DEFAULT_STEPS_PER_EPOCH = 100
@@ -93,7 +93,7 @@ def stch(
       A :class:`Balancer` with ``grads="none"``; ``update`` returns
       ``(None, weights, state)``.
     """
-    if mu <= 0:
+    if concrete(mu) and mu <= 0:
         raise ValueError(f"mu must be > 0, got {mu}")
     if steps_per_epoch is not None and steps_per_epoch < 1:
         raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")

@@ -68,6 +68,7 @@ from mtl.train.selection import (
     stop_reason,
 )
 from mtl.train.state import RunState, init_run_state, new_meta, over_seeds, seed_index
+from mtl.train.sweep import Replicas, replica_bytes, traced_errors
 from mtl.train.step import grads_template, make_train_step
 
 __all__ = ["NonFiniteLossError", "RunState", "TrainingInterrupted", "evaluate_split", "fit", "make_predict",
@@ -103,6 +104,7 @@ def fit(
     on_resume: Callable[[dict], None] | None = None,
     progress: bool = True,
     eval_train: bool = False,
+    replicas: Replicas | None = None,
 ) -> dict[str, Any]:
     """Trains ``model`` with ``balancer`` on ``data`` and evaluates every epoch.
 
@@ -139,6 +141,12 @@ def fit(
       on_resume: called with the restored meta (``history`` per seed,
         ``global_step``) when training resumes from a checkpoint.
       eval_train: also evaluate on the training split each epoch.
+      replicas: a hyperparameter sweep (:class:`mtl.train.sweep.Replicas`):
+        replica ``r`` trains with seed ``seed[r]`` and its own learning rate,
+        weight decay and balancer hyperparameters (``replicas.values``), all in
+        one program; ``optimizer`` is then unused and ``balancer`` is the
+        first replica's (its static facts hold for all); records carry
+        ``"replica": r``, and ``data`` may be one dataset per replica.
       rep_grad, balance_embeddings, diagnostics, weight_heads: see
         :func:`mtl.train.make_train_step`.
 
@@ -155,6 +163,8 @@ def fit(
       TrainingInterrupted: a signal arrived (``handle_signals``).
     """
     seeds, datas, data = _seeds_and_data(seed, data, device_memory_budget)
+    if replicas is not None and (seeds is None or len(seeds) != replicas.size):
+        raise ValueError(f"a sweep of {replicas.size} replicas needs one seed per replica, got {seed}")
     if on_nonfinite not in ("stop", "skip"):
         raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
     names, kinds = eval_heads(model, data)
@@ -169,6 +179,13 @@ def fit(
     plan = EpochPlan.make(n, batch_size, steps_per_call, balancer.num_batches)
     dev.check_batch_size(plan.batch_size, mesh)
     balancer = with_run_facts(balancer, steps_per_epoch=plan.steps, rep_grad=rep_grad)
+    build = None
+    if replicas is not None:  # each replica's optimizer and balancer from the values in its state
+        def build(hp):
+            bind = lambda b: with_run_facts(b, steps_per_epoch=plan.steps, rep_grad=rep_grad)  # noqa: E731
+            return replicas.balancer(hp, bind), replicas.optimizer(hp)
+
+        balancer, optimizer = build(replicas.replica(0))
     step_fn = make_train_step(model, balancer, optimizer, data.task_kinds, rep_grad=rep_grad,
                               balance_embeddings=balance_embeddings, diagnostics=diagnostics,
                               weight_heads=weight_heads)
@@ -177,10 +194,11 @@ def fit(
                      seeds, device_memory_budget)
     batch_like = {k: jax.ShapeDtypeStruct((plan.batch_size, *v.shape[1:]), v.dtype)
                   for k, v in data.train.as_dict().items()}
-    state = _initial_state(model, balancer, optimizer, int(seed) if seeds is None else seeds, batch_like, repl,
-                           rep_grad, balance_embeddings)
-    run_chunk = make_run_chunk(step_fn, step_output_shape(step_fn, state.train, batch_like, plan.k_batches, seeds),
-                               plan.k_batches, mesh, halt=on_nonfinite == "stop")
+    with traced_errors(balancer.name, [] if replicas is None else replicas.balancer_keys()):
+        state = _initial_state(model, balancer, optimizer, int(seed) if seeds is None else seeds, batch_like, repl,
+                               rep_grad, balance_embeddings, build, None if replicas is None else replicas.values)
+        out_shape = step_output_shape(step_fn, state.train, batch_like, plan.k_batches, seeds)
+    run_chunk = make_run_chunk(step_fn, out_shape, plan.k_batches, mesh, halt=on_nonfinite == "stop")
     per_seed_block = feed.streaming or datas is not None
     run_chunk = jax.jit(over_seeds(run_chunk, (0, 0 if per_seed_block else None, 0, None, 0), seeds),
                         out_shardings=(repl, repl))
@@ -191,7 +209,7 @@ def fit(
                        on_nonfinite == "stop", on_steps, progress, epochs)
     run = _Run(seeds, [int(seed)] if seeds is None else seeds, evaluator, keep_best_params(seeds, repl), select_by,
                None if model.eval_view is not None else selection_scales(data),
-               patience, ctx.loss_names, on_epoch)
+               patience, ctx.loss_names, on_epoch, replicas is not None)
     guard = RunGuard(checkpoint_dir, every=checkpoint_every, max_checkpoints=max_checkpoints,
                      handle_signals=handle_signals)
     try:
@@ -207,6 +225,29 @@ def fit(
     return _result(run, state, meta, epochs, run_chunk._cache_size())
 
 
+def replica_memory(model: Model, balancer: Balancer, data: MultiTaskData, *, replicas: Replicas, batch_size: int,
+                   steps_per_call: int, rep_grad: bool = False, balance_embeddings: bool = False,
+                   weight_heads: bool = False, diagnostics: bool = False) -> int:
+    """Bytes one replica of the sweep ``replicas`` takes on the device, for splitting a sweep
+    into programs that fit (:func:`mtl.train.sweep.replica_bytes` of its train step)."""
+    plan = EpochPlan.make(len(data.train), batch_size, steps_per_call, balancer.num_batches)
+    bind = lambda b: with_run_facts(b, steps_per_epoch=plan.steps, rep_grad=rep_grad)  # noqa: E731
+    hp0 = replicas.replica(0)
+    b0, opt0 = replicas.balancer(hp0, bind), replicas.optimizer(hp0)
+    step_fn = make_train_step(model, b0, opt0, data.task_kinds, rep_grad=rep_grad,
+                              balance_embeddings=balance_embeddings, diagnostics=diagnostics, weight_heads=weight_heads)
+    batch_like = {k: jax.ShapeDtypeStruct((plan.batch_size, *v.shape[1:]), v.dtype)
+                  for k, v in data.train.as_dict().items()}
+    with traced_errors(balancer.name, replicas.balancer_keys()):
+        state = _initial_state(model, b0, opt0, [0], batch_like, None, rep_grad, balance_embeddings,
+                               lambda hp: (replicas.balancer(hp, bind), replicas.optimizer(hp)),
+                               {k: v[:1] for k, v in replicas.values.items()})
+    train_like = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), state.train)
+    if plan.k_batches > 1:
+        batch_like = {k: jax.ShapeDtypeStruct((plan.k_batches, *v.shape), v.dtype) for k, v in batch_like.items()}
+    return replica_bytes(step_fn, train_like, batch_like, train_like.params)
+
+
 class _Run(NamedTuple):
     """What stays fixed over a run, for the end of each epoch and the result."""
 
@@ -219,6 +260,7 @@ class _Run(NamedTuple):
     patience: int
     loss_names: tuple[str, ...]
     on_epoch: Callable[[dict], None] | None
+    sweep: bool = False
 
 
 def _seeds_and_data(seed, data, device_memory_budget):
@@ -240,15 +282,18 @@ def _seeds_and_data(seed, data, device_memory_budget):
     return seeds, datas, data
 
 
-def _initial_state(model, balancer, optimizer, seed, batch_like, sharding, rep_grad, balance_embeddings) -> RunState:
+def _initial_state(model, balancer, optimizer, seed, batch_like, sharding, rep_grad, balance_embeddings,
+                   build=None, values=None) -> RunState:
     """The run state before the first epoch; balancers whose state is shaped like the
-    balanced gradients get their template."""
+    balanced gradients get their template; a sweep's replicas are built by ``build``
+    from their ``values``."""
     template = None
     if balancer.init_takes_grads_like:
         params_shape = jax.eval_shape(model.init, jax.random.key(0))
         template = grads_template(model, params_shape, batch_like, rep_grad=rep_grad,
                                   balance_embeddings=balance_embeddings)
-    return init_run_state(model, balancer, optimizer, seed, sharding, grads_like=template)
+    return init_run_state(model, balancer, optimizer, seed, sharding, grads_like=template, replicas=build,
+                          values=values)
 
 
 def _end_epoch(run: _Run, state: RunState, meta: dict, t_epoch: float) -> RunState:
@@ -264,7 +309,7 @@ def _end_epoch(run: _Run, state: RunState, meta: dict, t_epoch: float) -> RunSta
         means = StepMeans(meta["sums"][i])
         metrics = ev.metrics({split: out[ix] for split, out in outputs.items()}, i)
         record = {**train_record(epoch, meta["global_step"], means, run.loss_names, s), **metrics,
-                  "seconds": time.perf_counter() - t_epoch}
+                  "seconds": time.perf_counter() - t_epoch, **({"replica": i} if run.sweep else {})}
         meta["history"][i].append(record)
         if run.on_epoch is not None:
             run.on_epoch(record)

@@ -1,4 +1,5 @@
-"""One experiment: a resolved config in, a run directory out (:func:`train_and_evaluate`)."""
+"""One experiment: a resolved config in, a run directory out (:func:`train_and_evaluate`);
+a sweep (``config.sweep``): one run directory per point (:func:`train_sweep`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import jax
 import numpy as np
 
+import mtl.balancers as mb
 import mtl.data as md
 import mtl.models as mm
 from mtl.config import (
@@ -21,15 +23,20 @@ from mtl.config import (
     config_hash,
     kwargs_of,
     plain,
+    point_config,
     resolve,
+    run_json,
     seed_list,
+    sweep_axes,
+    sweep_points,
     validate,
 )
 from mtl.data.base import MultiTaskData
-from mtl.rundir import RunFiles, git_commit, prepare_workdir
+from mtl.rundir import RunFiles, git_commit, point_name, prepare_workdir, run_status
 from mtl.train import distributed
 from mtl.train.compilation import CompileTimer
-from mtl.train.loop import NonFiniteLossError, TrainingInterrupted, fit
+from mtl.train import sweep as sw
+from mtl.train.loop import NonFiniteLossError, TrainingInterrupted, fit, replica_memory
 
 
 def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = True, overwrite: bool = False,
@@ -38,7 +45,8 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = T
 
     ``config`` is resolved (every hyperparameter filled in) and validated first
     unless ``resolved``; a workdir holding a checkpoint of the same config resumes.
-    Returns the summary (with ``history`` for one seed, ``runs`` for several).
+    Returns the summary (with ``history`` for one seed, ``runs`` for several; a
+    sweep's, see :func:`train_sweep`).
     """
     if not resolved:
         config = resolve(config)
@@ -46,9 +54,11 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = T
         distributed.initialize()
     if not resolved:
         validate(config)
+    if sweep_axes(config):
+        return train_sweep(config, workdir, progress=progress, overwrite=overwrite)
     main = distributed.is_main_process()
     workdir = pathlib.Path(workdir)
-    finished = _prepare_on_main(workdir, plain(config), overwrite, main)
+    finished = _prepare_on_main(workdir, run_json(config), overwrite, main)
     if finished is not None:
         return finished
 
@@ -60,8 +70,8 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = T
     folders = {s: (workdir if seeds is None else workdir / f"seed_{s}") for s in seed_ids}
     diagnostics = str(config.get("diagnostics", "") or "")
     loss_names = tuple(model.loss_names or data.task_names)
-    files = SeedFiles(folders if main else {}, seed_ids, seeds is not None, loss_names, diagnostics,
-                      bool(config.get("tensorboard", True)))
+    files = SeedFiles([folders[s] for s in seed_ids] if main else [], seed_ids, seeds is not None, loss_names,
+                      diagnostics, bool(config.get("tensorboard", True)))
     info = run_info(config, data_name, data, loss_names)
     try:
         with CompileTimer() as compiling:
@@ -81,6 +91,98 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = T
     # this process's compiling (persistent-cache loads included) and the programs it had to compile anew
     info.update(compile_seconds=round(compiling.seconds, 3), compile_cache_misses=compiling.cache_misses)
     return write_summaries(workdir, folders, runs, info, datas, several=seeds is not None, main=main)
+
+
+def train_sweep(config, workdir: str | os.PathLike, *, progress: bool = True, overwrite: bool = False) -> dict:
+    """Trains every point of ``config.sweep`` times every seed side by side (resolved,
+    validated ``config``; :mod:`mtl.train.sweep`).
+
+    Each point ``p`` gets ``WORKDIR/<point_name(p)>/``, the run directory of the same
+    values trained alone (its ``config.json`` holds the point's values, ``seed_<s>/``
+    per seed with several seeds, the ``summary.json`` aggregating them); finished points
+    are skipped. The points left are split into programs of at most
+    ``sweep_memory_mb`` (:func:`mtl.train.sweep.memory_limit`), trained one after
+    another, each checkpointing the whole replica state in
+    ``WORKDIR/checkpoints/<hash of its points>/``. ``WORKDIR/summary.json`` names the
+    points and their states; it is also what this returns.
+    """
+    main = distributed.is_main_process()
+    workdir = pathlib.Path(workdir)
+    _prepare_on_main(workdir, run_json(config), overwrite, main)
+    points = sweep_points(config)
+    configs = [point_config(config, p) for p in points]
+    names = [point_name(p) for p in points]
+    todo = [i for i, (c, n) in enumerate(zip(configs, names))
+            if _prepare_on_main(workdir / n, run_json(c), overwrite, main) is None]
+    seeds = seed_list(config)
+    seed_ids = [int(config.seed)] if seeds is None else seeds
+    notes = {}
+    if todo:
+        data_name, data, datas = load_data(config, seeds)
+        _note_short_epochs(config, data)
+        model = build_model(config, data)
+        fixed = {k: v for k, v in kwargs_of(config.balancer.hparams).items() if v is not None}
+        adamw = "weight_decay" in points[0] or float(config.weight_decay) > 0
+
+        def replicas_of(group):
+            values = sw.replica_values([points[i] for i in group], {"learning_rate": float(config.learning_rate),
+                                                                   "weight_decay": float(config.weight_decay)},
+                                       len(seed_ids))
+            return sw.Replicas(values, lambda **h: mb.get(config.balancer.name, **{**fixed, **h}), adamw)
+
+        options = fit_options(config, workdir)
+        per_replica = replica_memory(model, build_balancer(configs[todo[0]]), data, replicas=replicas_of(todo[:1]),
+                                     **{k: options[k] for k in ("batch_size", "steps_per_call", "rep_grad",
+                                                                "balance_embeddings", "weight_heads", "diagnostics")})
+        limit = sw.memory_limit(float(config.get("sweep_memory_mb", 0) or 0))
+        groups = [[todo[i] for i in r] for r in sw.split_points(len(todo), len(seed_ids), per_replica, limit)]
+        notes = {"replica_mb": round(per_replica / 2**20, 3), "limit_mb": round(limit / 2**20, 3),
+                 "programs": len(groups)}
+        if len(groups) > 1:
+            print(f"note: sweep of {len(todo)} points x {len(seed_ids)} seeds at about {notes['replica_mb']} MB per "
+                  f"replica exceeds sweep_memory_mb ({notes['limit_mb']} MB): {len(groups)} programs, one after "
+                  "another", file=sys.stderr)
+        for group in groups:
+            _train_points(config, workdir, [configs[i] for i in group], [names[i] for i in group],
+                          replicas_of(group), model, data_name, data, datas, seed_ids, seeds is not None, options,
+                          progress, main)
+    summary = {"sweep": {k: list(v) for k, v in sweep_axes(config).items()},
+               "points": {n: run_status(workdir / n).state for n in names}, **notes}
+    if main:
+        (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _train_points(config, workdir, configs, names, replicas, model, data_name, data, datas, seed_ids, several,
+                  options, progress, main) -> None:
+    """One program of a sweep: the points ``configs`` (directories ``names``) times the seeds."""
+    import hashlib
+
+    diagnostics = str(config.get("diagnostics", "") or "")
+    loss_names = tuple(model.loss_names or data.task_names)
+    point_folders = [{s: (workdir / n if not several else workdir / n / f"seed_{s}") for s in seed_ids} for n in names]
+    files = SeedFiles([f[s] for f in point_folders for s in seed_ids] if main else [], seed_ids * len(names), True,
+                      loss_names, diagnostics, bool(config.get("tensorboard", True)))
+    key = hashlib.sha256(json.dumps([names, seed_ids]).encode()).hexdigest()[:12]
+    options = {**options, "seed": seed_ids * len(names), "replicas": replicas,
+               "checkpoint_dir": None if options["checkpoint_dir"] is None else str(workdir / "checkpoints" / key)}
+    infos = [run_info(c, data_name, data, loss_names) for c in configs]
+    try:
+        with CompileTimer() as compiling:
+            result = fit(model, build_balancer(configs[0]), data if datas is None else datas * len(names), **options,
+                         on_epoch=files.on_epoch, on_steps=files.on_steps if diagnostics == "step" else None,
+                         on_resume=files.on_resume, progress=progress)
+    except (NonFiniteLossError, TrainingInterrupted) as e:
+        failure = {"error": str(e)} if isinstance(e, NonFiniteLossError) else {"interrupted": str(e)}
+        for n, f, info in zip(names, point_folders, infos):
+            _write_failure(workdir / n, f, {**info, **failure, "epoch": e.epoch}, None if not several else seed_ids)
+        raise
+    finally:
+        files.close()
+    k = len(seed_ids)
+    for p, (n, f, info) in enumerate(zip(names, point_folders, infos)):
+        info.update(compile_seconds=round(compiling.seconds, 3), compile_cache_misses=compiling.cache_misses)
+        write_summaries(workdir / n, f, result["runs"][p * k:(p + 1) * k], info, datas, several=several, main=main)
 
 
 def load_data(config, seeds: list[int] | None) -> tuple[str, MultiTaskData, list[MultiTaskData] | None]:
@@ -106,34 +208,39 @@ def _note_short_epochs(config, data: MultiTaskData) -> None:
 
 class SeedFiles:
     """:func:`fit`'s callbacks, writing the ``metrics.jsonl`` / ``steps.jsonl`` / TensorBoard
-    files (:class:`mtl.rundir.RunFiles`) of each seed of ``seed_ids`` that has a folder
-    (none in processes other than the main one). ``several``: the step outputs have a seed axis."""
+    files (:class:`mtl.rundir.RunFiles`) of each replica (seed, or point and seed of a sweep)
+    into ``folders[i]`` (no folders in processes other than the main one). ``several``: the
+    step outputs have a replica axis. A sweep's records say their ``replica``; the files
+    leave that out (each point's folders read as those of a run of its own)."""
 
-    def __init__(self, folders: dict[int, pathlib.Path], seed_ids: list[int], several: bool, loss_names,
+    def __init__(self, folders: list[pathlib.Path], seed_ids: list[int], several: bool, loss_names,
                  diagnostics: str, tensorboard: bool):
         self.seed_ids, self.several = seed_ids, several
-        self.files = {s: RunFiles(folder, loss_names, diagnostics, tensorboard) for s, folder in folders.items()}
-        for f in self.files.values():
+        self.files = [RunFiles(folder, loss_names, diagnostics, tensorboard) for folder in folders]
+        for f in self.files:
             f.reset([], 0)
 
     def on_resume(self, meta: dict) -> None:
-        for i, s in enumerate(self.seed_ids):
-            if s in self.files:
-                self.files[s].reset(meta["history"][i], int(meta["global_step"]))
+        for f, history in zip(self.files, meta["history"]):
+            f.reset([_own(r) for r in history], int(meta["global_step"]))
 
     def on_epoch(self, record: dict) -> None:
-        if record["seed"] in self.files:
-            self.files[record["seed"]].epoch(record)
+        i = record["replica"] if "replica" in record else self.seed_ids.index(record["seed"])
+        if self.files:
+            self.files[i].epoch(_own(record))
 
     def on_steps(self, epoch: int, first_step: int, outs: dict) -> None:
-        for i, s in enumerate(self.seed_ids):
-            if s in self.files:
-                self.files[s].step_lines(epoch, first_step,
-                                         {k: v[i] for k, v in outs.items()} if self.several else outs)
+        for i, f in enumerate(self.files):
+            f.step_lines(epoch, first_step, {k: v[i] for k, v in outs.items()} if self.several else outs)
 
     def close(self) -> None:
-        for f in self.files.values():
+        for f in self.files:
             f.close()
+
+
+def _own(record: dict) -> dict:
+    """An epoch record as its run's files hold it (without a sweep's ``replica``)."""
+    return {k: v for k, v in record.items() if k != "replica"}
 
 
 def fit_options(config, workdir: pathlib.Path) -> dict[str, Any]:
@@ -243,6 +350,9 @@ def aggregate_summaries(summaries: list[dict], info: dict) -> dict:
 
 
 def format_summary(summary: dict) -> str:
+    if "points" in summary:  # a sweep: one line per point
+        return "\n".join([f"sweep of {len(summary['points'])} points ({', '.join(summary['sweep'])}):"]
+                         + [f"  {name}: {state}" for name, state in summary["points"].items()])
     if "seeds" in summary:
         lines = [f"{summary['model']} + {summary['balancer']} on {summary['dataset']} ({summary.get('protocol', '')}), "
                  f"seeds {summary['seeds']}: best epochs {summary['best_epochs']}, "

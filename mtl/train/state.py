@@ -7,7 +7,8 @@ a partial epoch, wall times). Both are saved in a checkpoint
 
 **Seeds side by side**: with a list of seeds every leaf gets a leading seed
 axis and the functions over it are ``jax.vmap``-ed (:func:`over_seeds`); one
-seed has no seed axis. :func:`seed_index` indexes either layout.
+seed has no seed axis. :func:`seed_index` indexes either layout. A sweep's
+replicas (:mod:`mtl.train.sweep`) are this axis too: one entry per (point, seed).
 """
 
 from __future__ import annotations
@@ -63,20 +64,31 @@ def seed_index(i: int, seeds: Sequence[int] | None) -> int | tuple:
 
 
 def init_run_state(model: Model, balancer: Balancer, optimizer: optax.GradientTransformation,
-                   seed: int | Sequence[int], sharding, grads_like: PyTree | None = None) -> RunState:
+                   seed: int | Sequence[int], sharding, grads_like: PyTree | None = None,
+                   replicas: Callable[[dict], tuple[Balancer, optax.GradientTransformation]] | None = None,
+                   values: dict[str, np.ndarray] | None = None) -> RunState:
     """The state before the first epoch: ``jax.random.key(seed)`` splits into the
-    training key (parameters, dropout, balancer) and the data-order key."""
+    training key (parameters, dropout, balancer) and the data-order key.
+
+    A sweep (:mod:`mtl.train.sweep`): ``replicas(hp) -> (balancer, optimizer)`` builds
+    each replica's from its values ``hp`` (one entry of each ``values`` array, traced),
+    which then live in the optimizer and balancer states; ``seed`` lists each replica's seed.
+    """
     seeds = None if isinstance(seed, (int, np.integer)) else list(seed)
 
-    def init_device(s):
+    def init_device(s, hp=None):
         k_state, k_data = jax.random.split(jax.random.key(s))
-        train = init_train_state(model, balancer, optimizer, k_state, grads_like=grads_like)
+        b, opt = (balancer, optimizer) if hp is None else replicas(hp)
+        train = init_train_state(model, b, opt, k_state, grads_like=grads_like)
         return train, train.params, k_data
 
     if seeds is None:
         train0, best0, dkey0 = jax.jit(init_device, static_argnums=0, out_shardings=sharding)(int(seed))
-    else:
+    elif replicas is None:
         train0, best0, dkey0 = jax.jit(jax.vmap(init_device), out_shardings=sharding)(jnp.asarray(seeds))
+    else:
+        hp = {k: jnp.asarray(v) for k, v in values.items()}
+        train0, best0, dkey0 = jax.jit(jax.vmap(init_device), out_shardings=sharding)(jnp.asarray(seeds), hp)
 
     def host(x, dtype):
         return np.full(() if seeds is None else (len(seeds),), x, dtype)

@@ -511,7 +511,7 @@ def _check_sweep_traceable(balancer: str, hparams: dict, name: str) -> None:
     from mtl.train.sweep import TRACER_ERRORS
 
     def trial(value):
-        b = mb.get(balancer, **{**hparams, name: value})
+        b = mb.REGISTRY[balancer](**{**hparams, name: value})  # not mb.get, which rewords a TypeError
         like = {"w": jax.ShapeDtypeStruct((3,), jnp.float32)}
         state = b.init(2, grads_like=like) if b.init_takes_grads_like else b.init(2)
         k = b.num_batches

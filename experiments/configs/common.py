@@ -75,7 +75,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.max_checkpoints = 2
     c.device_memory_budget_mb = 0
     c.sweep = ml_collections.ConfigDict()
-    c.sweep_memory_mb = 0
+    c.sweep_memory_mb = 0.0
     c.tensorboard = True
     c.model = ml_collections.ConfigDict({"name": "mmoe", "hparams": ml_collections.ConfigDict()})
     c.balancer = ml_collections.ConfigDict(

@@ -128,7 +128,8 @@ def train_sweep(config, workdir: str | os.PathLike, *, progress: bool = True, ov
             values = sw.replica_values([points[i] for i in group], {"learning_rate": float(config.learning_rate),
                                                                    "weight_decay": float(config.weight_decay)},
                                        len(seed_ids))
-            return sw.Replicas(values, lambda **h: mb.get(config.balancer.name, **{**fixed, **h}), adamw)
+            factory = mb.REGISTRY[config.balancer.name]  # not mb.get, which rewords a tracer's TypeError
+            return sw.Replicas(values, lambda **h: factory(**{**fixed, **h}), adamw)
 
         options = fit_options(config, workdir)
         per_replica = replica_memory(model, build_balancer(configs[todo[0]]), data, replicas=replicas_of(todo[:1]),

@@ -7,9 +7,11 @@ state has the leading replica axis, as with seeds side by side
 (:mod:`mtl.train.state`), and the values themselves live in that state as
 traced per-replica arrays:
 
-* the optimizer is ``optax.inject_hyperparams`` of Adam (AdamW when weight
-  decay is swept or set): ``learning_rate`` and ``weight_decay`` are in its
-  state (:meth:`Replicas.optimizer`);
+* the optimizer (Adam, AdamW when weight decay is swept or set) carries
+  ``learning_rate`` and ``weight_decay`` in its state and is rebuilt from them
+  at every update (:func:`carrying_optimizer`; unlike ``optax.inject_hyperparams``,
+  whose update rounds differently from plain Adam's, this gives a run alone's
+  updates bit for bit);
 * the balancer is rebuilt from the values its state carries at every call
   (:func:`carrying`): the factory runs on traced values, so a method whose
   hyperparameter steers Python control flow cannot be swept, and says so
@@ -33,7 +35,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -54,7 +55,7 @@ BALANCER_PREFIX = "balancer.hparams."
 
 
 class HparamState(NamedTuple):
-    """A swept balancer's state: its hyperparameter values and the method's own state."""
+    """A swept optimizer's or balancer's state: its hyperparameter values and its own state."""
 
     hparams: dict
     inner: PyTree
@@ -81,6 +82,28 @@ def carrying(make: Callable[[dict], Balancer], hparams: dict) -> Balancer:
     return b._replace(init=init, update=update, after_update=None if b.after_update is None else after_update)
 
 
+def carrying_optimizer(make: Callable[[dict], optax.GradientTransformation],
+                       hparams: dict) -> optax.GradientTransformation:
+    """The optimizer ``make(hparams)`` whose state carries ``hparams`` (:class:`HparamState`);
+    ``update`` rebuilds it from the values in the state."""
+
+    def init(params):
+        return HparamState(hparams, make(hparams).init(params))
+
+    def update(updates, state, params=None):
+        updates, inner = make(state.hparams).update(updates, state.inner, params)
+        return updates, HparamState(state.hparams, inner)
+
+    return optax.GradientTransformation(init, update)
+
+
+def adam_or_adamw(hp: dict, adamw: bool) -> optax.GradientTransformation:
+    """What :func:`mtl.config.build_optimizer` builds, from (possibly traced) values."""
+    if adamw:
+        return optax.adamw(hp["learning_rate"], weight_decay=hp["weight_decay"])
+    return optax.adam(hp["learning_rate"])
+
+
 class Replicas(NamedTuple):
     """A sweep for :func:`mtl.train.fit`: per replica hyperparameter values, and the factory
     of the balancer (``make_balancer(**balancer_hparams)``, run facts bound by ``fit``).
@@ -103,11 +126,9 @@ class Replicas(NamedTuple):
         return {k: float(v[r]) for k, v in self.values.items()}
 
     def optimizer(self, hp: dict) -> optax.GradientTransformation:
-        """Adam/AdamW with ``hp``'s learning rate (and weight decay) in its state."""
-        if self.adamw:
-            return optax.inject_hyperparams(optax.adamw)(learning_rate=hp["learning_rate"],
-                                                         weight_decay=hp["weight_decay"])
-        return optax.inject_hyperparams(optax.adam)(learning_rate=hp["learning_rate"])
+        """Adam/AdamW with ``hp``'s learning rate and weight decay carried in its state."""
+        own = {k: hp[k] for k in OPTIMIZER_KEYS}
+        return carrying_optimizer(lambda h: adam_or_adamw(h, self.adamw), own)
 
     def balancer(self, hp: dict, bind: Callable[[Balancer], Balancer] = lambda b: b) -> Balancer:
         """The balancer with ``hp``'s values carried in its state (:func:`carrying`);
@@ -170,7 +191,3 @@ def replica_values(points: Sequence[dict[str, float]], config_values: dict[str, 
     keys = list(OPTIMIZER_KEYS) + [k for k in points[0] if k not in OPTIMIZER_KEYS]
     rows = [{**config_values, **p} for p in points for _ in range(seeds_per_point)]
     return {k: np.asarray([row[k] for row in rows], np.float32) for k in keys}
-
-
-def as_traced(values: dict[str, np.ndarray]) -> dict[str, jax.Array]:
-    return {k: jnp.asarray(v) for k, v in values.items()}

@@ -76,13 +76,13 @@ def test_learning_rate_and_weight_decay_replicas_match_runs_alone():
                                                 ("dwa", "temperature", (0.3, 5.0))])
 def test_balancer_hparam_replicas_match_runs_alone(method, name, values):
     points = [{f"balancer.hparams.{name}": v} for v in values]
-    seeds = [1, 2]
+    seeds = [1]
     replicas = Replicas(replica_values(points, {"learning_rate": 3e-3, "weight_decay": 0.0}, len(seeds)),
                         lambda **h: mb.REGISTRY[method](**h), adamw=False)
     # no early stopping: DWA's temperature acts from the third epoch on
     together = _fit(mb.get(method, **{name: values[0]}), seed=seeds * len(values), replicas=replicas, patience=0)
     alone = [_fit(mb.get(method, **{name: v}), optax.adam(3e-3), seed=s, patience=0) for v in values for s in seeds]
-    assert _differ(alone[0], alone[2])  # the two values train differently
+    assert _differ(alone[0], alone[1])  # the two values train differently
     for t, a in zip(together["runs"], alone):
         _assert_same_run(t, a)
 
@@ -139,10 +139,10 @@ def test_split_points_fits_whole_points_in_the_limit():
     assert split_points(3, 1, 100, 10**9) == [range(0, 3)]
 
 
-def _sweep_config(**extra):
+def _sweep_config(gammas="1e-3,0.5", **extra):
     overrides = [("balancer.name", "famo"), ("model.name", "shared_bottom"), ("data.num_train", "600"),
                  ("epochs", "2"), ("batch_size", "100"), ("tensorboard", "false"), ("seeds", "2"),
-                 ("sweep.learning_rate", "1e-3,1e-2"), ("sweep.balancer.hparams.gamma", "1e-3,0.5")]
+                 ("sweep.learning_rate", "1e-3,1e-2"), ("sweep.balancer.hparams.gamma", gammas)]
     config = resolve(get_config("smoke"), overrides + [(k, str(v)) for k, v in extra.items()])
     validate(config)
     return config
@@ -167,10 +167,10 @@ def test_sweep_writes_one_run_directory_per_point_and_resumes(tmp_path):
 
 
 def test_points_split_into_several_programs_give_the_one_program_results(tmp_path):
-    one = train_and_evaluate(_sweep_config(), tmp_path / "one", progress=False, resolved=True)
-    split = train_and_evaluate(_sweep_config(sweep_memory_mb=1e-6), tmp_path / "split", progress=False,
+    one = train_and_evaluate(_sweep_config("0.5"), tmp_path / "one", progress=False, resolved=True)
+    split = train_and_evaluate(_sweep_config("0.5", sweep_memory_mb=1e-6), tmp_path / "split", progress=False,
                                resolved=True)
-    assert one["programs"] == 1 and split["programs"] == 4  # the tiny limit puts each point in its own program
+    assert one["programs"] == 1 and split["programs"] == 2  # the tiny limit puts each point in its own program
     for name in one["points"]:
         a = json.loads((tmp_path / "one" / name / "summary.json").read_text())
         b = json.loads((tmp_path / "split" / name / "summary.json").read_text())

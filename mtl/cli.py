@@ -65,7 +65,9 @@ TRAIN_USAGE = ("mtl-train: train one multi-task model with one balancing method;
 OVERRIDES_HELP = ("--config.KEY=VALUE", "override any config key, e.g. --config.epochs=5 --config.balancer.name=cagrad "
                   "--config.balancer.hparams.c=0.4 --config.model.hparams.num_experts=4 --config.seeds=5; every key is "
                   "documented in experiments/configs/common.py; every hyperparameter of the chosen model and balancer "
-                  "is under model.hparams / balancer.hparams (--print_config shows them with their values)")
+                  "is under model.hparams / balancer.hparams (--print_config shows them with their values); "
+                  "--config.sweep.learning_rate=1e-4,1e-3 (or weight_decay, balancer.hparams.NAME) trains those "
+                  "values side by side in one program, one run directory per value (README: Sweeps)")
 
 HELP_FLAGS = ("--help", "-h", "--helpshort", "--helpfull", "-?")
 

@@ -10,7 +10,9 @@ epoch and keeps the best epoch, for one seed or several side by side.
   side by side**: with ``seed=[s1, s2, ...]`` every leaf gets a leading seed
   axis and one compiled program trains all replicas (``jax.vmap``): different
   initialisation, dropout, data order and balancer randomness, same data (or
-  one dataset per seed).
+  one dataset per seed). A hyperparameter sweep (:mod:`mtl.train.sweep`,
+  ``replicas=``) is the same axis: one replica per (point, seed), each with its
+  own learning rate, weight decay and balancer hyperparameters.
 * :mod:`mtl.train.plan`: the epoch plan (steps, compiled calls of
   ``steps_per_call`` steps, the padded last call, the data order, the extra
   batches of multi-batch balancers, a training split streamed from the host

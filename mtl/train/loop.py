@@ -70,8 +70,8 @@ from mtl.train.selection import (
     stop_reason,
 )
 from mtl.train.state import RunState, init_run_state, new_meta, over_seeds, seed_index
-from mtl.train.sweep import Replicas, replica_bytes, traced_errors
 from mtl.train.step import grads_template, make_train_step
+from mtl.train.sweep import Replicas, replica_bytes, traced_errors
 
 __all__ = ["NonFiniteLossError", "RunState", "TrainingInterrupted", "evaluate_split", "fit", "make_predict",
            "selection_score"]

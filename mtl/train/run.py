@@ -34,8 +34,8 @@ from mtl.config import (
 from mtl.data.base import MultiTaskData
 from mtl.rundir import RunFiles, git_commit, point_name, prepare_workdir, run_status
 from mtl.train import distributed
-from mtl.train.compilation import CompileTimer
 from mtl.train import sweep as sw
+from mtl.train.compilation import CompileTimer
 from mtl.train.loop import NonFiniteLossError, TrainingInterrupted, fit, replica_memory
 
 

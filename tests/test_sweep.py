@@ -15,7 +15,7 @@ import mtl.balancers as mb
 import mtl.data as md
 import mtl.models as mm
 from experiments.configs.synthetic import get_config
-from mtl.balancers.base import Balancer, EmptyState
+from mtl.balancers.base import Balancer, EmptyState, clip_by_global_norm
 from mtl.config import ConfigError, build_optimizer, resolve, sweep_points, validate
 from mtl.rundir import point_name, run_status, seed_statuses
 from mtl.train import fit
@@ -73,7 +73,7 @@ def test_learning_rate_and_weight_decay_replicas_match_runs_alone():
 
 
 @pytest.mark.parametrize("method,name,values", [("cagrad", "c", (0.1, 0.9)), ("famo", "gamma", (1e-3, 0.5)),
-                                                ("dwa", "temperature", (0.3, 5.0))])
+                                                ("dwa", "temperature", (0.3, 5.0)), ("fairgrad", "alpha", (0.5, 2.0))])
 def test_balancer_hparam_replicas_match_runs_alone(method, name, values):
     points = [{f"balancer.hparams.{name}": v} for v in values]
     seeds = [1]
@@ -85,6 +85,14 @@ def test_balancer_hparam_replicas_match_runs_alone(method, name, values):
     assert _differ(alone[0], alone[1])  # the two values train differently
     for t, a in zip(together["runs"], alone):
         _assert_same_run(t, a)
+
+
+def test_a_traced_max_norm_clips_as_a_concrete_one():
+    tree = {"w": jnp.array([3.0, 4.0])}  # norm 5
+    clip = jax.jit(clip_by_global_norm)
+    np.testing.assert_allclose(clip(tree, jnp.float32(1.0))[0]["w"], [0.6, 0.8], rtol=1e-6)
+    np.testing.assert_allclose(clip(tree, jnp.float32(10.0))[0]["w"], [3.0, 4.0])
+    np.testing.assert_allclose(clip(tree, jnp.float32(0.0))[0]["w"], [3.0, 4.0])  # <= 0: no clipping
 
 
 def _untraceable(*, c: float = 0.5) -> Balancer:

@@ -413,7 +413,7 @@ def _flatten(tree, prefix="") -> dict[str, Any]:
 
 
 def sweep_axes(config) -> dict[str, tuple[float, ...]]:
-    """``{path: values}`` of ``config.sweep`` (empty: no sweep), checked: each path is
+    """``{path: values}`` of ``config.sweep`` in sorted path order (empty: no sweep), checked: each path is
     ``learning_rate``, ``weight_decay`` or a float hyperparameter of the balancer
     (``balancer.hparams.NAME``), each value a finite number.
 
@@ -465,8 +465,8 @@ def _check_sweep_path(path: str, key: str, resolved: dict, balancer: str) -> Non
 
 
 def sweep_points(config) -> list[dict[str, float]]:
-    """The points of ``config.sweep``: the Cartesian product of its axes, the first key
-    varying slowest (``[]``: no sweep)."""
+    """The points of ``config.sweep``: the Cartesian product of its axes, the paths in
+    sorted order, the first varying slowest (``[]``: no sweep)."""
     import itertools
 
     axes = sweep_axes(config)

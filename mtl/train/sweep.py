@@ -10,8 +10,8 @@ traced per-replica arrays:
 * the optimizer (Adam, AdamW when weight decay is swept or set) carries
   ``learning_rate`` and ``weight_decay`` in its state and is rebuilt from them
   at every update (:func:`carrying_optimizer`; unlike ``optax.inject_hyperparams``,
-  whose update rounds differently from plain Adam's, this gives a run alone's
-  updates bit for bit);
+  whose update rounds differently from plain Adam's, this gives the same update
+  as a run alone, bit for bit, from the same gradients);
 * the balancer is rebuilt from the values its state carries at every call
   (:func:`carrying`): the factory runs on traced values, so a method whose
   hyperparameter steers Python control flow cannot be swept, and says so
@@ -20,7 +20,8 @@ traced per-replica arrays:
 
 Memory grows with the replicas. :func:`replica_bytes` is one replica's share
 (argument, output and temporary buffers of one compiled train step of one
-replica, from XLA's ``memory_analysis``, plus its best parameters);
+replica, from XLA's ``memory_analysis``, plus its best parameters; one extra
+compile when a sweep starts);
 :func:`memory_limit` the limit, ``sweep_memory_mb`` or, when 0, half the
 accelerator's memory (a quarter of host RAM on CPU); :func:`split_points`
 cuts the points into groups that fit, each trained as its own program, one

@@ -84,8 +84,8 @@ def test_selection_score_of_a_summary_by_hand():
 def test_hypervolume_2d_by_hand():
     # staircase of (1,3), (2,2), (3,1) above (0,0): 3*1 + 2*1 + 1*1
     assert fr.hypervolume([(1, 3), (2, 2), (3, 1)], (0, 0)) == pytest.approx(6.0)
-    # a dominated point and one below the reference point add nothing
-    assert fr.hypervolume([(1, 3), (2, 2), (3, 1), (1, 1), (5, -1)], (0, 0)) == pytest.approx(6.0)
+    # a dominated point and points below the reference point in one coordinate add nothing
+    assert fr.hypervolume([(1, 3), (2, 2), (3, 1), (1, 1), (5, -1), (-1, 5)], (0, 0)) == pytest.approx(6.0)
     assert fr.hypervolume([(0.9, 0.8)], (0.5, 0.6)) == pytest.approx(0.4 * 0.2)
     assert fr.hypervolume([(2, 3), (4, 1)], (1, 0)) == pytest.approx(1 * 3 + 2 * 1)
 
@@ -122,6 +122,9 @@ def test_classify_inside_beyond_on():
     assert v.relation == "beyond" and v.dominates == ("mmoe + fixed (f2)",)
     # better than f1 in AUC alone, as good in log loss: neither side dominates
     assert fr.classify(_cell("m", 0.85, 0.30), [f1, f2], M).relation == "on"
+    # better than a weak front point, worse than a strong one: on
+    weak, strong = _cell("w", 0.60, 0.40, "fixed"), _cell("s", 0.80, 0.20, "fixed")
+    assert fr.classify(_cell("m", 0.70, 0.30), [weak, strong], M).relation == "on"
     # fewer than 3 seeds in common: no test
     assert fr.classify(_cell("m", 0.75, 0.35, seeds=2), [f1, f2], M).relation == "untested"
 
@@ -144,7 +147,8 @@ def _tuned(cell):
 def test_paragraph_says_who_beats_tuned_ew_the_front_and_single_task():
     cells = [_cell("stl", 0.70, 0.30, "ew", "single_task"), _tuned(_cell("ew", 0.75, 0.25, "ew")),
              _tuned(_cell("good", 0.78, 0.25)), _tuned(_cell("same", 0.75, 0.25, "uw")),
-             _cell("f1", 0.74, 0.26, "fixed"), _cell("f2", 0.76, 0.27, "fixed")]
+             _cell("f1", 0.74, 0.26, "fixed"), _cell("f2", 0.76, 0.27, "fixed"),
+             _cell("mixed", 0.72, 0.32, "mgda")]  # against single-task: better AUC, worse log loss
     cells[2].balancer = "pcgrad"
     table = report.build_table(cells, metrics=M)
     p = table.paragraph
@@ -158,7 +162,8 @@ def test_paragraph_says_who_beats_tuned_ew_the_front_and_single_task():
     assert "Beating single-task (significantly better on a metric, worse on none; two-sided paired t-test over " \
            "seeds, p < 0.05): mmoe + ew (Δm +11.91%), mmoe + pcgrad (Δm +14.05%), mmoe + uw (Δm +11.91%)." in p
     assert table.extra_columns == ["tuned: grid → chosen", "vs front", "HV"]
-    assert table.rows[0].extra[0] == "not tuned"  # single-task
+    # single-task against the group's only front: f1 is better in both columns
+    assert table.rows[0].extra[:2] == ["not tuned", "inside"]
     assert table.rows[1].extra[0] == "learning_rate ∈ {0.001, 0.003} → 0.001†; selected over 2 seeds"
 
 

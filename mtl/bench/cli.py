@@ -11,11 +11,12 @@ interrupted ones (a cell whose config changed is refused, as ``mtl-train``
 refuses it). A tuned cell (``CellSpec.tune``) is a directory of runs instead:
 ``WORKDIR/<group>/<cell>/<point>/`` per grid point (the benchmark's ``tune_seeds``)
 and ``WORKDIR/<group>/<cell>/final/<point>/`` for the chosen point trained with
-the final seeds (:mod:`mtl.bench.tuning`); all of them resume the same way. Tables and figures go to ``OUTDIR/<group>/`` (default
-``results/<name>``), aggregated from the run directories, never from memory;
-each file is written whole, and a table is never replaced by one with fewer
-cells or seeds than it holds unless ``--replace_tables`` says so. The
-``Command:`` line above each table is the command that regenerates it.
+the final seeds (:mod:`mtl.bench.tuning`); all of them resume the same way.
+Tables and figures go to ``OUTDIR/<group>/`` (default ``results/<name>``),
+aggregated from the run directories, never from memory; each file is written
+whole, and a table is never replaced by one with fewer cells or seeds than it
+holds unless ``--replace_tables`` says so. The ``Command:`` line above each
+table is the command that regenerates it.
 """
 
 from __future__ import annotations
@@ -28,12 +29,11 @@ import pathlib
 import shlex
 import sys
 import time
-
 from collections.abc import Sequence
 
 from mtl.bench.grid import Benchmark
-from mtl.bench.tuning import FINAL
 from mtl.bench.report import render
+from mtl.bench.tuning import FINAL
 from mtl.cli import Flag
 
 BENCH_FLAGS = (

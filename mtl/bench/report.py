@@ -376,7 +376,8 @@ _TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "
                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 _TEX_UNICODE = {"Δ": r"$\Delta$", "±": r"$\pm$", "▲": r"$^{\blacktriangle}$", "▼": r"$^{\blacktriangledown}$",
                 "↑": r"$\uparrow$", "↓": r"$\downarrow$", "≥": r"$\geq$", "≤": r"$\leq$", "—": "---", "–": "--",
-                "×": r"$\times$", "−": "-", "<": "$<$", ">": "$>$", "|": r"$|$"}
+                "×": r"$\times$", "−": "-", "∈": r"$\in$", "→": r"$\to$", "†": r"$^\dagger$", "<": "$<$",
+                ">": "$>$", "|": r"$|$"}
 
 
 def latex_escape(s: str) -> str:

@@ -112,9 +112,9 @@ class CellResults:
     ``runs`` maps seed -> ``SeedResult`` for the seeds that finished; seeds that
     failed or never finished are in ``GroupResults.missing``; ``planned_seeds``
     are the seeds the run directory names; ``tuning`` is how a tuned cell's
-    values were chosen (:mod:`mtl.bench.tuning`; None for an untuned cell). ``variant`` is the
-    config's ``label`` or ``tag`` (empty when absent); when two cells would
-    share (model, balancer, variant) it is the cell's directory name.
+    values were chosen (:mod:`mtl.bench.tuning`; None for an untuned cell).
+    ``variant`` is the config's ``label`` or ``tag`` (empty when absent); when
+    two cells would share (model, balancer, variant) it is the cell's directory name.
     """
 
     name: str

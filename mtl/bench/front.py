@@ -23,10 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from mtl.bench.results import CellResults, MetricSpec
+from mtl.bench.stats import ALPHA, MIN_PAIRS, paired_t_test
 
 FRONT_BALANCER = "fixed"
-ALPHA = 0.05
-MIN_PAIRS = 3
 MARGIN = 0.1
 
 
@@ -69,8 +68,6 @@ def better_one_sided(a: CellResults, b: CellResults, spec: MetricSpec, split: st
                      min_pairs: int = MIN_PAIRS) -> float:
     """One-sided p-value of "``a`` is better than ``b`` in ``spec``" by a paired t-test over their common
     seeds; NaN with fewer than ``min_pairs`` of them."""
-    from mtl.bench.report import paired_t_test
-
     sa, sb = a.per_seed(spec, split), b.per_seed(spec, split)
     common = [s for s in sorted(set(sa) & set(sb)) if math.isfinite(sa[s]) and math.isfinite(sb[s])]
     if len(common) < min_pairs:

@@ -59,14 +59,13 @@ from mtl.bench.results import (
     primary_metrics,
     sort_cells,
 )
+from mtl.bench.stats import ALPHA, MIN_PAIRS, Comparison, compare_to_ew, paired_t_test
 
 __all__ = ["ALPHA", "MIN_PAIRS", "DeltaMError", "Comparison", "Stat", "Row", "Table", "check_same_protocol", "delta_m",
            "paired_t_test", "compare_to_ew", "build_table", "caption", "render_markdown", "render_latex",
            "render_csv", "latex_escape", "write_tables", "saved_seed_counts", "render", "collect", "MetricSpec",
            "metric_spec", "primary_metrics", "find_stl", "find_ew", "sort_cells", "Missing"]
 
-ALPHA = 0.05
-MIN_PAIRS = 3
 
 
 # ---- references: single-task (Δm) and equal weighting (significance) -------------------------------------------
@@ -115,59 +114,6 @@ def delta_m(cell: CellResults, stl_cell: CellResults, metrics: Sequence[MetricSp
             raise DeltaMError(f"{spec.label} of the single-task cell is 0: relative change undefined")
         terms.append(spec.sign * (m - b) / b)
     return float(np.mean(terms))
-
-
-def paired_t_test(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
-    """Two-sided paired t-test of ``mean(a − b) = 0``: ``(t, p)`` with n − 1 degrees of freedom.
-
-    Same statistic as ``scipy.stats.ttest_rel``; when every difference is the
-    same, t is ±inf and p = 0 (or t = 0, p = 1 when they are all 0). NaN with
-    fewer than 2 pairs.
-    """
-    from scipy import stats
-
-    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    n = d.size
-    if n < 2 or not np.all(np.isfinite(d)):
-        return NAN, NAN
-    mean, sd = float(np.mean(d)), float(np.std(d, ddof=1))
-    if sd == 0.0:
-        return (0.0, 1.0) if mean == 0.0 else (math.copysign(math.inf, mean), 0.0)
-    t = mean / (sd / math.sqrt(n))
-    return float(t), float(2.0 * stats.t.sf(abs(t), n - 1))
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """``cell`` against equal weighting: mark +1 (significantly better), −1 (worse) or 0."""
-
-    mark: int
-    p: float
-    t: float
-    n_pairs: int
-
-
-def compare_to_ew(cell: CellResults, ew_cell: CellResults | None, spec: MetricSpec, split: str = "test", *,
-                  alpha: float = ALPHA, min_pairs: int = MIN_PAIRS) -> Comparison:
-    """Paired t-test over the seeds both cells finished (paired by seed), two-sided at ``alpha``.
-
-    No mark (0) for the EW cell itself, with fewer than ``min_pairs`` common
-    seeds, or when p >= alpha; otherwise +1 / −1 for better / worse in the
-    metric's direction.
-    """
-    if ew_cell is None or ew_cell is cell:
-        return Comparison(0, NAN, NAN, 0)
-    common = sorted(set(cell.seeds) & set(ew_cell.seeds))
-    a = cell.per_seed(spec, split)
-    b = ew_cell.per_seed(spec, split)
-    common = [s for s in common if math.isfinite(a[s]) and math.isfinite(b[s])]
-    if len(common) < min_pairs:
-        return Comparison(0, NAN, NAN, len(common))
-    t, p = paired_t_test([a[s] for s in common], [b[s] for s in common])
-    mark = 0
-    if p < alpha:
-        mark = int(np.sign(t)) * spec.sign
-    return Comparison(mark, p, t, len(common))
 
 
 # ---- the table -------------------------------------------------------------------------------------------------

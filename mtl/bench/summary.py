@@ -23,6 +23,7 @@ import math
 import numpy as np
 
 from mtl.bench import front as fr
+from mtl.bench.stats import compare_to_ew
 from mtl.bench.tuning import EDGE_MARK
 
 TUNED, FRONT, HV = "tuned: grid → chosen", "vs front", "HV"
@@ -106,8 +107,6 @@ def _methods(rows, model):
 
 def paragraph(table, *, alpha: float, min_pairs: int, front_hv: dict, point_hv: dict) -> str:
     """The summary sentences described in the module docstring."""
-    from mtl.bench.report import compare_to_ew
-
     rows, metrics, split = table.rows, table.metrics, table.split
     test = f"two-sided paired t-test over seeds, p < {alpha:g}"
     out = []

@@ -174,3 +174,23 @@ def test_paragraph_says_plainly_when_nothing_beats_anything():
     assert "On mmoe, no method of 1 beats tuned equal weighting on any metric beyond noise" in p
     assert "inside: uw, ew" in p and "No method lies beyond it." in p
     assert "): no multi-task row. Losing to it that way: mmoe + ew (Δm -15.63%), mmoe + uw (Δm -15.63%)." in p
+
+
+def test_bad_grids_and_tune_from_are_refused_before_training():
+    from mtl.bench.cli import BenchError, _configs
+    from mtl.bench.grid import Benchmark, CellSpec
+    from mtl.bench.tuning import points
+
+    assert points({"a": (1, 2), "b": ("x", "y", "z")})[1] == {"a": 1, "b": "y"}  # the last key varies fastest
+    assert len(points({"a": (1, 2), "b": ("x", "y", "z")})) == 6
+    with pytest.raises(ValueError, match=r"tune\['learning_rate'\]: expected a non-empty sequence"):
+        points({"learning_rate": ()})
+    config = "experiments/configs/synthetic.py:smoke"
+    cagrad = CellSpec("a", config, {"balancer.name": "cagrad"}, tune={"balancer.hparams.c": (0.2, 0.4)})
+    cases = [([CellSpec("f", config, {}, tune_from="zz")], "tune_from='zz' names no tuned cell of group g"),
+             ([cagrad, CellSpec("f", config, {"balancer.name": "fixed"}, tune_from="a")],
+              "tune_from='a' tunes only balancer hyperparameters")]
+    for cells, why in cases:
+        bench = Benchmark("t", {"g": cells}, seeds=2)
+        with pytest.raises(BenchError, match=f"cell g/f: {why}"):
+            _configs(bench, list(bench.cells()), None)

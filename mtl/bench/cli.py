@@ -185,6 +185,9 @@ def _configs(bench: Benchmark, cells, data_dir: str | None) -> dict:
             if src is None or not src.tune:
                 raise BenchError(f"cell {g}/{c.name}: tune_from={c.tune_from!r} names no tuned cell of group {g}")
             first = {k: v[0] for k, v in src.tune.items() if not k.startswith("balancer.hparams.")}
+            if not first:
+                raise BenchError(f"cell {g}/{c.name}: tune_from={c.tune_from!r} tunes only balancer hyperparameters, "
+                                 "which do not carry over to another balancer")
             configs[f"{g}/{c.name}"] = cell_config(bench, c, data_dir, first, bench.seeds)  # checked at a grid point
         elif c.tune:
             seeds = bench.tune_seeds if bench.tune_seeds is not None else bench.seeds

@@ -14,6 +14,7 @@
 * ``mtl.bench.front``: the scalarization front (``fixed`` weightings), hypervolume,
   beyond / on / inside by paired tests, the front figure.
 * ``mtl.bench.summary``: the tuning and front columns and the generated paragraph.
+* ``mtl.bench.stats``: the paired t-tests over seeds the tables mark.
 
 Tables and figures are always rebuilt from the saved run directories, never
 from a training process's memory.

@@ -154,7 +154,7 @@ def coerce(key: str, text: str, default: Any, annotation: Any = None) -> Any:
             return float(text)
         if origin in (tuple, list, typing.Sequence, collections.abc.Sequence) or (
                 isinstance(origin, type) and issubclass(origin, tuple)):
-            elem = _element_type(default, kind)
+            elem = _element_type(default, annotation if annotation is not None else kind)
             items = _split_sequence(text)
             return tuple(coerce(key, x, elem() if elem in (int, float, str, bool) else None, elem) for x in items)
         if origin is str or kind is None:

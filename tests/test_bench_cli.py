@@ -43,7 +43,8 @@ def test_unknown_flag_or_benchmark_suggests_the_closest(capsys):
     assert line == "error: unknown argument '--smok'; did you mean '--smoke'? (see mtl-bench --help)"
     line = _one_error(*_bench(capsys, "--bench=synthtic")[::2])
     assert line.startswith("error: --bench=synthtic: no benchmark file ") and line.endswith(
-        "available: census_income, synthetic; did you mean 'synthetic'?")
+        "available: census_income, census_income_tuned, kuairand_pure, synthetic, synthetic_front; "
+        "did you mean 'synthetic'?")
 
 
 @pytest.mark.parametrize("bench,group,cell", [("synthetic", "rho_0.9", "mmoe__ew"),

@@ -27,6 +27,7 @@ from mtl.balancers.dwa import dwa
 from mtl.balancers.ew import ew
 from mtl.balancers.excess_mtl import excess_mtl
 from mtl.balancers.fairgrad import fairgrad
+from mtl.balancers.fixed import fixed
 from mtl.balancers.famo import famo
 from mtl.balancers.gls import gls
 from mtl.balancers.graddrop import graddrop
@@ -47,6 +48,7 @@ from mtl.balancers.uw import uw
 
 REGISTRY: dict[str, Callable[..., Balancer]] = {
     "ew": ew,
+    "fixed": fixed,
     "uw": uw,
     "gradnorm": gradnorm,
     "pcgrad": pcgrad,

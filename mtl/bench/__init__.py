@@ -10,6 +10,11 @@
 * ``mtl.bench.figures``: trade-off, validation curves, task weights and
   gradient cosines as PNG files (matplotlib, Agg).
 * ``mtl.bench.publish``: whole-file writes, and what replacing a table would lose.
+* ``mtl.bench.tuning``: a cell's search grid, its selection on validation, edge marks.
+* ``mtl.bench.front``: the scalarization front (``fixed`` weightings), hypervolume,
+  beyond / on / inside by paired tests, the front figure.
+* ``mtl.bench.summary``: the tuning and front columns and the generated paragraph.
+* ``mtl.bench.stats``: the paired t-tests over seeds the tables mark.
 
 Tables and figures are always rebuilt from the saved run directories, never
 from a training process's memory.

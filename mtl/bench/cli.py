@@ -8,11 +8,15 @@ A benchmark is ``experiments/benchmarks/<name>.py`` (see :mod:`mtl.bench.grid`).
 Each cell is an ordinary ``mtl-train`` run directory ``WORKDIR/<group>/<cell>/``
 (default ``runs/bench/<name>``): a rerun skips finished cells and resumes
 interrupted ones (a cell whose config changed is refused, as ``mtl-train``
-refuses it). Tables and figures go to ``OUTDIR/<group>/`` (default
-``results/<name>``), aggregated from the run directories, never from memory;
-each file is written whole, and a table is never replaced by one with fewer
-cells or seeds than it holds unless ``--replace_tables`` says so. The
-``Command:`` line above each table is the command that regenerates it.
+refuses it). A tuned cell (``CellSpec.tune``) is a directory of runs instead:
+``WORKDIR/<group>/<cell>/<point>/`` per grid point (the benchmark's ``tune_seeds``)
+and ``WORKDIR/<group>/<cell>/final/<point>/`` for the chosen point trained with
+the final seeds (:mod:`mtl.bench.tuning`); all of them resume the same way.
+Tables and figures go to ``OUTDIR/<group>/`` (default ``results/<name>``),
+aggregated from the run directories, never from memory; each file is written
+whole, and a table is never replaced by one with fewer cells or seeds than it
+holds unless ``--replace_tables`` says so. The ``Command:`` line above each
+table is the command that regenerates it.
 """
 
 from __future__ import annotations
@@ -25,9 +29,11 @@ import pathlib
 import shlex
 import sys
 import time
+from collections.abc import Sequence
 
 from mtl.bench.grid import Benchmark
 from mtl.bench.report import render
+from mtl.bench.tuning import FINAL
 from mtl.cli import Flag
 
 BENCH_FLAGS = (
@@ -73,13 +79,15 @@ def load_bench(name: str, smoke: bool) -> Benchmark:
     return module.get_bench(smoke)
 
 
-def cell_config(bench, cell, data_dir: str | None):
-    """The resolved, validated config of a cell (what ``mtl-train`` would run)."""
+def cell_config(bench, cell, data_dir: str | None, values=None, seeds=None):
+    """The resolved, validated config of a cell (what ``mtl-train`` would run), at the hyperparameter
+    point ``values`` (``{config path: value}``) and with ``seeds`` when given."""
     from mtl.config import load_config_file, resolve, validate
 
-    overrides = {**bench.common, **cell.overrides}
-    seeds = bench.seeds if isinstance(bench.seeds, int) else ",".join(map(str, bench.seeds))
-    overrides.setdefault("seeds", seeds)
+    overrides = {**bench.common, **cell.overrides, **(values or {})}
+    overrides.setdefault("seeds", _text(bench.seeds))
+    if seeds is not None:
+        overrides["seeds"] = _text(seeds)
     if data_dir:
         overrides["data.data_dir"] = data_dir
     config = resolve(load_config_file(cell.config), [(k, _text(v)) for k, v in overrides.items()])
@@ -128,8 +136,12 @@ def run_bench(name: str, *, smoke: bool = False, workdir: str | None = None, out
         raise BenchError(f"--only={only} matches no cell of {name}; it selects the cells whose GROUP/CELL contains it, "
                          f"e.g. --only={cells[0][0]}/{cells[0][1].name}; groups: {', '.join(bench.groups)}; cells: "
                          + ", ".join(dict.fromkeys(c.name for _, c in cells)))
-    configs = {f"{g}/{c.name}": cell_config(bench, c, data_dir) for g, c in cells}  # every mistake before training
-    failures = {} if tables_only else _train(todo, configs, workdir)
+    configs = _configs(bench, cells, data_dir)  # every mistake before training
+    failures = {}
+    if not tables_only:
+        plain = [(g, c) for g, c in todo if not (c.tune or c.tune_from)]
+        failures = _run_jobs([(f"{g}/{c.name}", workdir / g / c.name, configs[f"{g}/{c.name}"]) for g, c in plain])
+        failures.update(_tune_and_train(bench, [(g, c) for g, c in todo if (g, c) not in plain], workdir, data_dir))
     results = _collect(bench, workdir, name, tables_only, failures)
     if not replace_tables:
         _refuse_losses(results, outdir)
@@ -139,43 +151,129 @@ def run_bench(name: str, *, smoke: bool = False, workdir: str | None = None, out
     paths = {}
     commit = git_commit()
     for group, found in results.items():
-        walls = [json.loads(p.read_text())["wall_seconds"] for p in (workdir / group).glob("*/bench_wall.json")]
+        walls = [json.loads(p.read_text())["wall_seconds"] for p in (workdir / group).rglob("bench_wall.json")]
         group_configs = {k: v for k, v in configs.items() if k.startswith(f"{group}/")}
-        timed = (f"{len(walls)} cells" if len(walls) == len(group_configs)
+        tuned = any(c.tune or c.tune_from for g, c in cells if g == group)
+        timed = (f"the {len(walls)} runs trained here (grid points and final runs)" if tuned else
+                 f"{len(walls)} cells" if len(walls) == len(group_configs)
                  else f"the {len(walls)} of {len(group_configs)} cells trained here")
         header = {"commit": commit, "config_hash": bench_hash(group_configs),
                   "wall_time": f"{_clock(sum(walls))} for {timed} on this machine "
                                f"({'vectorised seeds' if not isinstance(bench.seeds, int) or bench.seeds > 1 else ''})",
                   "command": command}
+        if tuned:
+            header["tuning"] = (f"{bench.tuning + '; ' if bench.tuning else ''}selection seeds "
+                                f"{_text(bench.tune_seeds if bench.tune_seeds is not None else bench.seeds)}, "
+                                f"final seeds {_text(bench.seeds)} (a count N means seeds 0..N-1)")
         title = f"{bench.title} — {group}" if len(bench.groups) > 1 else bench.title
-        paths[group] = render(found, outdir / group, title=title, header=header)
+        paths[group] = render(found, outdir / group, title=title, header=header, metrics=_metrics(bench, found))
     if bench.report is not None:
         paths["report"] = bench.report(workdir, outdir, bench, command=command, replace_tables=replace_tables)
     return {"paths": paths, "failures": failures, "workdir": str(workdir), "outdir": str(outdir)}
 
 
-def _train(todo, configs: dict, workdir: pathlib.Path) -> dict[str, str]:
-    """Trains each unfinished cell of ``todo`` (resuming interrupted ones); returns ``{cell: why}`` of the failed."""
+def _configs(bench: Benchmark, cells, data_dir: str | None) -> dict:
+    """``{GROUP/CELL: config}`` of the untuned cells and ``{GROUP/CELL/POINT: config}`` of every grid point;
+    a ``tune_from`` naming no tuned cell of its group is a :class:`BenchError`."""
+    from mtl.bench.tuning import points
+    from mtl.rundir import point_name
+
+    configs = {}
+    for g, c in cells:
+        if c.tune_from:
+            src = next((x for x in bench.groups[g] if x.name == c.tune_from), None)
+            if src is None or not src.tune:
+                raise BenchError(f"cell {g}/{c.name}: tune_from={c.tune_from!r} names no tuned cell of group {g}")
+            first = {k: v[0] for k, v in src.tune.items() if not k.startswith("balancer.hparams.")}
+            if not first:
+                raise BenchError(f"cell {g}/{c.name}: tune_from={c.tune_from!r} tunes only balancer hyperparameters, "
+                                 "which do not carry over to another balancer")
+            configs[f"{g}/{c.name}"] = cell_config(bench, c, data_dir, first, bench.seeds)  # checked at a grid point
+        elif c.tune:
+            seeds = bench.tune_seeds if bench.tune_seeds is not None else bench.seeds
+            for values in points(c.tune):
+                configs[f"{g}/{c.name}/{point_name(values)}"] = cell_config(bench, c, data_dir, values, seeds)
+        else:
+            configs[f"{g}/{c.name}"] = cell_config(bench, c, data_dir)
+    return configs
+
+
+def train_points(bench: Benchmark, group: str, cell, values: Sequence[dict], seeds, base: pathlib.Path,
+                 data_dir: str | None) -> dict[str, str]:
+    """Trains the hyperparameter points ``values`` of ``cell`` with ``seeds``, each as an ordinary run in
+    ``base/<point_name>/`` (finished ones skipped, interrupted ones resumed); returns ``{run: why}`` of the failed."""
+    from mtl.rundir import point_name
+
+    where = f"{group}/{cell.name}" + (f"/{FINAL}" if base.name == FINAL else "")
+    jobs = [(f"{where}/{point_name(v)}", base / point_name(v), cell_config(bench, cell, data_dir, v, seeds))
+            for v in values]
+    return _run_jobs(jobs)
+
+
+def _tune_and_train(bench: Benchmark, todo, workdir: pathlib.Path, data_dir: str | None) -> dict[str, str]:
+    """The tuned cells of ``todo``: every grid point with the tuning seeds, then each cell's chosen point
+    (its own, or its ``tune_from`` cell's) with the final seeds."""
+    from mtl.bench.tuning import points
+
+    failures = {}
+    seeds = bench.tune_seeds if bench.tune_seeds is not None else bench.seeds
+    for g, c in todo:
+        if c.tune:
+            failures.update(train_points(bench, g, c, points(c.tune), seeds, workdir / g / c.name, data_dir))
+    for g, c in todo:
+        choice, _ = _choice(bench, g, c, workdir)
+        if choice is None:
+            failures[f"{g}/{c.name}"] = "no grid point finished: nothing to choose"
+        elif bench.tune_seeds is not None or c.tune_from:
+            failures.update(train_points(bench, g, c, [choice], bench.seeds, workdir / g / c.name / FINAL, data_dir))
+    return failures
+
+
+def _choice(bench: Benchmark, group: str, cell, workdir: pathlib.Path):
+    """``(chosen values, Tuning)`` of a tuned or ``tune_from`` cell, read from its runs (``(None, Tuning)``
+    when no grid point finished). A ``tune_from`` cell takes its source's values except balancer hparams."""
+    import dataclasses
+
+    from mtl.bench.tuning import tune
+
+    source = next(x for x in bench.groups[group] if x.name == cell.tune_from) if cell.tune_from else cell
+    seeds = bench.tune_seeds if bench.tune_seeds is not None else bench.seeds
+    t = tune(workdir / group / source.name, source.tune, _seed_list(seeds))
+    if t.chosen is None:
+        return None, t
+    if cell.tune_from:
+        chosen = {k: v for k, v in t.chosen.items() if not k.startswith("balancer.hparams.")}
+        grid = {k: v for k, v in t.grid.items() if k in chosen}
+        t = dataclasses.replace(t, grid=grid, chosen=chosen, edge=[k for k in t.edge if k in chosen],
+                                source=source.name)
+    return t.chosen, t
+
+
+def _seed_list(seeds) -> list[int]:
+    return list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+
+
+def _run_jobs(jobs) -> dict[str, str]:
+    """Trains each unfinished run of ``jobs`` (``(name, run_dir, config)``; interrupted ones resume);
+    returns ``{name: why}`` of the failed."""
     from mtl.rundir import run_status
     from mtl.train.run import train_and_evaluate
 
     failures = {}
     t0 = time.perf_counter()
     done_here, spent = 0, 0.0
-    for i, (group, cell) in enumerate(todo):
-        key = f"{group}/{cell.name}"
-        cell_dir = workdir / group / cell.name
+    for i, (key, cell_dir, config) in enumerate(jobs):
         status = run_status(cell_dir)
-        left = len(todo) - i
+        left = len(jobs) - i
         eta = f", about {_clock(spent / done_here * left)} left" if done_here else ""
         doing = {"finished": "finished, skipped", "absent": "running"}.get(status.state, f"running again ({status})")
-        print(f"[{i + 1}/{len(todo)}] {key}: {doing} (done {i}, left {left}, elapsed "
+        print(f"[{i + 1}/{len(jobs)}] {key}: {doing} (done {i}, left {left}, elapsed "
               f"{_clock(time.perf_counter() - t0)}{eta})", flush=True)
         if status.finished:
             continue
         c0 = time.perf_counter()
         try:
-            summary = train_and_evaluate(configs[key], cell_dir, progress=False, resolved=True)
+            summary = train_and_evaluate(config, cell_dir, progress=False, resolved=True)
         except Exception as e:  # noqa: BLE001 - a failed cell is reported in the table, the grid goes on
             failures[key] = f"{type(e).__name__}: {e}"
             print(f"    failed: {failures[key]}", flush=True)
@@ -195,6 +293,8 @@ def _collect(bench: Benchmark, workdir: pathlib.Path, name: str, tables_only: bo
     from mtl.bench.results import collect
 
     results = {g: collect(workdir / g) for g in bench.groups if (workdir / g).is_dir()}
+    for g, r in results.items():
+        _add_tuned(bench, g, r, workdir)
     found = {g: r for g, r in results.items() if r.cells}
     if found:
         for g in bench.groups:
@@ -210,6 +310,40 @@ def _collect(bench: Benchmark, workdir: pathlib.Path, name: str, tables_only: bo
     what = (f"{len(failures)} cell(s) failed, see above" if failures else
             f"train them with mtl-bench --bench={name} (without --tables-only)" if tables_only else "nothing trained")
     raise BenchError(f"no finished runs to tabulate: {why}; runs are expected in {where}; {what}; nothing written")
+
+
+def _add_tuned(bench: Benchmark, group: str, results, workdir: pathlib.Path) -> None:
+    """Adds the group's tuned cells to ``results`` (a ``GroupResults``): each the run of its chosen point with
+    the final seeds, carrying its ``Tuning``; what is not there yet goes to ``results.missing``."""
+    from mtl.bench.results import Missing, _read_cell, sort_cells
+    from mtl.bench.tuning import final_dir
+
+    for c in bench.groups[group]:
+        if not (c.tune or c.tune_from):
+            continue
+        choice, t = _choice(bench, group, c, workdir)
+        if choice is None:
+            results.missing.append(Missing(c.name, None, "no grid point finished"))
+            continue
+        run = final_dir(workdir / group / c.name, choice) if bench.tune_seeds is not None or c.tune_from else \
+            next(p.path for p in t.points if p.values == choice)
+        cell, missing = _read_cell(run)
+        results.missing += [Missing(f"{c.name}/{run.relative_to(workdir / group / c.name)}", m.seed, m.reason)
+                            for m in missing]
+        if cell is not None:
+            cell.name, cell.tuning = c.name, t
+            results.cells.append(cell)
+    results.cells[:] = sort_cells(results.cells)
+
+
+def _metrics(bench: Benchmark, found):
+    """The table's columns: ``bench.metrics`` of each binary task, MSE of each regression task (None: the default)."""
+    from mtl.bench.results import default_metrics, metric_spec
+
+    if not bench.metrics:
+        return None
+    return [metric_spec(m.task, k) for m in default_metrics(found.cells)
+            for k in (bench.metrics if m.metric == "auc" else (m.metric,))]
 
 
 def _refuse_losses(results: dict, outdir: pathlib.Path) -> None:

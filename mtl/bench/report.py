@@ -37,7 +37,7 @@ import math
 import pathlib
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -59,14 +59,13 @@ from mtl.bench.results import (
     primary_metrics,
     sort_cells,
 )
+from mtl.bench.stats import ALPHA, MIN_PAIRS, Comparison, compare_to_ew, paired_t_test
 
 __all__ = ["ALPHA", "MIN_PAIRS", "DeltaMError", "Comparison", "Stat", "Row", "Table", "check_same_protocol", "delta_m",
            "paired_t_test", "compare_to_ew", "build_table", "caption", "render_markdown", "render_latex",
            "render_csv", "latex_escape", "write_tables", "saved_seed_counts", "render", "collect", "MetricSpec",
            "metric_spec", "primary_metrics", "find_stl", "find_ew", "sort_cells", "Missing"]
 
-ALPHA = 0.05
-MIN_PAIRS = 3
 
 
 # ---- references: single-task (Δm) and equal weighting (significance) -------------------------------------------
@@ -117,59 +116,6 @@ def delta_m(cell: CellResults, stl_cell: CellResults, metrics: Sequence[MetricSp
     return float(np.mean(terms))
 
 
-def paired_t_test(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
-    """Two-sided paired t-test of ``mean(a − b) = 0``: ``(t, p)`` with n − 1 degrees of freedom.
-
-    Same statistic as ``scipy.stats.ttest_rel``; when every difference is the
-    same, t is ±inf and p = 0 (or t = 0, p = 1 when they are all 0). NaN with
-    fewer than 2 pairs.
-    """
-    from scipy import stats
-
-    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    n = d.size
-    if n < 2 or not np.all(np.isfinite(d)):
-        return NAN, NAN
-    mean, sd = float(np.mean(d)), float(np.std(d, ddof=1))
-    if sd == 0.0:
-        return (0.0, 1.0) if mean == 0.0 else (math.copysign(math.inf, mean), 0.0)
-    t = mean / (sd / math.sqrt(n))
-    return float(t), float(2.0 * stats.t.sf(abs(t), n - 1))
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """``cell`` against equal weighting: mark +1 (significantly better), −1 (worse) or 0."""
-
-    mark: int
-    p: float
-    t: float
-    n_pairs: int
-
-
-def compare_to_ew(cell: CellResults, ew_cell: CellResults | None, spec: MetricSpec, split: str = "test", *,
-                  alpha: float = ALPHA, min_pairs: int = MIN_PAIRS) -> Comparison:
-    """Paired t-test over the seeds both cells finished (paired by seed), two-sided at ``alpha``.
-
-    No mark (0) for the EW cell itself, with fewer than ``min_pairs`` common
-    seeds, or when p >= alpha; otherwise +1 / −1 for better / worse in the
-    metric's direction.
-    """
-    if ew_cell is None or ew_cell is cell:
-        return Comparison(0, NAN, NAN, 0)
-    common = sorted(set(cell.seeds) & set(ew_cell.seeds))
-    a = cell.per_seed(spec, split)
-    b = ew_cell.per_seed(spec, split)
-    common = [s for s in common if math.isfinite(a[s]) and math.isfinite(b[s])]
-    if len(common) < min_pairs:
-        return Comparison(0, NAN, NAN, len(common))
-    t, p = paired_t_test([a[s] for s in common], [b[s] for s in common])
-    mark = 0
-    if p < alpha:
-        mark = int(np.sign(t)) * spec.sign
-    return Comparison(mark, p, t, len(common))
-
-
 # ---- the table -------------------------------------------------------------------------------------------------
 
 
@@ -194,6 +140,7 @@ class Row:
     step_vs_ew: float = NAN
     train_seconds: float = NAN
     step_seconds: float = NAN
+    extra: list[str] = field(default_factory=list)  # the texts of Table.extra_columns
 
 
 @dataclass
@@ -204,6 +151,9 @@ class Table:
     decimals: list[int]
     notes: list[str]
     stl: CellResults | None
+    extra_columns: list[str] = field(default_factory=list)  # tuning / scalarization front, when the group has them
+    legend: str = ""  # what the extra columns mean
+    paragraph: str = ""  # what the numbers show (mtl.bench.summary), when the group is tuned or has a front
 
 
 def _decimals(values: Sequence[float]) -> int:
@@ -263,7 +213,11 @@ def build_table(cells: Sequence[CellResults], *, metrics: Sequence[MetricSpec] |
     for r, b in zip(rows, _mark_best([100 * r.delta_m for r in rows], True, 2)):
         r.delta_m_best = b
     notes += [f"Missing: {m}" for m in missing]
-    return Table(metrics, rows, split, decimals, notes, stl)
+    table = Table(metrics, rows, split, decimals, notes, stl)
+    from mtl.bench import summary
+
+    summary.add_columns(table, alpha=alpha, min_pairs=min_pairs)
+    return table
 
 
 def _fmt(x: float, d: int) -> str:
@@ -315,13 +269,13 @@ def caption(table: Table, *, alpha: float = ALPHA, min_pairs: int = MIN_PAIRS) -
             f"Δm (%): mean over the metric columns of the sign-corrected relative change against {stl} under the same "
             f"protocol and seeds (Maninis et al., 2019; higher is better). Step / EW: median train-step time relative "
             f"to {EW_BALANCER} of the same model. Time: training seconds of the cell (its seeds are trained side by "
-            "side in one program, so this is the time of all of them).")
+            "side in one program, so this is the time of all of them)." + (f" {table.legend}" if table.legend else ""))
 
 
 def _columns(table: Table, arrow_up: str, arrow_down: str) -> list[str]:
     return (["model", "balancer", "n"]
             + [f"{m.label} {arrow_up if m.higher_is_better else arrow_down}" for m in table.metrics]
-            + ["Δm (%)", "step / EW", "time (s)"])
+            + ["Δm (%)", "step / EW", "time (s)"] + table.extra_columns)
 
 
 def _cells_text(table: Table, row: Row, *, bold, pm: str, up: str, down: str, esc=lambda s: s) -> list[str]:
@@ -340,7 +294,7 @@ def _cells_text(table: Table, row: Row, *, bold, pm: str, up: str, down: str, es
     out.append(bold(dm) if row.delta_m_best else dm)
     out.append(f"{row.step_vs_ew:.2f}" if math.isfinite(row.step_vs_ew) else "—")
     out.append(f"{row.train_seconds:.0f}" if math.isfinite(row.train_seconds) else "—")
-    return out
+    return out + [esc(x) for x in row.extra]
 
 
 def render_markdown(table: Table, *, title: str, header_lines: Sequence[tuple[str, str]],
@@ -359,6 +313,8 @@ def render_markdown(table: Table, *, title: str, header_lines: Sequence[tuple[st
                                                    down=" ▼", esc=md_esc)) + " |")
     if table.notes:
         lines += ["", "Notes:", ""] + [f"- {md_esc(n)}" for n in table.notes]
+    if table.paragraph:
+        lines += ["", "What the numbers show:", "", table.paragraph]
     return "\n".join(lines) + "\n"
 
 
@@ -366,7 +322,8 @@ _TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "
                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 _TEX_UNICODE = {"Δ": r"$\Delta$", "±": r"$\pm$", "▲": r"$^{\blacktriangle}$", "▼": r"$^{\blacktriangledown}$",
                 "↑": r"$\uparrow$", "↓": r"$\downarrow$", "≥": r"$\geq$", "≤": r"$\leq$", "—": "---", "–": "--",
-                "×": r"$\times$", "−": "-", "<": "$<$", ">": "$>$", "|": r"$|$"}
+                "×": r"$\times$", "−": "-", "∈": r"$\in$", "→": r"$\to$", "†": r"$^\dagger$", "<": "$<$",
+                ">": "$>$", "|": r"$|$"}
 
 
 def latex_escape(s: str) -> str:
@@ -416,7 +373,7 @@ def render_csv(table: Table) -> str:
         s = _slug(m)
         fields += [f"{s}_mean", f"{s}_std", f"{s}_best", f"{s}_vs_ew", f"{s}_p_vs_ew", f"{s}_n_pairs"]
     fields += ["delta_m_pct", "delta_m_best", "delta_m_note", "step_vs_ew", "step_seconds", "train_seconds",
-               "dataset", "protocol", "commit", "config_hash"]
+               "dataset", "protocol", "commit", "config_hash"] + table.extra_columns
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     w.writeheader()
@@ -439,7 +396,8 @@ def render_csv(table: Table) -> str:
                     "delta_m_note": r.delta_m_note, "step_vs_ew": num(r.step_vs_ew),
                     "step_seconds": num(r.step_seconds),
                     "train_seconds": num(r.train_seconds), "dataset": c.protocol[0], "protocol": c.protocol[1],
-                    "commit": joined("commit"), "config_hash": joined("config_hash")})
+                    "commit": joined("commit"), "config_hash": joined("config_hash"),
+                    **dict(zip(table.extra_columns, r.extra))})
         w.writerow(rec)
     return buf.getvalue()
 
@@ -501,7 +459,8 @@ def render(results: GroupResults | str | pathlib.Path, outdir: str | pathlib.Pat
     ``results`` is what ``collect`` returned, or the group's directory to
     collect. Returns the written paths: ``md``, ``csv``, ``tex`` and, with
     ``figures``, ``tradeoff``, ``validation_curves``, ``task_weights``,
-    ``grad_cosine`` (a figure whose data no run recorded, e.g. gradient cosines
+    ``grad_cosine``, and ``front`` when a model has a scalarization front
+    (:func:`mtl.bench.front.figure`; a figure whose data no run recorded, e.g. gradient cosines
     without diagnostics, is skipped). Missing cells and seeds are listed in the tables.
     """
     if not isinstance(results, GroupResults):
@@ -511,4 +470,10 @@ def render(results: GroupResults | str | pathlib.Path, outdir: str | pathlib.Pat
         from mtl.bench import figures as figs
 
         paths.update(figs.write_figures(results.cells, outdir, metrics=metrics))
+        from mtl.bench import front, summary
+
+        made = front.figure(results.cells, outdir / "front.png",
+                            summary.front_metrics(metrics or default_metrics(results.cells)))
+        if made is not None:
+            paths["front"] = made
     return paths

@@ -111,9 +111,10 @@ class CellResults:
 
     ``runs`` maps seed -> ``SeedResult`` for the seeds that finished; seeds that
     failed or never finished are in ``GroupResults.missing``; ``planned_seeds``
-    are the seeds the run directory names. ``variant`` is the
-    config's ``label`` or ``tag`` (empty when absent); when two cells would
-    share (model, balancer, variant) it is the cell's directory name.
+    are the seeds the run directory names; ``tuning`` is how a tuned cell's
+    values were chosen (:mod:`mtl.bench.tuning`; None for an untuned cell).
+    ``variant`` is the config's ``label`` or ``tag`` (empty when absent); when
+    two cells would share (model, balancer, variant) it is the cell's directory name.
     """
 
     name: str
@@ -124,6 +125,7 @@ class CellResults:
     runs: dict[int, SeedResult]
     variant: str = ""
     planned_seeds: list[int] = field(default_factory=list)
+    tuning: object | None = None  # a tuned cell's mtl.bench.tuning.Tuning
 
     @property
     def seeds(self) -> list[int]:

@@ -168,12 +168,13 @@ def git_commit(root: str | os.PathLike | None = None) -> str:
 def point_name(values) -> str:
     """The directory name of one hyperparameter point of a sweep or tuning grid:
     ``{"learning_rate": 0.001, "balancer.hparams.weights": (0.3, 0.7)}`` ->
-    ``learning_rate=0.001,balancer.hparams.weights=0.3:0.7`` (config paths in the given
-    order, numbers as their ``repr``; the point's ``config.json`` holds the resolved values)."""
+    ``balancer.hparams.weights=0.3:0.7,learning_rate=0.001`` (config paths sorted, so the
+    name does not depend on the order a grid declares them in; numbers as their ``repr``;
+    the point's ``config.json`` holds the resolved values)."""
     if not values:
         raise ValueError("point_name: no hyperparameter values")
     parts = []
-    for key, value in values.items():
+    for key, value in sorted(values.items()):
         text = ":".join(map(repr, value)) if isinstance(value, (list, tuple)) else str(value)
         if any(c in f"{key}{text}" for c in ",/\\=: \n") and not isinstance(value, (list, tuple)):
             raise ValueError(f"point_name: {key}={text!r} cannot name a directory")
@@ -216,7 +217,8 @@ def run_status(run_dir: str | os.PathLike) -> RunStatus:
     Finished: ``summary.json`` holds ``validation`` and ``test`` metrics (one
     seed, or one seed's folder) or names its ``seeds`` (the aggregate of seeds
     trained side by side, written only once every seed has finished), with
-    neither ``error`` nor ``interrupted``.
+    neither ``error`` nor ``interrupted``; a sweep's directory (its summary names
+    its ``points``) when every point finished.
     """
     path = pathlib.Path(run_dir)
     summary_path = path / "summary.json"
@@ -236,6 +238,12 @@ def run_status(run_dir: str | os.PathLike) -> RunStatus:
         return RunStatus(path, FAILED, str(summary["error"]), summary)
     if "interrupted" in summary:
         return RunStatus(path, INTERRUPTED, str(summary["interrupted"]), summary)
+    if isinstance(summary.get("points"), dict):  # a sweep's WORKDIR: finished when every point is
+        left = [name for name, state in summary["points"].items() if state != FINISHED]
+        if left:
+            return RunStatus(path, INTERRUPTED, f"{len(left)} of {len(summary['points'])} sweep points not finished "
+                             f"(e.g. {left[0]})", summary)
+        return RunStatus(path, FINISHED, "", summary)
     if isinstance(summary.get("seeds"), list) or (isinstance(summary.get("test"), dict)
                                                   and isinstance(summary.get("validation"), dict)):
         return RunStatus(path, FINISHED, "", summary)

@@ -37,8 +37,11 @@ def test_tuned_bench_trains_selects_and_tabulates(tmp_path, capsys):
     assert result["failures"] == {}
     g = work / "g"
     points = {lr: g / "mmoe__ew" / f"learning_rate={lr}" for lr in (0.001, 0.03)}
-    for lr, d in points.items():  # one ordinary run per grid point, with the tuning seeds
+    for lr, d in points.items():  # one ordinary run directory per grid point, with the tuning seeds
         assert json.loads((d / "config.json").read_text())["learning_rate"] == lr
+    # the grid trained as one sweep (both points side by side in one program)
+    assert json.loads((g / "mmoe__ew" / "summary.json").read_text())["points"] == {
+        "learning_rate=0.001": "finished", "learning_rate=0.03": "finished"}
     chosen = max(points, key=lambda lr: _score(points[lr]))
     final = g / "mmoe__ew" / "final" / f"learning_rate={chosen}"
     assert json.loads((final / "summary.json").read_text())["seeds"] == [0, 1, 2]
@@ -58,7 +61,7 @@ def test_tuned_bench_trains_selects_and_tabulates(tmp_path, capsys):
     # a rerun trains nothing; --tables-only gives the same table from the run directories
     capsys.readouterr()
     run_bench(str(bench), workdir=str(work), outdir=str(out))
-    assert capsys.readouterr().out.count("finished, skipped") == 6
+    assert capsys.readouterr().out.count("finished, skipped") == 5  # the sweep, 3 final runs, single-task
     (out / "g" / "table.md").unlink()
     run_bench(str(bench), workdir=str(work), outdir=str(out), tables_only=True)
     assert (out / "g" / "table.md").read_text() == table

@@ -194,3 +194,13 @@ def test_bad_grids_and_tune_from_are_refused_before_training():
         bench = Benchmark("t", {"g": cells}, seeds=2)
         with pytest.raises(BenchError, match=f"cell g/f: {why}"):
             _configs(bench, list(bench.cells()), None)
+
+
+def test_a_grid_trains_as_one_sweep_only_when_it_is_a_numeric_product():
+    from mtl.bench.cli import _as_sweep
+
+    grid = [{"learning_rate": a, "balancer.hparams.c": c} for a in (1e-3, 3e-3) for c in (0.2, 0.4, 0.8)]
+    assert _as_sweep(grid) == {"learning_rate": [1e-3, 3e-3], "balancer.hparams.c": [0.2, 0.4, 0.8]}
+    assert _as_sweep(grid[:-1]) is None  # not the full product
+    assert _as_sweep(grid[:1]) is None  # one point: an ordinary run
+    assert _as_sweep([{"balancer.hparams.weights": (1.0, 0.0)}, {"balancer.hparams.weights": (0.5, 0.5)}]) is None

@@ -1,15 +1,18 @@
 """Run-directory naming and the commit stamp (mtl/rundir.py)."""
 
+import json
 import subprocess
 
 import pytest
 
-from mtl.rundir import git_commit, point_name
+from mtl.rundir import git_commit, point_name, run_status
 
 
-def test_point_name_spells_config_paths_in_order():
+def test_point_name_spells_config_paths_sorted():
     assert point_name({"learning_rate": 0.001, "balancer.hparams.c": 0.4}) == \
-        "learning_rate=0.001,balancer.hparams.c=0.4"
+        "balancer.hparams.c=0.4,learning_rate=0.001"
+    assert point_name({"balancer.hparams.c": 0.4, "learning_rate": 0.001}) == \
+        "balancer.hparams.c=0.4,learning_rate=0.001"
     assert point_name({"balancer.hparams.weights": (0.3, 0.7)}) == "balancer.hparams.weights=0.3:0.7"
     assert point_name({"weight_decay": 1e-05}) == "weight_decay=1e-05"
 
@@ -36,3 +39,14 @@ def test_git_commit_ignores_generated_results(tmp_path):
     assert git_commit(tmp_path) == head
     (tmp_path / "code.py").write_text("x = 2\n")
     assert git_commit(tmp_path) == head + "+dirty"
+
+
+def test_run_status_of_a_sweep_directory(tmp_path):
+    (tmp_path / "summary.json").write_text(json.dumps({"sweep": {"learning_rate": [0.1, 0.2]},
+                                                       "points": {"learning_rate=0.1": "finished",
+                                                                  "learning_rate=0.2": "interrupted"}}))
+    status = run_status(tmp_path)
+    assert status.state == "interrupted" and "1 of 2 sweep points" in status.reason
+    (tmp_path / "summary.json").write_text(json.dumps({"sweep": {"learning_rate": [0.1]},
+                                                       "points": {"learning_rate=0.1": "finished"}}))
+    assert run_status(tmp_path).finished

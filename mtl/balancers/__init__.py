@@ -27,8 +27,8 @@ from mtl.balancers.dwa import dwa
 from mtl.balancers.ew import ew
 from mtl.balancers.excess_mtl import excess_mtl
 from mtl.balancers.fairgrad import fairgrad
-from mtl.balancers.fixed import fixed
 from mtl.balancers.famo import famo
+from mtl.balancers.fixed import fixed
 from mtl.balancers.gls import gls
 from mtl.balancers.graddrop import graddrop
 from mtl.balancers.gradnorm import gradnorm

@@ -200,14 +200,40 @@ def _configs(bench: Benchmark, cells, data_dir: str | None) -> dict:
 
 def train_points(bench: Benchmark, group: str, cell, values: Sequence[dict], seeds, base: pathlib.Path,
                  data_dir: str | None) -> dict[str, str]:
-    """Trains the hyperparameter points ``values`` of ``cell`` with ``seeds``, each as an ordinary run in
-    ``base/<point_name>/`` (finished ones skipped, interrupted ones resumed); returns ``{run: why}`` of the failed."""
+    """Trains the hyperparameter points ``values`` of ``cell`` with ``seeds``, each as an ordinary run
+    directory ``base/<point_name>/`` (finished ones skipped, interrupted ones resumed); returns
+    ``{run: why}`` of the failed. A grid whose keys can all be swept (:func:`mtl.config.sweep_axes`:
+    learning rate, weight decay, float balancer hyperparameters) trains as one sweep, all its points
+    and seeds side by side in one program (:func:`mtl.train.run.train_sweep`) writing the same
+    directories; other grids train point by point."""
+    from mtl.config import ConfigError
     from mtl.rundir import point_name
 
     where = f"{group}/{cell.name}" + (f"/{FINAL}" if base.name == FINAL else "")
+    sweep = _as_sweep(values)
+    if sweep:
+        try:
+            config = cell_config(bench, cell, data_dir, {f"sweep.{k}": v for k, v in sweep.items()}, seeds)
+        except ConfigError as e:
+            print(f"    note: {where} trains point by point, not as one sweep ({e})", flush=True)
+        else:
+            return _run_jobs([(f"{where} (sweep of {len(values)} points)", base, config)])
     jobs = [(f"{where}/{point_name(v)}", base / point_name(v), cell_config(bench, cell, data_dir, v, seeds))
             for v in values]
     return _run_jobs(jobs)
+
+
+def _as_sweep(values: Sequence[dict]) -> dict[str, list] | None:
+    """``{key: values}`` when the points are the full Cartesian product of numeric values per key
+    (what a sweep trains), else None (a single point needs no sweep)."""
+    import math
+
+    if len(values) < 2:
+        return None
+    axes = {k: list(dict.fromkeys(v[k] for v in values)) for k in values[0]}
+    numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for a in axes.values() for x in a)
+    full = len(values) == math.prod(map(len, axes.values())) and all(v.keys() == axes.keys() for v in values)
+    return axes if numeric and full else None
 
 
 def _tune_and_train(bench: Benchmark, todo, workdir: pathlib.Path, data_dir: str | None) -> dict[str, str]:

@@ -23,6 +23,7 @@ figures.
 
 from __future__ import annotations
 
+import json
 import pathlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -244,7 +245,7 @@ def collect(bench_dir: str | pathlib.Path) -> GroupResults:
         raise FileNotFoundError(f"no run directories: {bench_dir} does not exist")
     cells, missing = [], []
     for d in sorted(p for p in bench_dir.iterdir() if p.is_dir()):
-        if not ((d / "config.json").exists() or (d / "summary.json").exists()):
+        if not ((d / "config.json").exists() or (d / "summary.json").exists()) or _is_sweep(d):
             continue
         cell, miss = _read_cell(d)
         missing += miss
@@ -259,6 +260,15 @@ def collect(bench_dir: str | pathlib.Path) -> GroupResults:
             for c in group:
                 c.variant = c.name
     return GroupResults(bench_dir, sort_cells(cells), missing)
+
+
+def _is_sweep(d: pathlib.Path) -> bool:
+    """Whether ``d`` is a sweep's directory (a tuned cell's grid trained in one program): its points are
+    read by the tuning code, not as a cell."""
+    try:
+        return bool(json.loads((d / "config.json").read_text()).get("sweep"))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def sort_cells(cells: Sequence[CellResults]) -> list[CellResults]:

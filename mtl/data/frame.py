@@ -189,38 +189,22 @@ def concat_frames(frames: Sequence[Frame], *, consume: bool = False) -> tuple[Fr
     return frame, [np.arange(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def _write_frame(frame: Frame, pack: cache.PackWriter, meta: Mapping[str, Any]) -> dict:
+def _write_frame(frame: Frame, pack: cache.PackWriter) -> dict:
     for i, f in enumerate(frame.categorical.values()):
         pack.save(f"cat{i}_codes", f.codes)
         pack.save(f"cat{i}_values", f.values)
-    in_block = [n for n in frame.block_columns if frame.block_view(n) is not None]
-    if in_block:
-        pack.save("num_block", frame.block)
-    for i, (name, a) in enumerate(frame.numeric.items()):
-        if name not in in_block:
-            pack.save(f"num{i}", a)
+    for i, a in enumerate(frame.numeric.values()):
+        pack.save(f"num{i}", a)
     pack.save("lines", frame.lines)
     pack.save("source_ids", frame.source_ids)
     return {"categorical_names": list(frame.categorical), "numeric_names": list(frame.numeric),
-            "block_columns": list(frame.block_columns) if in_block else [], "sources": list(frame.sources),
-            "source": dict(meta)}  # fmt: skip
-
-
-def _read_frame(meta: dict, arrays: dict[str, np.ndarray]) -> Frame:
-    categorical = {name: Factor(arrays[f"cat{i}_codes"], arrays[f"cat{i}_values"])
-                   for i, name in enumerate(meta["categorical_names"])}  # fmt: skip
-    block_columns = tuple(meta["block_columns"])
-    block = arrays.get("num_block")
-    numeric = {name: block[:, block_columns.index(name)] if name in block_columns else arrays[f"num{i}"]
-               for i, name in enumerate(meta["numeric_names"])}  # fmt: skip
-    return Frame(categorical, numeric, list(meta["sources"]), arrays["source_ids"], arrays["lines"], block,
-                 block_columns)  # fmt: skip
+            "frame_sources": list(frame.sources)}  # fmt: skip
 
 
 def save_frame(frame: Frame, folder: str | os.PathLike) -> None:
     """Writes a frame as a cache entry, atomically."""
     with cache.EntryWriter(pathlib.Path(folder), kind="frame") as writer:
-        writer.commit(_write_frame(frame, writer.pack, {}))
+        writer.commit(_write_frame(frame, writer.pack))
 
 
 def cached(root: str | os.PathLike, *, name: str, sources: Sequence[str | os.PathLike], args: Mapping[str, Any],
@@ -231,12 +215,11 @@ def cached(root: str | os.PathLike, *, name: str, sources: Sequence[str | os.Pat
     entry is rebuilt, and a source that changes while ``build()`` reads it raises a
     :class:`~mtl.data.errors.DataError` and caches nothing.
     """
-    states = cache.source_states(sources)
+    states = [cache.SourceState.of(p) for p in sources]
     folder = pathlib.Path(root) / f"{name}-{cache.entry_key('frame', args, states)}"
-    entry = cache.read_entry(folder, kind="frame")
-    if entry is not None:
-        return _read_frame(*entry)
-    frame = build()
-    cache.build_entry(folder, kind="frame", sources=states,
-                      build=lambda pack: _write_frame(frame, pack, {"args": args}))
-    return frame
+    meta, arrays = cache.cached_entry(folder, kind="frame", states=states,
+                                      build=lambda pack: {**_write_frame(build(), pack), "args": args})  # fmt: skip
+    categorical = {name: Factor(arrays[f"cat{i}_codes"], arrays[f"cat{i}_values"])
+                   for i, name in enumerate(meta["categorical_names"])}  # fmt: skip
+    numeric = {name: arrays[f"num{i}"] for i, name in enumerate(meta["numeric_names"])}
+    return Frame(categorical, numeric, meta["frame_sources"], arrays["source_ids"], arrays["lines"])

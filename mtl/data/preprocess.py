@@ -143,7 +143,7 @@ def build_multitask_data(
     standardize_labels: bool = False,
     min_count: int = 1,
     out: PackWriter,
-    block_rows: int = 1 << 16,
+    block_rows: int = 1 << 14,
 ) -> MultiTaskData:
     """Encodes ``frame`` columns with training statistics and cuts the splits.
 
@@ -232,15 +232,16 @@ def build_multitask_data(
     others = [j for j in range(len(scalers)) if j not in set(block_out)]
 
     def encode(rows, num, cat):
-        if in_block:
+        if in_block:  # in place: a missing value (the mean) becomes 0 after scaling
             v = frame.block[rows][:, block_in].astype(np.float64)
-            np.copyto(v, np.broadcast_to(block_mean, v.shape), where=np.isnan(v))
-            num[:, block_out] = (v - block_mean) / block_std
+            v -= block_mean
+            v /= block_std
+            np.copyto(v, 0.0, where=np.isnan(v))
+            num[:, block_out] = v
         for j in others:
             x, mean, std = scalers[j]
-            v = x[rows].astype(np.float64)
-            v[np.isnan(v)] = mean
-            num[:, j] = (v - mean) / std
+            v = (x[rows].astype(np.float64) - mean) / std
+            num[:, j] = np.where(np.isnan(v), 0.0, v)
         for k, x in enumerate(indicators):
             num[:, len(scalers) + k] = np.isnan(x[rows])
         for j, (codes, mapping) in enumerate(encoders):

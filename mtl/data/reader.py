@@ -345,7 +345,8 @@ def _typed_header(path: str, fmt: str) -> Header:
             meta = pq.read_metadata(path)
             schema, rows = meta.schema.to_arrow_schema(), meta.num_rows
         else:
-            schema, rows = _arrow_schema(path)
+            table = _arrow_table(path)
+            schema, rows = table.schema, table.num_rows
     except (pa.ArrowException, OSError) as e:
         raise DataError(f"cannot be read as {FORMAT_NAMES[fmt]}: {e}", path=path) from None
     names = [str(n) for n in schema.names]
@@ -358,26 +359,12 @@ def _typed_header(path: str, fmt: str) -> Header:
     return Header(path, names, "", 0, 0, size, fmt, {f.name: f.type for f in schema}, rows)
 
 
-def _arrow_schema(path: str) -> tuple[pa.Schema, int]:
+def _arrow_table(path: str) -> pa.Table:
+    """An Arrow IPC file (Feather v2), a Feather v1 file or an IPC stream, memory-mapped."""
     try:
-        with ipc.open_file(pa.memory_map(path)) as reader:
-            return reader.schema, sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+        return feather.read_table(path, memory_map=True)
     except pa.ArrowInvalid:
-        batches = list(_arrow_batches(path, None))
-        return (batches[0].schema if batches else pa.schema([])), sum(b.num_rows for b in batches)
-
-
-def _arrow_batches(path: str, names: list[str] | None):
-    """Record batches of an Arrow IPC file, a Feather v1 file or an IPC stream."""
-    try:
-        reader = ipc.open_file(pa.memory_map(path))
-        return (reader.get_batch(i).select(names or reader.schema.names) for i in range(reader.num_record_batches))
-    except pa.ArrowInvalid:
-        with open(path, "rb") as f:
-            v1 = f.read(4) == b"FEA1"
-        if v1:
-            return feather.read_table(path, columns=names).to_batches()
-        return (b.select(names or b.schema.names) for b in ipc.open_stream(pa.memory_map(path)))
+        return ipc.open_stream(pa.memory_map(path)).read_all()
 
 
 def _typed_batches(h: Header, names: list[str]):
@@ -387,7 +374,7 @@ def _typed_batches(h: Header, names: list[str]):
     where = ""
     try:
         if h.format == "arrow":
-            yield from _numbered(_arrow_batches(h.path, names))
+            yield from _numbered(_arrow_table(h.path).select(names).to_batches())
             return
         parquet, row, start = pq.ParquetFile(h.path), 0, 0
         sizes = [parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)]
@@ -596,17 +583,6 @@ class _AsText(Exception):
 class _Failed(Exception):
     def __init__(self, header: Header, error: pa.ArrowInvalid):
         self.header, self.error = header, error
-
-
-def check_structure(header: Header) -> int:
-    """Checks every record's field count (and that there are data rows); returns the row count."""
-    try:
-        rows = sum(b.num_rows for b in _open(header, {}))
-    except pa.ArrowInvalid as e:
-        raise _located(header, e, BLOCK_SIZE) from None
-    if rows == 0:
-        raise DataError("has a header but no data rows", path=header.path)
-    return rows
 
 
 def read_columns(header: Header | Sequence[Header], columns: Mapping[str, Column]) -> Table:

@@ -32,7 +32,6 @@ from mtl.data.reader import (
     Column,
     Header,
     Table,
-    check_structure,
     delimiter_name,
     infer_column_type,  # noqa: F401 (part of the loader's interface)
     missing_mask,
@@ -102,12 +101,6 @@ def parse_label_transforms(value) -> dict[str, str]:
     return dict(items)
 
 
-def _check_structures(headers: Sequence[Header]) -> None:
-    for h in headers:  # problems inside earlier delimited files come first, as they always did
-        if not h.types:
-            check_structure(h)
-
-
 @dataclasses.dataclass
 class _Side:
     """A side table: its join key, header and the columns it adds."""
@@ -158,19 +151,9 @@ def load_tabular(*, path: str | Sequence[str] = "", label_columns: str | Sequenc
     files = [("main", p) for p in mains] + [("validation", p) for p in validations] + [("test", p) for p in tests]
     headers: list[Header] = []
     for _, p in files:
-        try:
-            known = next((h.delimiter for h in headers if h.delimiter), "")
-            headers.append(read_header(p, delimiter=delimiter or known))
-        except DataError:
-            _check_structures(headers)
-            raise
-    sides = []
-    for key, p in join_specs:
-        try:
-            sides.append(_Side(key, read_header(p, delimiter=""), []))
-        except DataError:
-            _check_structures(headers)
-            raise
+        known = next((h.delimiter for h in headers if h.delimiter), "")
+        headers.append(read_header(p, delimiter=delimiter or known))
+    sides = [_Side(key, read_header(p, delimiter=""), []) for key, p in join_specs]
     main = headers[0]
     header = list(main.names)
     for side in sides:
@@ -180,7 +163,6 @@ def load_tabular(*, path: str | Sequence[str] = "", label_columns: str | Sequenc
                               user_column, split_column, boundaries, transforms,
                               split_files=bool(validations or tests))  # fmt: skip
     if problem is not None:
-        _check_structures(headers)
         raise problem
     features = [c for c in header if c not in labels and c not in dropped and c != split_column]
 

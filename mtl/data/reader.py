@@ -128,7 +128,7 @@ def _decide(x: np.ndarray, max_categorical_distinct: int) -> tuple[str, str]:
 def infer_column_type(values: np.ndarray, *, max_categorical_distinct: int) -> tuple[str, str]:
     """``("numeric" | "categorical", reason)`` for a column of stripped strings (all rows)."""
     factor = Factor(np.zeros(0, np.int32), np.unique(np.asarray(values, str)))
-    return AutoColumn("", factor, "", np.zeros(0)).infer(max_categorical_distinct=max_categorical_distinct)
+    return AutoColumn("", factor, None).infer(max_categorical_distinct=max_categorical_distinct)
 
 
 def _replace_missing(factor: Factor, token: str | None) -> Factor:
@@ -178,11 +178,14 @@ def _label_column(factor: Factor, task: str) -> tuple[np.ndarray, tuple[int, str
 
 class AutoColumn:
     """A column for the caller to type: distinct stripped strings (``factor``), or, for a
-    typed file's number column, ``numbers`` (float64, NaN for missing)."""
+    typed file's number column, ``numbers`` (float64, NaN for missing); ``frame`` locates its rows."""
 
-    def __init__(self, name: str, factor: Factor | None, path: str, lines: np.ndarray,
-                 numbers: np.ndarray | None = None):  # fmt: skip
-        self.name, self._factor, self.path, self.lines, self.numbers = name, factor, path, lines, numbers
+    def __init__(self, name: str, factor: Factor | None, frame: Frame | None, numbers: np.ndarray | None = None):
+        self.name, self._factor, self.frame, self.numbers = name, factor, frame, numbers
+
+    def error(self, row: int, message: str) -> DataError:
+        path, line = self.frame.locate(row)
+        return DataError(message, path=path, line=line, column=self.name)
 
     @property
     def factor(self) -> Factor:
@@ -196,23 +199,16 @@ class AutoColumn:
             self._factor = sorted_factor(pa.array(np.append(text, "").astype(object), pa.string()), all_codes)
         return self._factor
 
-    def infer(self, *, max_categorical_distinct: int, others: Sequence[AutoColumn] = ()) -> tuple[str, str]:
-        """``("numeric" | "categorical", reason)`` over this column and ``others``: numeric when every
-        present value is a number and they are not all integers or there are more than
-        ``max_categorical_distinct`` distinct integers."""
-        parts = [self, *others]
-        if all(p.numbers is not None for p in parts):
-            x = np.concatenate([p.numbers for p in parts])
-            return _decide(x[~np.isnan(x)], max_categorical_distinct)
-        values = np.unique(np.concatenate([p.factor.values for p in parts]))
-        present = values[~missing_mask(values)]
+    def infer(self, *, max_categorical_distinct: int) -> tuple[str, str]:
+        """``("numeric" | "categorical", reason)``: numeric when every present value is a number and
+        they are not all integers or there are more than ``max_categorical_distinct`` distinct integers."""
+        if self.numbers is not None:
+            return _decide(self.numbers[~np.isnan(self.numbers)], max_categorical_distinct)
+        present = self.factor.values[~missing_mask(self.factor.values)]
         x, ok = _to_float(present)
         if not ok.all():
             return "categorical", f"non-numeric values (e.g. {str(present[~ok][0])[:20]!r})"
         return _decide(x, max_categorical_distinct)
-
-    def as_text(self) -> AutoColumn:
-        return AutoColumn(self.name, self.factor, self.path, self.lines)
 
     def as_numbers(self) -> tuple[np.ndarray, DataError | None]:
         """``(float32 values with NaN for missing, the first bad value's error or None)``."""
@@ -220,9 +216,7 @@ class AutoColumn:
             return self.numbers.astype(np.float32), None
         x, ok = _numbers(self.factor)
         bad = _bad_number(self.factor, ok)
-        error = None if bad is None else DataError(bad[1], path=self.path, line=int(self.lines[bad[0]]),
-                                                   column=self.name)  # fmt: skip
-        return x.astype(np.float32)[self.factor.codes], error
+        return x.astype(np.float32)[self.factor.codes], None if bad is None else self.error(*bad)
 
     def as_factor(self, missing_token: str | None) -> Factor:
         return _replace_missing(self.factor, missing_token)
@@ -674,13 +668,11 @@ def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], bl
     lines = np.concatenate([np.arange(1, n + 1) if h.types else _lines(h, n) for h, n in zip(files, counts)])
     table = Table({}, {}, [h.path for h in files], np.repeat(np.arange(len(files), dtype=np.int16), counts),
                   lines, block[:at], in_block, header=files[0])  # fmt: skip
-    bounds = np.cumsum(counts)
-    where = lambda row: dict(path=files[int(np.searchsorted(bounds, row, "right"))].path, line=int(lines[row]))  # noqa: E731
     for c in names:
         if c in floats:
             x = floats.pop(c)[:at]
             if columns[c].kind == "auto":
-                table.auto[c] = AutoColumn(c, None, files[0].path, lines, numbers=x)
+                table.auto[c] = AutoColumn(c, None, table, numbers=x)
                 continue
             table.labels[c] = x
             if _is_bad_label(x, columns[c].task).any():
@@ -689,10 +681,10 @@ def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], bl
             try:
                 factor = _merge(chunks.pop(c))
             except TooWide as e:
-                raise DataError(str(e), **where(e.row), column=c) from None
+                raise AutoColumn(c, None, table).error(e.row, str(e)) from None
             bad = _finish(table, c, columns[c], factor)
             if bad is not None:
-                table.errors[c] = DataError(bad[1], **where(bad[0]), column=c)
+                table.errors[c] = AutoColumn(c, None, table).error(*bad)
     return table
 
 
@@ -713,7 +705,7 @@ def _finish(table: Table, name: str, spec: Column, factor: Factor) -> tuple[int,
     if spec.kind == "factor":
         table.categorical[name] = _replace_missing(factor, spec.missing_token)
     elif spec.kind == "auto":
-        table.auto[name] = AutoColumn(name, factor, table.header.path, table.lines)
+        table.auto[name] = AutoColumn(name, factor, table)
     elif spec.kind == "number":
         x, ok = _numbers(factor)
         table.numeric[name] = x.astype(np.float32)[factor.codes]

@@ -425,53 +425,22 @@ def _count_lines(h: Header) -> int:
     return count + (last not in (b"\n", b"\r"))
 
 
-def _quoted(b: np.ndarray, inside: bool, before: int, delimiter: int) -> tuple[np.ndarray, bool]:
-    """Which bytes of ``b`` are inside a quoted value (``before``: the byte before ``b``). A quote
-    opens one at the start of a field and the next single quote closes it (``""`` is one quote)."""
-    quotes = np.flatnonzero(b == 34)
-    prev = np.concatenate([[before], b])[quotes]
-    bounds, i = [], 0
-    while i < len(quotes):
-        if not inside and prev[i] in (delimiter, 10, 13):
-            inside = True
-            bounds.append(quotes[i])
-        elif inside and i + 1 < len(quotes) and quotes[i + 1] == quotes[i] + 1:
-            i += 1  # a doubled quote
-        elif inside:
-            inside = False
-            bounds.append(quotes[i])
-        i += 1
-    start_inside = len(bounds) % 2 != inside
-    return (np.searchsorted(np.asarray(bounds, np.int64), np.arange(len(b)), "right") + start_inside) % 2 == 1, inside
-
-
 def _record_lines(h: Header) -> tuple[np.ndarray, np.ndarray]:
     """``(line, blank)`` of each non-empty record after the header: the line on which it ends and
-    whether it is whitespace only (one field)."""
+    whether it is whitespace only (one field), by Python's :mod:`csv` rules (pyarrow's too)."""
     ends, blanks = [], []
-    line, inside, size, text, before = h.line, False, 0, 0, 10
-    for chunk in _chunks(h.path, h.data_offset):
-        b = np.frombuffer(chunk, np.uint8)
-        term, cr_lf = _line_ends(b)
-        quoted, inside = _quoted(b, inside, before, ord(h.delimiter))
-        before = int(b[-1])
-        at = np.flatnonzero(term & ~quoted)
-        counted = ~term & ~cr_lf
-        sizes = np.cumsum(counted)
-        texts = np.cumsum(counted & (~np.isin(b, (9, 11, 12, 32)) | (b == ord(h.delimiter))))
-        numbers = line + np.cumsum(term)
-        record_size = np.diff(np.concatenate([[-size], sizes[at]]))
-        record_text = np.diff(np.concatenate([[-text], texts[at]]))
-        ends.append(numbers[at][record_size > 0])
-        blanks.append(record_text[record_size > 0] == 0)
-        tail = at[-1] if len(at) else None
-        size = int(sizes[-1] - (sizes[tail] if tail is not None else -size))
-        text = int(texts[-1] - (texts[tail] if tail is not None else -text))
-        line = int(numbers[-1])
-    if size:
-        ends.append(np.array([line + (before not in (10, 13))]))
-        blanks.append(np.array([text == 0]))
-    return np.concatenate(ends or [np.zeros(0, np.int64)]), np.concatenate(blanks or [np.zeros(0, bool)])
+    limit = csv.field_size_limit(2**31 - 1)
+    try:
+        with open(h.path, "rb") as f:
+            f.seek(h.data_offset)
+            records = csv.reader(io.TextIOWrapper(f, "utf-8", errors="replace", newline=""), delimiter=h.delimiter)
+            for record in records:
+                if record:
+                    ends.append(h.line + records.line_num)
+                    blanks.append(len(record) == 1 and not record[0].strip())
+    finally:
+        csv.field_size_limit(limit)
+    return np.array(ends, np.int64), np.array(blanks, bool)
 
 
 def _lines(h: Header, rows: int) -> np.ndarray:

@@ -73,14 +73,9 @@ def sorted_factor(dictionary: pa.Array, codes: np.ndarray, *, strip: bool = Fals
     dictionary = dictionary.cast(pa.string())
     if strip:
         dictionary = pc.utf8_trim_whitespace(dictionary)
-    order = pc.sort_indices(dictionary)  # bytewise UTF-8: the code point order numpy uses
-    ordered = dictionary.take(order)
-    new = np.ones(len(ordered), bool)  # first of each run of equal values
-    if len(ordered) > 1:
-        new[1:] = ~pc.equal(ordered.slice(1), ordered.slice(0, len(ordered) - 1)).to_numpy(zero_copy_only=False)
-    remap = np.empty(len(ordered), np.int32)
-    remap[order.to_numpy(zero_copy_only=False)] = np.cumsum(new) - 1
-    uniq = ordered.filter(pa.array(new))
+    uniq = pc.unique(dictionary)
+    uniq = uniq.take(pc.sort_indices(uniq))  # bytewise UTF-8: the code point order numpy uses
+    remap = pc.index_in(dictionary, value_set=uniq).to_numpy(zero_copy_only=False).astype(np.int32)
     lengths = pc.utf8_length(uniq).to_numpy(zero_copy_only=False)
     if len(uniq) and len(uniq) * int(lengths.max()) * 4 > MAX_DISTINCT_BYTES:
         wide = np.flatnonzero(remap == int(np.argmax(lengths)))
@@ -131,20 +126,15 @@ class Frame:
     def __post_init__(self):
         n = len(self.lines)
         for i, name in enumerate(self.block_columns):
-            self.numeric.setdefault(name, self.block[:, i])
+            self.numeric[name] = self.block[:, i]
         for name, column in [*self.categorical.items(), *self.numeric.items()]:
             if len(column) != n:
                 raise ValueError(f"column {name!r} has {len(column)} rows, expected {n}")
         self.numeric = {k: np.asarray(a, np.float32) for k, a in self.numeric.items()}
 
     def block_view(self, name: str) -> int | None:
-        """The column of :attr:`block` that ``numeric[name]`` is a view of, if any."""
-        if self.block is None or name not in self.block_columns:
-            return None
-        i = self.block_columns.index(name)
-        a, view = self.numeric[name], self.block[:, i]
-        same = a.strides == view.strides and a.__array_interface__["data"] == view.__array_interface__["data"]
-        return i if same and a.shape == view.shape else None
+        """The column of :attr:`block` that ``numeric[name]`` is (a view of), if any."""
+        return self.block_columns.index(name) if name in self.block_columns else None
 
     @property
     def num_rows(self) -> int:

@@ -36,7 +36,7 @@ MAGIC = ((b"PAR1", "parquet"), (b"ARROW1", "arrow"), (b"FEA1", "arrow"))
 EXTENSIONS = {".parquet": "parquet", ".pq": "parquet", ".arrow": "arrow", ".feather": "arrow", ".ipc": "arrow"}
 FORMAT_NAMES = {"parquet": "Parquet", "arrow": "Arrow IPC / Feather"}
 #: pyarrow block size (grown for a record longer than a block).
-BLOCK_SIZE = 8 << 20
+BLOCK_SIZE = 2 << 20
 _HEAD_BYTES = 1 << 20
 _SCAN_BYTES = 16 << 20
 _SNIFF_LINES = 20
@@ -623,6 +623,8 @@ def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], bl
                     array = _as_type(array, c in text)
                     if c in chunks:
                         chunks[c].append(array)
+                        if len(chunks[c]) & (len(chunks[c]) - 1) == 0:  # at 2, 4, 8 ... chunks: one dictionary
+                            chunks[c] = pa.chunked_array(chunks[c], _TEXT).unify_dictionaries().chunks
                     elif c in floats:
                         floats[c][at : at + n] = array.to_numpy(zero_copy_only=False)
                     else:

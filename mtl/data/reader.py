@@ -590,6 +590,20 @@ def read_columns(header: Header | Sequence[Header], columns: Mapping[str, Column
         pa.default_memory_pool().release_unused()  # hand pyarrow's freed blocks back to the system
 
 
+def read_dataset_files(paths: Sequence[str | os.PathLike], columns: Mapping[str, Column], *, what: str) -> Table:
+    """A dataset's comma-separated files with known ``columns`` (``what``: the format, for the error
+    naming a file that lacks some) read into one table; the first bad number or label raises."""
+    headers = [read_header(p, delimiter=",") for p in paths]
+    for h in headers:
+        missing = [c for c in columns if c not in h.names]
+        if missing:
+            raise DataError(f"not {what} file: columns {missing} are missing; header: {', '.join(h.names)}",
+                            path=h.path, line=h.line)  # fmt: skip
+    table = read_columns(headers, columns)
+    table.raise_first([c for c, spec in columns.items() if spec.kind in ("number", "label")])
+    return table
+
+
 def _numbered(batches):
     row = 0
     for batch in batches:

@@ -36,7 +36,7 @@ MAGIC = ((b"PAR1", "parquet"), (b"ARROW1", "arrow"), (b"FEA1", "arrow"))
 EXTENSIONS = {".parquet": "parquet", ".pq": "parquet", ".arrow": "arrow", ".feather": "arrow", ".ipc": "arrow"}
 FORMAT_NAMES = {"parquet": "Parquet", "arrow": "Arrow IPC / Feather"}
 #: pyarrow block size (grown for a record longer than a block).
-BLOCK_SIZE = 2 << 20
+BLOCK_SIZE = 8 << 20
 _HEAD_BYTES = 1 << 20
 _SCAN_BYTES = 16 << 20
 _SNIFF_LINES = 20
@@ -637,8 +637,8 @@ def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], bl
                     array = _as_type(array, c in text)
                     if c in chunks:
                         chunks[c].append(array)
-                        if len(chunks[c]) & (len(chunks[c]) - 1) == 0:  # at 2, 4, 8 ... chunks: one dictionary
-                            chunks[c] = pa.chunked_array(chunks[c], _TEXT).unify_dictionaries().chunks
+                        if len(chunks[c]) > 1 and 2 * sum(map(len, chunks[c][1:])) >= len(chunks[c][0]):
+                            chunks[c] = [_combine(chunks[c])]
                     elif c in floats:
                         floats[c][at : at + n] = array.to_numpy(zero_copy_only=False)
                     else:
@@ -671,6 +671,13 @@ def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], bl
             if bad is not None:
                 table.errors[c] = AutoColumn(c, None, table).error(*bad)
     return table
+
+
+def _combine(chunks: list[pa.DictionaryArray]) -> pa.DictionaryArray:
+    """One dictionary array of a column's chunks: done whenever the chunks after the first hold half
+    as many rows as it, so that few per-batch dictionaries are held and unifying (which hashes every
+    chunk's dictionary) costs a few passes over the column's distinct values in all."""
+    return pa.chunked_array(chunks, _TEXT).unify_dictionaries().combine_chunks()
 
 
 def _merge(chunks: list[pa.DictionaryArray]) -> Factor:

@@ -236,8 +236,8 @@ def test_named_hostile_files(tmp_path, name):
 
 
 def test_files_read_in_many_batches_agree_with_the_rules(tmp_path, monkeypatch):
-    """Small pyarrow blocks: many batches, whose text dictionaries are unified as they accumulate
-    (at 2, 4, 8, ... batches), still give the rules' values and lines (quoted line breaks included)."""
+    """Small pyarrow blocks: many batches, whose text dictionaries are unified and combined as they
+    accumulate, still give the rules' values and lines (quoted line breaks included)."""
     from mtl.data import reader
 
     monkeypatch.setattr(reader, "BLOCK_SIZE", 512)

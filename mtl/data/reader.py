@@ -650,6 +650,7 @@ def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], bl
         if at == start:
             raise DataError("has a header but no data rows", path=h.path)
         counts.append(at - start)
+        pa.default_memory_pool().release_unused()  # hand pyarrow's freed blocks back after each file
     lines = np.concatenate([np.arange(1, n + 1) if h.types else _lines(h, n) for h, n in zip(files, counts)])
     table = Table({}, {}, [h.path for h in files], np.repeat(np.arange(len(files), dtype=np.int16), counts),
                   lines, block[:at], in_block, header=files[0])  # fmt: skip

@@ -7,12 +7,13 @@
 For each format the files are generated first when absent
 (``benchmarks/make_ecommerce_files.py``, same ``--rows`` and ``--out``). Then, in
 one run, each measurement in a fresh Python process (so that peak memory is that
-step's alone, ``resource.getrusage``):
+step's alone: ``VmHWM`` of ``/proc/self/status``, which, unlike ``getrusage``'s
+``ru_maxrss``, does not carry the parent's peak across ``exec``):
 
 * ``pyarrow.csv.read_csv`` of every file of the dataset (default type inference,
   multi-threaded): seconds, the reference;
 * our first load, ``mtl.data.load(<format>, data_dir=..., cache_dir=<empty folder>)``:
-  parse, column cache, encoded splits written to the prepared cache; seconds, the
+  parse, encoded splits written to the prepared cache; seconds, the
   ratio to ``read_csv`` (target <= 2) and the peak resident memory of the process
   against the bytes of the final arrays (the train/validation/test ``numeric``,
   ``categorical`` and ``labels`` arrays; target <= 2). The process's memory after
@@ -55,9 +56,10 @@ MEMORY_RATIO_TARGET = 2.0
 CACHED_LOAD_TARGET_S = 2.0
 
 _PRELUDE = """
-import json, resource, sys, time
+import json, sys, time
 def peak_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
 """
 
 _READ_CSV = _PRELUDE + """

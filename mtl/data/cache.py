@@ -3,17 +3,16 @@
 Entries live under ``<cache root>/<dataset>/``: ``prepared/<key>/`` holds one prepared
 :class:`~mtl.data.base.MultiTaskData` (:func:`cached_dataset`, arrays
 ``<split>.{numeric,categorical,labels[,users]}``), and the TFDS read-back keeps raw frames
-(:func:`mtl.data.frame.cached`). An entry is a folder of ``<array>.npy`` files and
-``meta.json``; ``key`` hashes :data:`FORMAT_VERSION`, the kind, the loader's arguments and
-every source file's path, size and mtime. Writes are atomic (a temporary folder, files
-flushed, ``meta.json`` last, renamed into place); a source that changed while read caches
-nothing; an entry whose checksums fail is moved aside and rebuilt. See ``docs/data.md``, *Caches*.
+(:func:`mtl.data.frame.cached`). An entry is a folder of ``<array>.npy`` files (numpy's own
+format, ``np.load(path, mmap_mode="r")``) and ``meta.json``; ``key`` hashes
+:data:`FORMAT_VERSION`, the kind, the loader's arguments and every source file's path, size and
+mtime. Writes are atomic (a temporary folder, files flushed, ``meta.json`` last, renamed into
+place); a source that changed while read caches nothing; an entry whose checksums fail is moved
+aside and rebuilt. See ``docs/data.md``, *Caches*.
 """
 
 from __future__ import annotations
 
-import collections
-import concurrent.futures
 import dataclasses
 import hashlib
 import json
@@ -23,7 +22,7 @@ import shutil
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -52,10 +51,6 @@ class SourceState:
         return SourceState(os.path.abspath(os.fspath(path)), int(st.st_size), int(st.st_mtime_ns))
 
 
-def source_states(paths: Iterable[str | os.PathLike]) -> list[SourceState]:
-    return [SourceState.of(p) for p in paths]
-
-
 def check_unchanged(before: Sequence[SourceState]) -> None:
     """Raises a :class:`DataError` if a source file changed since ``before`` was taken."""
     for old in before:
@@ -64,12 +59,10 @@ def check_unchanged(before: Sequence[SourceState]) -> None:
         except OSError:
             raise DataError("was removed while it was read; nothing was cached", path=old.path) from None
         if new != old:
-            raise DataError(
-                f"changed while it was read (size {old.size:,} -> {new.size:,} bytes, modification time "
-                f"{'changed' if new.mtime_ns != old.mtime_ns else 'unchanged'}); nothing was cached. "
-                "Load it again once the file is complete.",
-                path=old.path,
-            )
+            mtime = "changed" if new.mtime_ns != old.mtime_ns else "unchanged"
+            raise DataError(f"changed while it was read (size {old.size:,} -> {new.size:,} bytes, modification "
+                            f"time {mtime}); nothing was cached. Load it again once the file is complete.",
+                            path=old.path)  # fmt: skip
 
 
 def _plain(x):
@@ -89,11 +82,9 @@ def _digest(x) -> str:
 
 def entry_key(kind: str, args: Mapping[str, Any], sources: Sequence[SourceState]) -> str:
     """A hex key for an entry of ``kind`` built from ``sources`` with ``args``."""
-    return _digest({"format": FORMAT_VERSION, "kind": kind, "args": _plain(args),
-                    "sources": [dataclasses.astuple(s) for s in sources]})[:24]  # fmt: skip
-
-
-# ---------------------------------------------------------------- writing arrays
+    key = {"format": FORMAT_VERSION, "kind": kind, "args": _plain(args),
+           "sources": [dataclasses.astuple(s) for s in sources]}  # fmt: skip
+    return _digest(key)[:24]
 
 
 def _fsync(path: pathlib.Path) -> None:
@@ -114,71 +105,43 @@ def _sample_crc(path: pathlib.Path) -> int:
     return crc
 
 
-class Region:
-    """One array's ``.npy`` file, written sequentially a block of rows at a time."""
+class ArrayFile:
+    """One array's ``.npy`` file, written sequentially a block of rows at a time with plain writes
+    (not through a memory map, so that written pages stay out of the process's resident memory)."""
 
-    def __init__(self, pack: PackWriter, name: str, shape, dtype):
-        self.pack, self.name, self.shape, self.dtype = pack, name, tuple(int(s) for s in shape), np.dtype(dtype)
-        self.path = pack.folder / f"{name}.npy"
-        self.file = open(self.path, "wb")
-        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape}
+    def __init__(self, path: pathlib.Path, shape, dtype):
+        self.path, self.dtype = path, np.dtype(dtype)
+        self.file = open(path, "wb")
+        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
+                  "shape": tuple(int(s) for s in shape)}  # fmt: skip
         np.lib.format.write_array_header_2_0(self.file, header)
-        self.left = int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
 
     def write(self, block: np.ndarray) -> None:
-        block = np.ascontiguousarray(block, self.dtype)
-        if self.pack.pool is None:
-            return self._write(block)
-        self.pack.pending.append(self.pack.pool.submit(self._write, block))
-        while len(self.pack.pending) > 2:  # at most two blocks queued
-            self.pack.pending.popleft().result()
-
-    def _write(self, block: np.ndarray) -> None:
-        if block.nbytes > self.left:
-            raise ValueError(f"{self.name}: more data than its shape {self.shape} holds")
-        self.file.write(memoryview(block.reshape(-1)).cast("B"))
-        self.left -= block.nbytes
+        self.file.write(memoryview(np.ascontiguousarray(block, self.dtype).reshape(-1)).cast("B"))
 
     def close(self) -> None:
-        if self.file.closed:
-            return
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
-        if self.left:
-            raise ValueError(f"{self.name}: {self.left} bytes never written")
+        if not self.file.closed:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
 
-    def array(self) -> np.ndarray:
-        """The completed array, memory-mapped read-only."""
-        self.pack.flush()
+    def finish(self) -> np.ndarray:
+        """The completed array, memory-mapped read-only (a file of the wrong size fails here)."""
         self.close()
         return np.load(self.path, mmap_mode="r")
 
 
 class PackWriter:
-    """The arrays of one entry, one ``.npy`` file each (written with plain writes, not a memory
-    map, so written pages stay out of the process's resident memory)."""
+    """The arrays of one entry, one :class:`ArrayFile` each."""
 
     def __init__(self, folder: pathlib.Path):
-        self.folder = pathlib.Path(folder)
-        self.regions: dict[str, Region] = {}
-        self.pool, self.pending = None, collections.deque()
+        self.folder, self.files = pathlib.Path(folder), {}
 
-    def write_behind(self) -> PackWriter:
-        """Writes blocks on a background thread from now on (:meth:`flush` waits), so that
-        encoding the next block overlaps with writing this one."""
-        self.pool = self.pool or concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mtl-write")
-        return self
-
-    def flush(self) -> None:
-        while self.pending:
-            self.pending.popleft().result()
-
-    def add(self, name: str, shape, dtype) -> Region:
-        if name in self.regions:
+    def add(self, name: str, shape, dtype) -> ArrayFile:
+        if name in self.files:
             raise ValueError(f"array {name!r} is already in the pack")
-        self.regions[name] = Region(self, name, shape, dtype)
-        return self.regions[name]
+        self.files[name] = ArrayFile(self.folder / f"{name}.npy", shape, dtype)
+        return self.files[name]
 
     def save(self, name: str, array: np.ndarray) -> None:
         array = np.asarray(array)
@@ -186,23 +149,9 @@ class PackWriter:
 
     def close(self) -> dict:
         """Completes every file; returns what :func:`read_entry` checks."""
-        try:
-            self.flush()
-            for r in self.regions.values():
-                r.close()
-        finally:
-            self.abort()
-        return {name: {"size": os.path.getsize(r.path), "crc": _sample_crc(r.path)} for name, r in self.regions.items()}
-
-    def abort(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-            self.pool = None
-        for r in self.regions.values():
-            r.file.close()
-
-
-# ---------------------------------------------------------------- entries
+        for f in self.files.values():
+            f.finish()
+        return {name: {"size": os.path.getsize(f.path), "crc": _sample_crc(f.path)} for name, f in self.files.items()}
 
 
 def read_entry(folder: pathlib.Path, *, kind: str) -> tuple[dict, dict[str, np.ndarray]] | None:
@@ -261,7 +210,8 @@ class EntryWriter:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.pack.abort()
+        for f in self.pack.files.values():
+            f.file.close()
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def commit(self, meta: Mapping[str, Any]) -> None:
@@ -302,16 +252,24 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def build_entry(folder: pathlib.Path, *, kind: str, sources: Sequence[SourceState],
-                build: Callable[[PackWriter], Mapping[str, Any]]) -> None:  # fmt: skip
-    """Builds an entry with ``build(pack) -> meta`` and commits it, unless a source changed
-    meanwhile (then a :class:`DataError`, and nothing is written)."""
+def cached_entry(folder: pathlib.Path, *, kind: str, states: Sequence[SourceState],
+                 build: Callable[[PackWriter], Mapping[str, Any]]) -> tuple[dict, dict[str, np.ndarray]]:  # fmt: skip
+    """``(meta, arrays)`` of the entry ``folder``, built first with ``build(pack) -> meta`` when absent
+    or damaged; a source (``states``) that changes meanwhile raises a :class:`DataError` and
+    nothing is written."""
+    entry = read_entry(folder, kind=kind)
+    if entry is not None:
+        return entry
     with EntryWriter(folder, kind=kind) as writer:
         try:
             meta = build(writer.pack)
         finally:
-            check_unchanged(sources)  # a file that changed mid-read explains odd errors best
-        writer.commit(meta)
+            check_unchanged(states)  # a file that changed mid-read explains odd errors best
+        writer.commit({**meta, "sources": [dataclasses.asdict(s) for s in states]})
+    entry = read_entry(folder, kind=kind)
+    if entry is None:
+        raise RuntimeError(f"cache entry {folder} could not be read back after writing it")
+    return entry
 
 
 def cached_dataset(root: pathlib.Path, *, args: Mapping[str, Any], sources: Sequence[str | os.PathLike],
@@ -331,23 +289,17 @@ def cached_dataset(root: pathlib.Path, *, args: Mapping[str, Any], sources: Sequ
     Returns ``(data, extra)``; ``data.info`` is the JSON form of the built info (tuples
     become lists), identical on the first and on cached loads.
     """
-    states = source_states(sources)
+    states = [SourceState.of(p) for p in sources]
     folder = pathlib.Path(root) / "prepared" / entry_key("prepared", args, states)
 
     def make(pack: PackWriter) -> dict:
         data = build(pack)
         return {"tasks": [dataclasses.asdict(t) for t in data.tasks], "numeric_names": list(data.numeric_names),
                 "categorical_names": list(data.categorical_names), "vocab_sizes": [int(v) for v in data.vocab_sizes],
-                "info": _plain(data.info), "extra": _plain(extra(data)) if extra else {}, "args": _plain(args),
-                "sources": [dataclasses.asdict(s) for s in states]}  # fmt: skip
+                "info": _plain(data.info), "extra": _plain(extra(data)) if extra else {},
+                "args": _plain(args)}  # fmt: skip
 
-    entry = read_entry(folder, kind="prepared")
-    if entry is None:
-        build_entry(folder, kind="prepared", sources=states, build=make)
-        entry = read_entry(folder, kind="prepared")
-        if entry is None:
-            raise RuntimeError(f"cache entry {folder} could not be read back after writing it")
-    meta, arrays = entry
+    meta, arrays = cached_entry(folder, kind="prepared", states=states, build=make)
     splits = {name: Split(*(arrays.get(f"{name}.{k}") for k in ("numeric", "categorical", "labels", "users")))
               for name in ("train", "validation", "test")}  # fmt: skip
     data = MultiTaskData(

@@ -73,14 +73,9 @@ def sorted_factor(dictionary: pa.Array, codes: np.ndarray, *, strip: bool = Fals
     dictionary = dictionary.cast(pa.string())
     if strip:
         dictionary = pc.utf8_trim_whitespace(dictionary)
-    order = pc.sort_indices(dictionary)  # bytewise UTF-8: the code point order numpy uses
-    ordered = dictionary.take(order)
-    new = np.ones(len(ordered), bool)  # first of each run of equal values
-    if len(ordered) > 1:
-        new[1:] = ~pc.equal(ordered.slice(1), ordered.slice(0, len(ordered) - 1)).to_numpy(zero_copy_only=False)
-    remap = np.empty(len(ordered), np.int32)
-    remap[order.to_numpy(zero_copy_only=False)] = np.cumsum(new) - 1
-    uniq = ordered.filter(pa.array(new))
+    uniq = pc.unique(dictionary)
+    uniq = uniq.take(pc.sort_indices(uniq))  # bytewise UTF-8: the code point order numpy uses
+    remap = pc.index_in(dictionary, value_set=uniq).to_numpy(zero_copy_only=False).astype(np.int32)
     lengths = pc.utf8_length(uniq).to_numpy(zero_copy_only=False)
     if len(uniq) and len(uniq) * int(lengths.max()) * 4 > MAX_DISTINCT_BYTES:
         wide = np.flatnonzero(remap == int(np.argmax(lengths)))
@@ -131,20 +126,15 @@ class Frame:
     def __post_init__(self):
         n = len(self.lines)
         for i, name in enumerate(self.block_columns):
-            self.numeric.setdefault(name, self.block[:, i])
+            self.numeric[name] = self.block[:, i]
         for name, column in [*self.categorical.items(), *self.numeric.items()]:
             if len(column) != n:
                 raise ValueError(f"column {name!r} has {len(column)} rows, expected {n}")
         self.numeric = {k: np.asarray(a, np.float32) for k, a in self.numeric.items()}
 
     def block_view(self, name: str) -> int | None:
-        """The column of :attr:`block` that ``numeric[name]`` is a view of, if any."""
-        if self.block is None or name not in self.block_columns:
-            return None
-        i = self.block_columns.index(name)
-        a, view = self.numeric[name], self.block[:, i]
-        same = a.strides == view.strides and a.__array_interface__["data"] == view.__array_interface__["data"]
-        return i if same and a.shape == view.shape else None
+        """The column of :attr:`block` that ``numeric[name]`` is (a view of), if any."""
+        return self.block_columns.index(name) if name in self.block_columns else None
 
     @property
     def num_rows(self) -> int:
@@ -189,38 +179,22 @@ def concat_frames(frames: Sequence[Frame], *, consume: bool = False) -> tuple[Fr
     return frame, [np.arange(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def _write_frame(frame: Frame, pack: cache.PackWriter, meta: Mapping[str, Any]) -> dict:
+def _write_frame(frame: Frame, pack: cache.PackWriter) -> dict:
     for i, f in enumerate(frame.categorical.values()):
         pack.save(f"cat{i}_codes", f.codes)
         pack.save(f"cat{i}_values", f.values)
-    in_block = [n for n in frame.block_columns if frame.block_view(n) is not None]
-    if in_block:
-        pack.save("num_block", frame.block)
-    for i, (name, a) in enumerate(frame.numeric.items()):
-        if name not in in_block:
-            pack.save(f"num{i}", a)
+    for i, a in enumerate(frame.numeric.values()):
+        pack.save(f"num{i}", a)
     pack.save("lines", frame.lines)
     pack.save("source_ids", frame.source_ids)
     return {"categorical_names": list(frame.categorical), "numeric_names": list(frame.numeric),
-            "block_columns": list(frame.block_columns) if in_block else [], "sources": list(frame.sources),
-            "source": dict(meta)}  # fmt: skip
-
-
-def _read_frame(meta: dict, arrays: dict[str, np.ndarray]) -> Frame:
-    categorical = {name: Factor(arrays[f"cat{i}_codes"], arrays[f"cat{i}_values"])
-                   for i, name in enumerate(meta["categorical_names"])}  # fmt: skip
-    block_columns = tuple(meta["block_columns"])
-    block = arrays.get("num_block")
-    numeric = {name: block[:, block_columns.index(name)] if name in block_columns else arrays[f"num{i}"]
-               for i, name in enumerate(meta["numeric_names"])}  # fmt: skip
-    return Frame(categorical, numeric, list(meta["sources"]), arrays["source_ids"], arrays["lines"], block,
-                 block_columns)  # fmt: skip
+            "frame_sources": list(frame.sources)}  # fmt: skip
 
 
 def save_frame(frame: Frame, folder: str | os.PathLike) -> None:
     """Writes a frame as a cache entry, atomically."""
     with cache.EntryWriter(pathlib.Path(folder), kind="frame") as writer:
-        writer.commit(_write_frame(frame, writer.pack, {}))
+        writer.commit(_write_frame(frame, writer.pack))
 
 
 def cached(root: str | os.PathLike, *, name: str, sources: Sequence[str | os.PathLike], args: Mapping[str, Any],
@@ -231,12 +205,11 @@ def cached(root: str | os.PathLike, *, name: str, sources: Sequence[str | os.Pat
     entry is rebuilt, and a source that changes while ``build()`` reads it raises a
     :class:`~mtl.data.errors.DataError` and caches nothing.
     """
-    states = cache.source_states(sources)
+    states = [cache.SourceState.of(p) for p in sources]
     folder = pathlib.Path(root) / f"{name}-{cache.entry_key('frame', args, states)}"
-    entry = cache.read_entry(folder, kind="frame")
-    if entry is not None:
-        return _read_frame(*entry)
-    frame = build()
-    cache.build_entry(folder, kind="frame", sources=states,
-                      build=lambda pack: _write_frame(frame, pack, {"args": args}))
-    return frame
+    meta, arrays = cache.cached_entry(folder, kind="frame", states=states,
+                                      build=lambda pack: {**_write_frame(build(), pack), "args": args})  # fmt: skip
+    categorical = {name: Factor(arrays[f"cat{i}_codes"], arrays[f"cat{i}_values"])
+                   for i, name in enumerate(meta["categorical_names"])}  # fmt: skip
+    numeric = {name: arrays[f"num{i}"] for i, name in enumerate(meta["numeric_names"])}
+    return Frame(categorical, numeric, meta["frame_sources"], arrays["source_ids"], arrays["lines"])

@@ -124,25 +124,6 @@ def _fmt(v: float) -> str:
     return str(int(v)) if float(v).is_integer() else str(v)
 
 
-class _Output:
-    """One split array, filled block by block: in memory, or written into an array pack."""
-
-    def __init__(self, name: str, shape, dtype, pack: PackWriter | None):
-        self.region = pack.add(name, shape, dtype) if pack is not None else None
-        self.array = None if pack is not None else np.empty(shape, dtype)
-        self.at = 0
-
-    def write(self, block: np.ndarray) -> None:
-        if self.region is not None:
-            self.region.write(block)
-        else:
-            self.array[self.at : self.at + len(block)] = block
-        self.at += len(block)
-
-    def finish(self) -> np.ndarray:
-        return self.array if self.region is None else self.region.array()
-
-
 def build_multitask_data(
     frame: Frame,
     splits: Mapping[str, np.ndarray],
@@ -161,8 +142,8 @@ def build_multitask_data(
     users: np.ndarray | None = None,
     standardize_labels: bool = False,
     min_count: int = 1,
-    out: PackWriter | None = None,
-    block_rows: int = 1 << 16,
+    out: PackWriter,
+    block_rows: int = 1 << 14,
 ) -> MultiTaskData:
     """Encodes ``frame`` columns with training statistics and cuts the splits.
 
@@ -182,9 +163,9 @@ def build_multitask_data(
         first (``labels`` are the raw values).
       min_count: categorical values seen fewer times in training map to the
         out-of-vocabulary id (1: every training value gets an id).
-      out: write the split arrays into this array pack as ``<split>.<array>`` (and
-        return them memory-mapped) instead of building them in memory; rows are
-        written a block at a time, so the result never sits in memory.
+      out: the array pack the split arrays are written into, as ``<split>.<array>`` (and
+        returned memory-mapped): rows are written a block at a time, so the result never
+        sits in memory.
       block_rows: rows encoded at a time (bounds the working memory).
     """
     labels = np.asarray(labels)
@@ -244,8 +225,6 @@ def build_multitask_data(
         scale.append((tasks[t].label_mean, tasks[t].label_std))
 
     n_num, n_cat, n_tasks = len(num_names), len(categorical), len(tasks)
-    if out is not None:
-        out.write_behind()  # encoding the next block overlaps with writing this one
     # numeric columns in the frame's row-major block are gathered as whole rows
     in_block = [(j, i) for j, i in ((j, frame.block_view(name)) for j, name in enumerate(numeric)) if i is not None]
     block_out, block_in = (np.array(x, np.int64) for x in zip(*in_block)) if in_block else ([], [])
@@ -253,15 +232,16 @@ def build_multitask_data(
     others = [j for j in range(len(scalers)) if j not in set(block_out)]
 
     def encode(rows, num, cat):
-        if in_block:
+        if in_block:  # in place: a missing value (the mean) becomes 0 after scaling
             v = frame.block[rows][:, block_in].astype(np.float64)
-            np.copyto(v, np.broadcast_to(block_mean, v.shape), where=np.isnan(v))
-            num[:, block_out] = (v - block_mean) / block_std
+            v -= block_mean
+            v /= block_std
+            np.copyto(v, 0.0, where=np.isnan(v))
+            num[:, block_out] = v
         for j in others:
             x, mean, std = scalers[j]
-            v = x[rows].astype(np.float64)
-            v[np.isnan(v)] = mean
-            num[:, j] = (v - mean) / std
+            v = (x[rows].astype(np.float64) - mean) / std
+            num[:, j] = np.where(np.isnan(v), 0.0, v)
         for k, x in enumerate(indicators):
             num[:, len(scalers) + k] = np.isnan(x[rows])
         for j, (codes, mapping) in enumerate(encoders):
@@ -272,7 +252,7 @@ def build_multitask_data(
         n = len(idx)
         arrays = {"numeric": ((n, n_num), np.float32), "categorical": ((n, n_cat), np.int32),
                   "labels": ((n, n_tasks), np.float32), "users": ((n,), np.int64)}  # fmt: skip
-        outputs = {k: _Output(f"{split_name}.{k}", *spec, out) for k, spec in arrays.items()
+        outputs = {k: out.add(f"{split_name}.{k}", *spec) for k, spec in arrays.items()
                    if k != "users" or users is not None}  # fmt: skip
         for start in range(0, n, block_rows):
             rows = idx[start : start + block_rows]

@@ -128,7 +128,7 @@ def _decide(x: np.ndarray, max_categorical_distinct: int) -> tuple[str, str]:
 def infer_column_type(values: np.ndarray, *, max_categorical_distinct: int) -> tuple[str, str]:
     """``("numeric" | "categorical", reason)`` for a column of stripped strings (all rows)."""
     factor = Factor(np.zeros(0, np.int32), np.unique(np.asarray(values, str)))
-    return AutoColumn("", factor, "", np.zeros(0)).infer(max_categorical_distinct=max_categorical_distinct)
+    return AutoColumn("", factor, None).infer(max_categorical_distinct=max_categorical_distinct)
 
 
 def _replace_missing(factor: Factor, token: str | None) -> Factor:
@@ -178,11 +178,14 @@ def _label_column(factor: Factor, task: str) -> tuple[np.ndarray, tuple[int, str
 
 class AutoColumn:
     """A column for the caller to type: distinct stripped strings (``factor``), or, for a
-    typed file's number column, ``numbers`` (float64, NaN for missing)."""
+    typed file's number column, ``numbers`` (float64, NaN for missing); ``frame`` locates its rows."""
 
-    def __init__(self, name: str, factor: Factor | None, path: str, lines: np.ndarray,
-                 numbers: np.ndarray | None = None):  # fmt: skip
-        self.name, self._factor, self.path, self.lines, self.numbers = name, factor, path, lines, numbers
+    def __init__(self, name: str, factor: Factor | None, frame: Frame | None, numbers: np.ndarray | None = None):
+        self.name, self._factor, self.frame, self.numbers = name, factor, frame, numbers
+
+    def error(self, row: int, message: str) -> DataError:
+        path, line = self.frame.locate(row)
+        return DataError(message, path=path, line=line, column=self.name)
 
     @property
     def factor(self) -> Factor:
@@ -196,23 +199,16 @@ class AutoColumn:
             self._factor = sorted_factor(pa.array(np.append(text, "").astype(object), pa.string()), all_codes)
         return self._factor
 
-    def infer(self, *, max_categorical_distinct: int, others: Sequence[AutoColumn] = ()) -> tuple[str, str]:
-        """``("numeric" | "categorical", reason)`` over this column and ``others``: numeric when every
-        present value is a number and they are not all integers or there are more than
-        ``max_categorical_distinct`` distinct integers."""
-        parts = [self, *others]
-        if all(p.numbers is not None for p in parts):
-            x = np.concatenate([p.numbers for p in parts])
-            return _decide(x[~np.isnan(x)], max_categorical_distinct)
-        values = np.unique(np.concatenate([p.factor.values for p in parts]))
-        present = values[~missing_mask(values)]
+    def infer(self, *, max_categorical_distinct: int) -> tuple[str, str]:
+        """``("numeric" | "categorical", reason)``: numeric when every present value is a number and
+        they are not all integers or there are more than ``max_categorical_distinct`` distinct integers."""
+        if self.numbers is not None:
+            return _decide(self.numbers[~np.isnan(self.numbers)], max_categorical_distinct)
+        present = self.factor.values[~missing_mask(self.factor.values)]
         x, ok = _to_float(present)
         if not ok.all():
             return "categorical", f"non-numeric values (e.g. {str(present[~ok][0])[:20]!r})"
         return _decide(x, max_categorical_distinct)
-
-    def as_text(self) -> AutoColumn:
-        return AutoColumn(self.name, self.factor, self.path, self.lines)
 
     def as_numbers(self) -> tuple[np.ndarray, DataError | None]:
         """``(float32 values with NaN for missing, the first bad value's error or None)``."""
@@ -220,9 +216,7 @@ class AutoColumn:
             return self.numbers.astype(np.float32), None
         x, ok = _numbers(self.factor)
         bad = _bad_number(self.factor, ok)
-        error = None if bad is None else DataError(bad[1], path=self.path, line=int(self.lines[bad[0]]),
-                                                   column=self.name)  # fmt: skip
-        return x.astype(np.float32)[self.factor.codes], error
+        return x.astype(np.float32)[self.factor.codes], None if bad is None else self.error(*bad)
 
     def as_factor(self, missing_token: str | None) -> Factor:
         return _replace_missing(self.factor, missing_token)
@@ -345,7 +339,8 @@ def _typed_header(path: str, fmt: str) -> Header:
             meta = pq.read_metadata(path)
             schema, rows = meta.schema.to_arrow_schema(), meta.num_rows
         else:
-            schema, rows = _arrow_schema(path)
+            table = _arrow_table(path)
+            schema, rows = table.schema, table.num_rows
     except (pa.ArrowException, OSError) as e:
         raise DataError(f"cannot be read as {FORMAT_NAMES[fmt]}: {e}", path=path) from None
     names = [str(n) for n in schema.names]
@@ -358,26 +353,12 @@ def _typed_header(path: str, fmt: str) -> Header:
     return Header(path, names, "", 0, 0, size, fmt, {f.name: f.type for f in schema}, rows)
 
 
-def _arrow_schema(path: str) -> tuple[pa.Schema, int]:
+def _arrow_table(path: str) -> pa.Table:
+    """An Arrow IPC file (Feather v2), a Feather v1 file or an IPC stream, memory-mapped."""
     try:
-        with ipc.open_file(pa.memory_map(path)) as reader:
-            return reader.schema, sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+        return feather.read_table(path, memory_map=True)
     except pa.ArrowInvalid:
-        batches = list(_arrow_batches(path, None))
-        return (batches[0].schema if batches else pa.schema([])), sum(b.num_rows for b in batches)
-
-
-def _arrow_batches(path: str, names: list[str] | None):
-    """Record batches of an Arrow IPC file, a Feather v1 file or an IPC stream."""
-    try:
-        reader = ipc.open_file(pa.memory_map(path))
-        return (reader.get_batch(i).select(names or reader.schema.names) for i in range(reader.num_record_batches))
-    except pa.ArrowInvalid:
-        with open(path, "rb") as f:
-            v1 = f.read(4) == b"FEA1"
-        if v1:
-            return feather.read_table(path, columns=names).to_batches()
-        return (b.select(names or b.schema.names) for b in ipc.open_stream(pa.memory_map(path)))
+        return ipc.open_stream(pa.memory_map(path)).read_all()
 
 
 def _typed_batches(h: Header, names: list[str]):
@@ -387,7 +368,7 @@ def _typed_batches(h: Header, names: list[str]):
     where = ""
     try:
         if h.format == "arrow":
-            yield from _numbered(_arrow_batches(h.path, names))
+            yield from _numbered(_arrow_table(h.path).select(names).to_batches())
             return
         parquet, row, start = pq.ParquetFile(h.path), 0, 0
         sizes = [parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)]
@@ -444,53 +425,22 @@ def _count_lines(h: Header) -> int:
     return count + (last not in (b"\n", b"\r"))
 
 
-def _quoted(b: np.ndarray, inside: bool, before: int, delimiter: int) -> tuple[np.ndarray, bool]:
-    """Which bytes of ``b`` are inside a quoted value (``before``: the byte before ``b``). A quote
-    opens one at the start of a field and the next single quote closes it (``""`` is one quote)."""
-    quotes = np.flatnonzero(b == 34)
-    prev = np.concatenate([[before], b])[quotes]
-    bounds, i = [], 0
-    while i < len(quotes):
-        if not inside and prev[i] in (delimiter, 10, 13):
-            inside = True
-            bounds.append(quotes[i])
-        elif inside and i + 1 < len(quotes) and quotes[i + 1] == quotes[i] + 1:
-            i += 1  # a doubled quote
-        elif inside:
-            inside = False
-            bounds.append(quotes[i])
-        i += 1
-    start_inside = len(bounds) % 2 != inside
-    return (np.searchsorted(np.asarray(bounds, np.int64), np.arange(len(b)), "right") + start_inside) % 2 == 1, inside
-
-
 def _record_lines(h: Header) -> tuple[np.ndarray, np.ndarray]:
     """``(line, blank)`` of each non-empty record after the header: the line on which it ends and
-    whether it is whitespace only (one field)."""
+    whether it is whitespace only (one field), by Python's :mod:`csv` rules (pyarrow's too)."""
     ends, blanks = [], []
-    line, inside, size, text, before = h.line, False, 0, 0, 10
-    for chunk in _chunks(h.path, h.data_offset):
-        b = np.frombuffer(chunk, np.uint8)
-        term, cr_lf = _line_ends(b)
-        quoted, inside = _quoted(b, inside, before, ord(h.delimiter))
-        before = int(b[-1])
-        at = np.flatnonzero(term & ~quoted)
-        counted = ~term & ~cr_lf
-        sizes = np.cumsum(counted)
-        texts = np.cumsum(counted & (~np.isin(b, (9, 11, 12, 32)) | (b == ord(h.delimiter))))
-        numbers = line + np.cumsum(term)
-        record_size = np.diff(np.concatenate([[-size], sizes[at]]))
-        record_text = np.diff(np.concatenate([[-text], texts[at]]))
-        ends.append(numbers[at][record_size > 0])
-        blanks.append(record_text[record_size > 0] == 0)
-        tail = at[-1] if len(at) else None
-        size = int(sizes[-1] - (sizes[tail] if tail is not None else -size))
-        text = int(texts[-1] - (texts[tail] if tail is not None else -text))
-        line = int(numbers[-1])
-    if size:
-        ends.append(np.array([line + (before not in (10, 13))]))
-        blanks.append(np.array([text == 0]))
-    return np.concatenate(ends or [np.zeros(0, np.int64)]), np.concatenate(blanks or [np.zeros(0, bool)])
+    limit = csv.field_size_limit(2**31 - 1)
+    try:
+        with open(h.path, "rb") as f:
+            f.seek(h.data_offset)
+            records = csv.reader(io.TextIOWrapper(f, "utf-8", errors="replace", newline=""), delimiter=h.delimiter)
+            for record in records:
+                if record:
+                    ends.append(h.line + records.line_num)
+                    blanks.append(len(record) == 1 and not record[0].strip())
+    finally:
+        csv.field_size_limit(limit)
+    return np.array(ends, np.int64), np.array(blanks, bool)
 
 
 def _lines(h: Header, rows: int) -> np.ndarray:
@@ -598,17 +548,6 @@ class _Failed(Exception):
         self.header, self.error = header, error
 
 
-def check_structure(header: Header) -> int:
-    """Checks every record's field count (and that there are data rows); returns the row count."""
-    try:
-        rows = sum(b.num_rows for b in _open(header, {}))
-    except pa.ArrowInvalid as e:
-        raise _located(header, e, BLOCK_SIZE) from None
-    if rows == 0:
-        raise DataError("has a header but no data rows", path=header.path)
-    return rows
-
-
 def read_columns(header: Header | Sequence[Header], columns: Mapping[str, Column]) -> Table:
     """Reads the named columns of one file (or of several with the same columns, into one table,
     rows file by file); see the module docstring.
@@ -651,6 +590,20 @@ def read_columns(header: Header | Sequence[Header], columns: Mapping[str, Column
         pa.default_memory_pool().release_unused()  # hand pyarrow's freed blocks back to the system
 
 
+def read_dataset_files(paths: Sequence[str | os.PathLike], columns: Mapping[str, Column], *, what: str) -> Table:
+    """A dataset's comma-separated files with known ``columns`` (``what``: the format, for the error
+    naming a file that lacks some) read into one table; the first bad number or label raises."""
+    headers = [read_header(p, delimiter=",") for p in paths]
+    for h in headers:
+        missing = [c for c in columns if c not in h.names]
+        if missing:
+            raise DataError(f"not {what} file: columns {missing} are missing; header: {', '.join(h.names)}",
+                            path=h.path, line=h.line)  # fmt: skip
+    table = read_columns(headers, columns)
+    table.raise_first([c for c, spec in columns.items() if spec.kind in ("number", "label")])
+    return table
+
+
 def _numbered(batches):
     row = 0
     for batch in batches:
@@ -684,6 +637,8 @@ def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], bl
                     array = _as_type(array, c in text)
                     if c in chunks:
                         chunks[c].append(array)
+                        if len(chunks[c]) > 1 and 2 * sum(map(len, chunks[c][1:])) >= len(chunks[c][0]):
+                            chunks[c] = [_combine(chunks[c])]
                     elif c in floats:
                         floats[c][at : at + n] = array.to_numpy(zero_copy_only=False)
                     else:
@@ -695,16 +650,15 @@ def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], bl
         if at == start:
             raise DataError("has a header but no data rows", path=h.path)
         counts.append(at - start)
+        pa.default_memory_pool().release_unused()  # hand pyarrow's freed blocks back after each file
     lines = np.concatenate([np.arange(1, n + 1) if h.types else _lines(h, n) for h, n in zip(files, counts)])
     table = Table({}, {}, [h.path for h in files], np.repeat(np.arange(len(files), dtype=np.int16), counts),
                   lines, block[:at], in_block, header=files[0])  # fmt: skip
-    bounds = np.cumsum(counts)
-    where = lambda row: dict(path=files[int(np.searchsorted(bounds, row, "right"))].path, line=int(lines[row]))  # noqa: E731
     for c in names:
         if c in floats:
             x = floats.pop(c)[:at]
             if columns[c].kind == "auto":
-                table.auto[c] = AutoColumn(c, None, files[0].path, lines, numbers=x)
+                table.auto[c] = AutoColumn(c, None, table, numbers=x)
                 continue
             table.labels[c] = x
             if _is_bad_label(x, columns[c].task).any():
@@ -713,11 +667,18 @@ def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], bl
             try:
                 factor = _merge(chunks.pop(c))
             except TooWide as e:
-                raise DataError(str(e), **where(e.row), column=c) from None
+                raise AutoColumn(c, None, table).error(e.row, str(e)) from None
             bad = _finish(table, c, columns[c], factor)
             if bad is not None:
-                table.errors[c] = DataError(bad[1], **where(bad[0]), column=c)
+                table.errors[c] = AutoColumn(c, None, table).error(*bad)
     return table
+
+
+def _combine(chunks: list[pa.DictionaryArray]) -> pa.DictionaryArray:
+    """One dictionary array of a column's chunks: done whenever the chunks after the first hold half
+    as many rows as it, so that few per-batch dictionaries are held and unifying (which hashes every
+    chunk's dictionary) costs a few passes over the column's distinct values in all."""
+    return pa.chunked_array(chunks, _TEXT).unify_dictionaries().combine_chunks()
 
 
 def _merge(chunks: list[pa.DictionaryArray]) -> Factor:
@@ -737,7 +698,7 @@ def _finish(table: Table, name: str, spec: Column, factor: Factor) -> tuple[int,
     if spec.kind == "factor":
         table.categorical[name] = _replace_missing(factor, spec.missing_token)
     elif spec.kind == "auto":
-        table.auto[name] = AutoColumn(name, factor, table.header.path, table.lines)
+        table.auto[name] = AutoColumn(name, factor, table)
     elif spec.kind == "number":
         x, ok = _numbers(factor)
         table.numeric[name] = x.astype(np.float32)[factor.codes]

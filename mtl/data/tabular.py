@@ -24,7 +24,7 @@ from mtl.data import paths
 from mtl.data.base import LABEL_TRANSFORMS, MultiTaskData, TaskSpec
 from mtl.data.cache import cached_dataset
 from mtl.data.errors import DataError
-from mtl.data.frame import MISSING_TOKEN, Factor, Frame, concat_factors, concat_frames, sorted_factor
+from mtl.data.frame import MISSING_TOKEN, Factor, Frame, file_parts, sorted_factor
 from mtl.data.preprocess import build_multitask_data, parse_fractions, permutation_split, split_list
 from mtl.data.reader import (
     FORMAT_NAMES,
@@ -32,7 +32,6 @@ from mtl.data.reader import (
     Column,
     Header,
     Table,
-    check_structure,
     delimiter_name,
     infer_column_type,  # noqa: F401 (part of the loader's interface)
     missing_mask,
@@ -102,12 +101,6 @@ def parse_label_transforms(value) -> dict[str, str]:
     return dict(items)
 
 
-def _check_structures(headers: Sequence[Header]) -> None:
-    for h in headers:  # problems inside earlier delimited files come first, as they always did
-        if not h.types:
-            check_structure(h)
-
-
 @dataclasses.dataclass
 class _Side:
     """A side table: its join key, header and the columns it adds."""
@@ -158,19 +151,9 @@ def load_tabular(*, path: str | Sequence[str] = "", label_columns: str | Sequenc
     files = [("main", p) for p in mains] + [("validation", p) for p in validations] + [("test", p) for p in tests]
     headers: list[Header] = []
     for _, p in files:
-        try:
-            known = next((h.delimiter for h in headers if h.delimiter), "")
-            headers.append(read_header(p, delimiter=delimiter or known))
-        except DataError:
-            _check_structures(headers)
-            raise
-    sides = []
-    for key, p in join_specs:
-        try:
-            sides.append(_Side(key, read_header(p, delimiter=""), []))
-        except DataError:
-            _check_structures(headers)
-            raise
+        known = next((h.delimiter for h in headers if h.delimiter), "")
+        headers.append(read_header(p, delimiter=delimiter or known))
+    sides = [_Side(key, read_header(p, delimiter=""), []) for key, p in join_specs]
     main = headers[0]
     header = list(main.names)
     for side in sides:
@@ -180,7 +163,6 @@ def load_tabular(*, path: str | Sequence[str] = "", label_columns: str | Sequenc
                               user_column, split_column, boundaries, transforms,
                               split_files=bool(validations or tests))  # fmt: skip
     if problem is not None:
-        _check_structures(headers)
         raise problem
     features = [c for c in header if c not in labels and c not in dropped and c != split_column]
 
@@ -311,16 +293,9 @@ def _build(headers, roles, sides, *, labels, regression, forced_cat, forced_num,
     for side in sides:
         side.table = read_columns(side.header, {c: spec[c] for c in side.columns if c in spec}
                                        | {side.key: Column("auto")})  # fmt: skip
-    tables: list[Table] = []
-    for h in headers:
-        table = read_columns(h, {c: k for c, k in spec.items() if c in h.names})
-        for side in sides:
-            _join(table, side, spec)
-        tables.append(table)
-    for c in features:  # a column read as numbers in one file and as text in another: text everywhere
-        if c in tables[0].auto and len({t.auto[c].numbers is None for t in tables}) > 1:
-            for t in tables:
-                t.auto[c] = t.auto[c].as_text()
+    table = read_columns(headers, {c: k for c, k in spec.items() if c in main.names})
+    for side in sides:
+        _join(table, side, spec)
 
     kinds, rows, texts = {}, [], {}
     for c in labels:
@@ -334,9 +309,8 @@ def _build(headers, roles, sides, *, labels, regression, forced_cat, forced_num,
             kinds[c] = "numeric"
             rows.append((c, "numeric", "numeric_columns", ""))
         else:
-            autos = [t.auto[c] for t in tables]
-            kinds[c], reason = autos[0].infer(max_categorical_distinct=max_categorical_distinct, others=autos[1:])
-            text = _free_text(autos, max_categorical_distinct) if kinds[c] == "categorical" else None
+            kinds[c], reason = table.auto[c].infer(max_categorical_distinct=max_categorical_distinct)
+            text = _free_text(table.auto[c], max_categorical_distinct) if kinds[c] == "categorical" else None
             if text is not None:
                 kinds[c], texts[c] = "text", text
                 rows.append((c, "dropped", "looks like free text", text))
@@ -349,7 +323,7 @@ def _build(headers, roles, sides, *, labels, regression, forced_cat, forced_num,
     features = [c for c in features if kinds[c] != "text"]
     joined = "".join(f", {s.header.path} joined on {s.key}" for s in sides)
     lines = [
-        f"tabular: columns of {main.path} ({_format_name(main)}, {tables[0].num_rows} rows{joined})",
+        f"tabular: columns of {main.path} ({_format_name(main)}, {np.sum(table.source_ids == 0)} rows{joined})",
         format_column_table(rows),
         "(override with categorical_columns=..., numeric_columns=..., drop_columns=...)",
     ]
@@ -365,36 +339,27 @@ def _build(headers, roles, sides, *, labels, regression, forced_cat, forced_num,
 
     tasks = [TaskSpec(c, "regression" if c in regression else "binary", label_transform=transforms.get(c, ""))
              for c in labels]  # fmt: skip
-    frames, label_parts, user_parts, split_keys = [], [], [], []
-    for table in tables:
-        if user_column and user_column in forced_num:  # read as strings for the user codes
-            table.numeric[user_column], error = table.auto[user_column].as_numbers()
-            if error is not None:
-                table.errors[user_column] = error
-        table.raise_first(labels + [c for c in features if kinds[c] == "numeric"])
-        label_parts.append(np.stack([table.labels[c] for c in labels], axis=1))
-        categorical = {}
-        for c in features:
-            if kinds[c] == "categorical":
-                categorical[c] = (table.categorical[c] if c in table.categorical
-                                  else table.auto[c].as_factor(MISSING_TOKEN))
-        numeric = {}
-        for c in features:
-            if kinds[c] == "numeric":
-                # each float64 column is let go as soon as it is converted (peak memory)
-                auto = table.auto.get(c) if c in (user_column, split_column) else table.auto.pop(c, None)
-                numeric[c] = table.numeric[c] if c in table.numeric else auto.as_numbers()[0]
-        if user_column:
-            user_parts.append(table.categorical[user_column] if user_column in table.categorical
-                              else table.auto[user_column].as_factor(MISSING_TOKEN))  # fmt: skip
-        if split_column:
-            split_keys.append(table.auto[split_column])
-        frames.append(Frame.single_file(table.header.path, categorical, numeric, lines=table.lines))
-    del tables
-    frame, parts = concat_frames(frames, consume=True)
-    del frames
-    label_matrix = np.concatenate(label_parts)
-    users = concat_factors(user_parts).codes.astype(np.int64) if user_column else None
+    if user_column and user_column in forced_num:  # read as strings for the user codes
+        table.numeric[user_column], error = table.auto[user_column].as_numbers()
+        if error is not None:
+            table.errors[user_column] = error
+    table.raise_first(labels + [c for c in features if kinds[c] == "numeric"])
+    label_matrix = np.stack([table.labels.pop(c) for c in labels], axis=1)
+    categorical = {c: table.categorical[c] if c in table.categorical else table.auto[c].as_factor(MISSING_TOKEN)
+                   for c in features if kinds[c] == "categorical"}  # fmt: skip
+    numeric = {}
+    for c in features:
+        if kinds[c] == "numeric":  # each float64 column is let go as soon as it is converted (peak memory)
+            auto = table.auto.get(c) if c in (user_column, split_column) else table.auto.pop(c, None)
+            numeric[c] = table.numeric[c] if c in table.numeric else auto.as_numbers()[0]
+    users = None
+    if user_column:
+        user = table.categorical.get(user_column)
+        if user is None:
+            user = table.auto[user_column].as_factor(MISSING_TOKEN)
+        users = user.codes.astype(np.int64)
+    frame = Frame(categorical, numeric, table.sources, table.source_ids, table.lines, table.block, table.block_columns)
+    parts = file_parts(frame)
 
     role_rows = {r: np.concatenate([p for p, k in zip(parts, roles) if k == r]) for r in dict.fromkeys(roles)}
     role_paths = {r: [h.path for h, k in zip(headers, roles) if k == r] for r in role_rows}
@@ -404,7 +369,7 @@ def _build(headers, roles, sides, *, labels, regression, forced_cat, forced_num,
     names = ("train", "validation", "test")
     others = [r for r in role_rows if r != "main"]
     if split_column:
-        assignment, numeric_keys = _split_by_column(split_keys, split_column, boundaries)
+        assignment, numeric_keys = _split_by_column(table.auto[split_column], boundaries)
         splits = {name: np.flatnonzero(assignment == i) for i, name in enumerate(names)}
         b1, b2 = boundaries
         ranges = {"train": f"{split_column} < {b1}", "validation": f"{b1} <= {split_column} < {b2}",
@@ -495,14 +460,11 @@ def _format_name(header: Header) -> str:
 # ---------------------------------------------------------------- free text
 
 
-def _free_text(autos, max_categorical_distinct: int) -> str | None:
+def _free_text(auto: AutoColumn, max_categorical_distinct: int) -> str | None:
     """Why a categorical column of text looks like free text or row ids, or ``None`` when it does not."""
-    if any(a.numbers is not None for a in autos):
+    if auto.numbers is not None:
         return None  # numbers: at most max_categorical_distinct distinct integers
-    values = np.concatenate([a.factor.values for a in autos])
-    counts = np.concatenate([np.bincount(a.factor.codes, minlength=a.factor.num_values) for a in autos])
-    uniq, inverse = np.unique(values, return_inverse=True)
-    counts = np.bincount(inverse.reshape(-1), weights=counts, minlength=len(uniq))
+    uniq, counts = auto.factor.values, np.bincount(auto.factor.codes, minlength=auto.factor.num_values)
     keep = (counts > 0) & ~missing_mask(uniq)
     uniq, counts = uniq[keep], counts[keep]
     distinct, rows = len(uniq), float(counts.sum())
@@ -566,35 +528,27 @@ def _join(table: Table, side: _Side, spec) -> None:
         elif c in st.numeric:
             table.numeric[c] = np.where(absent, np.float32(np.nan), st.numeric[c][rows])
         elif c in st.auto and st.auto[c].numbers is not None:
-            table.auto[c] = AutoColumn(c, None, table.header.path, table.lines,
-                                       numbers=np.where(absent, np.nan, st.auto[c].numbers[rows]))
+            table.auto[c] = AutoColumn(c, None, table, numbers=np.where(absent, np.nan, st.auto[c].numbers[rows]))
         elif c in st.auto:
-            table.auto[c] = AutoColumn(c, _take(st.auto[c].factor, index, ""), table.header.path, table.lines)
+            table.auto[c] = AutoColumn(c, _take(st.auto[c].factor, index, ""), table)
 
 
 # ---------------------------------------------------------------- split by a column
 
 
-def _split_by_column(columns, name: str, boundaries: Sequence[str]) -> tuple[np.ndarray, bool]:
+def _split_by_column(column: AutoColumn, boundaries: Sequence[str]) -> tuple[np.ndarray, bool]:
     """``(split id 0/1/2 of every row, compared as numbers)``; a missing key is an error."""
-    factors = [c.factor for c in columns]
-    for column, f in zip(columns, factors):
-        missing = missing_mask(f.values)[f.codes]
-        if missing.any():
-            row = int(np.flatnonzero(missing)[0])
-            raise DataError("split_column value is missing; every row needs one", path=column.path,
-                            line=int(column.lines[row]), column=name)  # fmt: skip
+    f = column.factor
+    missing = missing_mask(f.values)[f.codes]
+    if missing.any():
+        raise column.error(int(np.flatnonzero(missing)[0]), "split_column value is missing; every row needs one")
     try:
-        keys = [np.asarray(f.values, np.float64) for f in factors]
-        edges = np.asarray(boundaries, np.float64)
-        numeric = True
+        keys, edges, numeric = np.asarray(f.values, np.float64), np.asarray(boundaries, np.float64), True
     except ValueError:
-        keys = [np.asarray(f.values, str) for f in factors]
-        edges = np.asarray(boundaries, str)
-        numeric = False
+        keys, edges, numeric = np.asarray(f.values, str), np.asarray(boundaries, str), False
     if not edges[0] < edges[1]:
         raise DataError(f"split_boundaries {list(boundaries)} must increase")
-    return np.concatenate([np.searchsorted(edges, k, side="right")[f.codes] for k, f in zip(keys, factors)]), numeric
+    return np.searchsorted(edges, keys, side="right")[f.codes], numeric
 
 
 __all__ = ["file_list", "infer_column_type", "load_tabular", "parse_joins"]

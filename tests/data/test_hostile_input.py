@@ -235,6 +235,20 @@ def test_named_hostile_files(tmp_path, name):
     check_delimited(path, ",")
 
 
+def test_files_read_in_many_batches_agree_with_the_rules(tmp_path, monkeypatch):
+    """Small pyarrow blocks: many batches, whose text dictionaries are unified and combined as they
+    accumulate, still give the rules' values and lines (quoted line breaks included)."""
+    from mtl.data import reader
+
+    monkeypatch.setattr(reader, "BLOCK_SIZE", 512)
+    rng = np.random.default_rng(11)
+    tokens = ["a", " b ", "Zoë", '"q,1"', '"m\nl"', "", "NA", "7"]
+    rows = [f"k{rng.integers(0, 300)},{rng.choice(tokens)}{rng.integers(0, 5)},{rng.normal():.3f}" for _ in range(3000)]
+    path = tmp_path / "many.csv"
+    path.write_text("k,v,x\n" + "\n".join(rows) + "\n")
+    assert check_delimited(path, ",") == "ok"
+
+
 def test_an_enormous_value_among_many_is_refused_not_a_memory_blowup(tmp_path, monkeypatch):
     from mtl.data import frame
 

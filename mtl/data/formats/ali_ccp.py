@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 
 from mtl.data.errors import DataError
 from mtl.data.frame import MISSING_TOKEN, Frame, sorted_factor
-from mtl.data.reader import Column, read_columns, read_header, utf8_error
+from mtl.data.reader import Column, read_dataset_files, utf8_error
 
 DATASET = "ali_ccp"
 FORMATS = ("auto", "torch_rechub", "paddlerec")
@@ -73,16 +73,9 @@ def paddlerec_files_in(folder: pathlib.Path, sample: bool) -> dict[str, list[pat
 
 def read_torch_rechub_files(paths) -> Frame:
     """Several torch-rechub CSVs (train, val, test) as one frame, rows file by file (``frame.source_ids``)."""
-    headers = [read_header(p, delimiter=",") for p in paths]
-    expected = ("click", "purchase") + SPARSE_FIELDS + DENSE_FIELDS
-    for h in headers:
-        missing = [c for c in expected if c not in h.names]
-        if missing:
-            raise DataError(f"not a torch-rechub Ali-CCP file: columns {missing} are missing; header: "
-                            f"{', '.join(h.names)}", path=h.path, line=h.line)  # fmt: skip
     columns = {f: Column("factor") for f in SPARSE_FIELDS} | {f: Column("number") for f in DENSE_FIELDS}
-    table = read_columns(headers, columns | {c: Column("label") for c in ("click", "purchase")})
-    table.raise_first(DENSE_FIELDS + ("click", "purchase"))
+    columns |= {c: Column("label") for c in ("click", "purchase")}
+    table = read_dataset_files(paths, columns, what="a torch-rechub Ali-CCP")
     table.numeric.update(click=table.labels["click"], conversion=table.labels["purchase"])
     return table
 

@@ -7,9 +7,8 @@ import os
 import pathlib
 from collections.abc import Sequence
 
-from mtl.data.errors import DataError
 from mtl.data.frame import Frame
-from mtl.data.reader import Column, read_columns, read_header
+from mtl.data.reader import Column, read_dataset_files
 
 DATASET = "aliexpress"
 COUNTRIES = ("NL", "ES", "FR", "US", "RU")
@@ -38,16 +37,9 @@ def files_in(folder: pathlib.Path, country: str, sample: bool) -> dict[str, path
 def read_aliexpress_files(paths: Sequence[str | os.PathLike], *, with_id: bool = True) -> Frame:
     """Several AliExpress CSVs (e.g. train and test) as one frame, rows file by file
     (``frame.source_ids`` says which); ``with_id=False`` skips ``search_id``."""
-    headers = [read_header(p, delimiter=",") for p in paths]
-    for h in headers:
-        missing = [c for c in (ID_COLUMN,) + CATEGORICAL + NUMERICAL + LABELS if c not in h.names]
-        if missing:
-            raise DataError(f"not an MTReclib AliExpress file: columns {missing} are missing; header: "
-                            f"{', '.join(h.names)}", path=h.path, line=h.line)  # fmt: skip
     columns = {c: Column("factor") for c in (COLUMNS[0] if with_id else CATEGORICAL)}
     columns.update({c: Column("number") for c in NUMERICAL} | {c: Column("label") for c in LABELS})
-    table = read_columns(headers, columns)
-    table.raise_first(NUMERICAL + LABELS)
+    table = read_dataset_files(paths, columns, what="an MTReclib AliExpress")
     table.numeric.update(table.labels)
     return table
 

@@ -19,6 +19,7 @@ import sys
 import time
 
 import sklearn
+import threadpoolctl
 
 import mtl.data
 from mtl.bench import gbdt, publish
@@ -65,6 +66,11 @@ def settings_from(opts: dict) -> gbdt.Settings:
         raise UsageError(f"--high_cardinality: {e}") from None
 
 
+def openmp_threads() -> int:
+    """The threads HGB fits with (``OMP_NUM_THREADS``, else the CPUs this process may use)."""
+    return next(i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "openmp")
+
+
 def header(dataset: str, data, settings: gbdt.Settings, groups: dict, wall: float, command: str) -> list[str]:
     """The table's header lines: protocol, rows, settings, encoding, stopping rule, commit, time, command."""
     first = next(iter(groups.values()))
@@ -85,9 +91,10 @@ def header(dataset: str, data, settings: gbdt.Settings, groups: dict, wall: floa
         f"Iterations: early stopping on the validation split's log-loss (passed as X_val, no internal split), "
         f"patience {s.patience}; 'iterations' is the first count with the best validation AUC among the "
         f"'fitted' ones, and validation and test are scored there",
-        "Metrics: mtl.metrics (AUC; GAUC per user, impression-weighted, users with one class skipped)",
+        "Metrics: mtl.metrics (AUC; GAUC where the data has users: per user, impression-weighted, users with one "
+        "class skipped; — where it has none)",
         f"Commit: {git_commit()}",
-        f"Wall time: {wall:.0f} s (loading, fitting and scoring every group)",
+        f"Wall time: {wall:.0f} s on {openmp_threads()} OpenMP thread(s) (loading, fitting and scoring every group)",
         f"Command: {command}",
     ]
 

@@ -34,7 +34,11 @@ import io
 import time
 
 import numpy as np
-from sklearn.ensemble import HistGradientBoostingClassifier
+
+try:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+except ImportError as e:  # a dev dependency (make install has it)
+    raise ImportError("mtl.bench.gbdt needs scikit-learn: run `make install` or pip install -e '.[dev]'") from e
 
 from mtl import metrics
 from mtl.data.base import MultiTaskData

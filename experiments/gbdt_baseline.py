@@ -24,6 +24,7 @@ import threadpoolctl
 import mtl.data
 from mtl.bench import gbdt, publish
 from mtl.cli import HELP_FLAGS, Flag, UsageError, error, help_text, parse_flags
+from mtl.data import DataError
 from mtl.rundir import git_commit
 
 #: dataset -> (the loader's task-group argument, the default groups, fixed loader arguments)
@@ -133,5 +134,5 @@ if __name__ == "__main__":
         sys.exit(0)
     try:
         print(main(sys.argv[1:]))
-    except UsageError as e:
+    except (UsageError, DataError, ValueError) as e:  # a bad flag, a missing file, an unknown task group
         error(str(e))

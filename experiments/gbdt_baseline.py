@@ -81,7 +81,8 @@ def header(dataset: str, data, settings: gbdt.Settings, groups: dict, wall: floa
         encoded.setdefault(kind, []).append(name)
     s = settings
     return [
-        f"Dataset: {dataset}, protocol: {data.info.get('protocol_description', data.info.get('protocol', ''))}",
+        f"Dataset: {dataset}, protocol: " + " — ".join(dict.fromkeys(
+            str(data.info[k]) for k in ("protocol", "protocol_description") if data.info.get(k))),
         f"Rows: {rows}",
         f"Model: sklearn {sklearn.__version__} HistGradientBoostingClassifier, one per task: learning_rate "
         f"{s.learning_rate}, max_leaf_nodes {s.max_leaf_nodes}, min_samples_leaf {s.min_samples_leaf}, "

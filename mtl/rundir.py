@@ -149,7 +149,8 @@ class RunFiles:
 
 
 def git_commit(root: str | os.PathLike | None = None) -> str:
-    """The checkout's commit (``+dirty`` with uncommitted changes to the code), or ``unknown``.
+    """The checkout's commit (``+dirty`` with uncommitted changes to the code, new files not yet
+    committed included), or ``unknown``.
 
     Changes under ``results/`` do not count: they are what runs write (a benchmark
     writing its tables into the checkout must not mark its own later cells dirty)."""
@@ -158,7 +159,7 @@ def git_commit(root: str | os.PathLike | None = None) -> str:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
         if head.returncode != 0:
             return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"],
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=normal", "--", ".", ":(exclude)results"],
                                cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
         return head.stdout.strip()[:12] + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):

@@ -36,7 +36,11 @@ def test_git_commit_ignores_generated_results(tmp_path):
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout[:12]
     assert git_commit(tmp_path) == head
     (tmp_path / "results" / "table.md").write_text("new\n")
+    (tmp_path / "results" / "new.md").write_text("new\n")
     assert git_commit(tmp_path) == head
+    (tmp_path / "new_module.py").write_text("y = 1\n")  # code not yet committed
+    assert git_commit(tmp_path) == head + "+dirty"
+    (tmp_path / "new_module.py").unlink()
     (tmp_path / "code.py").write_text("x = 2\n")
     assert git_commit(tmp_path) == head + "+dirty"
 

@@ -159,8 +159,8 @@ def git_commit(root: str | os.PathLike | None = None) -> str:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
         if head.returncode != 0:
             return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=normal", "--", ".", ":(exclude)results"],
-                               cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+        status = ["git", "status", "--porcelain", "--untracked-files=normal", "--", ".", ":(exclude)results"]
+        dirty = subprocess.run(status, cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
         return head.stdout.strip()[:12] + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"

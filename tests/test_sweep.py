@@ -179,6 +179,11 @@ def test_points_split_into_several_programs_give_the_one_program_results(tmp_pat
     split = train_and_evaluate(_sweep_config("0.5", sweep_memory_mb=1e-6), tmp_path / "split", progress=False,
                                resolved=True)
     assert one["programs"] == 1 and split["programs"] == 2  # the tiny limit puts each point in its own program
+    # the sweep's compile time: its one program's, or the sum of the two programs' (as each first point says)
+    first = json.loads((tmp_path / "one" / next(iter(one["points"])) / "summary.json").read_text())
+    assert one["compile_seconds"] == pytest.approx(first["compile_seconds"]) and first["compile_seconds"] > 0
+    assert split["compile_seconds"] == pytest.approx(sum(
+        json.loads((tmp_path / "split" / n / "summary.json").read_text())["compile_seconds"] for n in split["points"]))
     for name in one["points"]:
         a = json.loads((tmp_path / "one" / name / "summary.json").read_text())
         b = json.loads((tmp_path / "split" / name / "summary.json").read_text())

@@ -147,6 +147,9 @@ def train_sweep(config, workdir: str | os.PathLike, *, progress: bool = True, ov
             _train_points(config, workdir, [configs[i] for i in group], [names[i] for i in group],
                           replicas_of(group), model, data_name, data, datas, seed_ids, seeds is not None, options,
                           progress, main)
+        # each program's compile time, as its first point's summary records it
+        notes["compile_seconds"] = sum((run_status(workdir / names[g[0]]).summary or {}).get("compile_seconds", 0.0)
+                                       for g in groups)
     summary = {"sweep": {k: list(v) for k, v in sweep_axes(config).items()},
                "points": {n: run_status(workdir / n).state for n in names}, **notes}
     if main:

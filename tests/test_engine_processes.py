@@ -12,7 +12,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 COMMON = ["--config=experiments/configs/synthetic.py:smoke", "--config.epochs=4", "--config.steps_per_call=4",
-          "--config.balancer.name=famo", "--config.seed=3", "--noprogress"]  # 15 steps an epoch, 4 calls
+          "--config.balancer.name=famo", "--config.seed=3", "--config.diagnostics=step",
+          "--noprogress"]  # 15 steps an epoch, 4 calls
 
 # Runs mtl-train, sending itself a signal once the run reaches global step KILL_AT.
 DRIVER = textwrap.dedent("""
@@ -81,6 +82,9 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
     r = _run(COMMON + [f"--workdir={resumed}"])
     assert r.returncode == 0, r.stderr[-3000:]
     assert _lines(resumed / "metrics.jsonl") == _lines(ref / "metrics.jsonl")
+    # every step's line once, as the uninterrupted run wrote them (lines after the last checkpoint dropped)
+    assert (resumed / "steps.jsonl").read_text() == (ref / "steps.jsonl").read_text()
+    assert len((ref / "steps.jsonl").read_text().splitlines()) == 4 * 15
     assert _summary(resumed / "summary.json") == _summary(ref / "summary.json")
 
     # the same command again: nothing to do; another config in that workdir: refused

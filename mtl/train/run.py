@@ -221,19 +221,29 @@ class SeedFiles:
                  diagnostics: str, tensorboard: bool):
         self.seed_ids, self.several = seed_ids, several
         self.files = [RunFiles(folder, loss_names, diagnostics, tensorboard) for folder in folders]
-        for f in self.files:
-            f.reset([], 0)
+        self._started = False  # the files are emptied before the first record of a fresh start
+
+    def _start(self) -> None:
+        if not self._started:
+            for f in self.files:
+                f.reset([], 0)
+            self._started = True
 
     def on_resume(self, meta: dict) -> None:
+        """Cuts the files back to what the checkpoint holds (``steps.jsonl``: its first
+        ``global_step`` lines, written before the interruption)."""
         for f, history in zip(self.files, meta["history"]):
             f.reset([_own(r) for r in history], int(meta["global_step"]))
+        self._started = True
 
     def on_epoch(self, record: dict) -> None:
+        self._start()
         i = record["replica"] if "replica" in record else self.seed_ids.index(record["seed"])
         if self.files:
             self.files[i].epoch(_own(record))
 
     def on_steps(self, epoch: int, first_step: int, outs: dict) -> None:
+        self._start()
         for i, f in enumerate(self.files):
             f.step_lines(epoch, first_step, {k: v[i] for k, v in outs.items()} if self.several else outs)
 

@@ -2,7 +2,9 @@
 
 A cell (:class:`mtl.bench.grid.CellSpec`) may declare ``tune={"learning_rate": (3e-4, 1e-3, 3e-3), ...}``.
 ``mtl-bench`` trains every point of the grid (the Cartesian product, in declared
-order) with the benchmark's ``tune_seeds``, picks the point whose selection
+order) with the benchmark's ``tune_seeds`` — as one sweep, every point and seed side by
+side in one program, when all its keys can be swept (:func:`mtl.bench.cli.train_points`)
+— picks the point whose selection
 score, averaged over those seeds, is highest, and trains that point again with
 the benchmark's ``seeds``: the table reports those final runs. Layout::
 

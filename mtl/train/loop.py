@@ -183,10 +183,7 @@ def fit(
     balancer = with_run_facts(balancer, steps_per_epoch=plan.steps, rep_grad=rep_grad)
     build = None
     if replicas is not None:  # each replica's optimizer and balancer from the values in its state
-        def build(hp):
-            bind = lambda b: with_run_facts(b, steps_per_epoch=plan.steps, rep_grad=rep_grad)  # noqa: E731
-            return replicas.balancer(hp, bind), replicas.optimizer(hp)
-
+        build = _replica_builder(replicas, plan.steps, rep_grad)
         balancer, optimizer = build(replicas.replica(0))
     step_fn = make_train_step(model, balancer, optimizer, data.task_kinds, rep_grad=rep_grad,
                               balance_embeddings=balance_embeddings, diagnostics=diagnostics,
@@ -194,8 +191,7 @@ def fit(
     repl = dev.replicated(mesh)
     feed = TrainFeed(plan, data.train.as_dict() if datas is None else stack_splits([d.train for d in datas]), mesh,
                      seeds, device_memory_budget)
-    batch_like = {k: jax.ShapeDtypeStruct((plan.batch_size, *v.shape[1:]), v.dtype)
-                  for k, v in data.train.as_dict().items()}
+    batch_like = _batch_like(data, plan.batch_size)
     with traced_errors(balancer.name, [] if replicas is None else replicas.balancer_keys()):
         state = _initial_state(model, balancer, optimizer, int(seed) if seeds is None else seeds, batch_like, repl,
                                rep_grad, balance_embeddings, build, None if replicas is None else replicas.values)
@@ -233,21 +229,29 @@ def replica_memory(model: Model, balancer: Balancer, data: MultiTaskData, *, rep
     """Bytes one replica of the sweep ``replicas`` takes on the device, for splitting a sweep
     into programs that fit (:func:`mtl.train.sweep.replica_bytes` of its train step)."""
     plan = EpochPlan.make(len(data.train), batch_size, steps_per_call, balancer.num_batches)
-    bind = lambda b: with_run_facts(b, steps_per_epoch=plan.steps, rep_grad=rep_grad)  # noqa: E731
-    hp0 = replicas.replica(0)
-    b0, opt0 = replicas.balancer(hp0, bind), replicas.optimizer(hp0)
+    build = _replica_builder(replicas, plan.steps, rep_grad)
+    b0, opt0 = build(replicas.replica(0))
     step_fn = make_train_step(model, b0, opt0, data.task_kinds, rep_grad=rep_grad,
                               balance_embeddings=balance_embeddings, diagnostics=diagnostics, weight_heads=weight_heads)
-    batch_like = {k: jax.ShapeDtypeStruct((plan.batch_size, *v.shape[1:]), v.dtype)
-                  for k, v in data.train.as_dict().items()}
+    batch_like = _batch_like(data, plan.batch_size)
     with traced_errors(balancer.name, replicas.balancer_keys()):
-        state = _initial_state(model, b0, opt0, [0], batch_like, None, rep_grad, balance_embeddings,
-                               lambda hp: (replicas.balancer(hp, bind), replicas.optimizer(hp)),
+        state = _initial_state(model, b0, opt0, [0], batch_like, None, rep_grad, balance_embeddings, build,
                                {k: v[:1] for k, v in replicas.values.items()})
     train_like = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), state.train)
     if plan.k_batches > 1:
         batch_like = {k: jax.ShapeDtypeStruct((plan.k_batches, *v.shape), v.dtype) for k, v in batch_like.items()}
     return replica_bytes(step_fn, train_like, batch_like, train_like.params)
+
+
+def _replica_builder(replicas: Replicas, steps_per_epoch: int, rep_grad: bool) -> Callable:
+    """``hp -> (balancer, optimizer)`` of one replica, carrying its values in their states."""
+    bind = lambda b: with_run_facts(b, steps_per_epoch=steps_per_epoch, rep_grad=rep_grad)  # noqa: E731
+    return lambda hp: (replicas.balancer(hp, bind), replicas.optimizer(hp))
+
+
+def _batch_like(data: MultiTaskData, batch_size: int) -> dict:
+    """Shapes of one training batch."""
+    return {k: jax.ShapeDtypeStruct((batch_size, *v.shape[1:]), v.dtype) for k, v in data.train.as_dict().items()}
 
 
 class _Run(NamedTuple):

@@ -52,15 +52,16 @@ def points(grid: Mapping[str, Sequence]) -> list[dict]:
 
 
 def summary_score(summary: Mapping) -> float:
-    """The selection score of one seed's run summary (see the module docstring); NaN when it cannot be computed."""
-    val, tasks = summary.get("validation") or {}, summary.get("tasks") or {}
+    """The selection score of one seed's run summary (see the module docstring), computed by
+    training's own :func:`mtl.train.selection.selection_score`; NaN when it cannot be computed."""
+    from mtl.train.selection import selection_score
+
+    tasks = summary.get("tasks") or {}
+    std = (summary.get("data_info") or {}).get("label_standardization") or {}
     try:
-        if summary.get("select_by", "auc") == "auc":
-            return float(np.mean([val[t]["auc"] for t, k in tasks.items() if k == "binary"]))
-        std = ((summary.get("data_info") or {}).get("label_standardization") or {})
-        losses = [val[t]["logloss"] if k == "binary" else val[t]["mse"] / (std[t][1] ** 2 if t in std else 1.0)
-                  for t, k in tasks.items()]
-        return -float(np.mean(losses))
+        scales = [std[t][1] ** 2 if t in std else 1.0 for t in tasks]
+        return selection_score(summary.get("validation") or {}, list(tasks.values()), list(tasks),
+                               summary.get("select_by", "auc"), scales)
     except (KeyError, TypeError, ValueError, IndexError):
         return math.nan
 

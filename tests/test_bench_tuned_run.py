@@ -65,3 +65,39 @@ def test_tuned_bench_trains_selects_and_tabulates(tmp_path, capsys):
     (out / "g" / "table.md").unlink()
     run_bench(str(bench), workdir=str(work), outdir=str(out), tables_only=True)
     assert (out / "g" / "table.md").read_text() == table
+
+
+def test_workers_train_each_run_once_and_give_the_same_table(tmp_path, capfd):
+    """Two worker processes (one core each): every run is trained by exactly one of them, the final runs
+    wait for their grid, and the table equals the one of a single process trained on one core."""
+    import os
+    import subprocess
+    import sys
+
+    bench = tmp_path / "tiny.py"
+    bench.write_text(BENCH)
+    work, out = tmp_path / "work", tmp_path / "out"
+    result = run_bench(str(bench), workdir=str(work), outdir=str(out), workers=2)
+    assert result["failures"] == {}
+    printed = capfd.readouterr().out
+    # the runs: the sweep of mmoe__ew, its final, the two front finals, single-task
+    trained = sorted(str(p.parent.relative_to(work)) for p in work.rglob("bench_wall.json"))
+    assert len(trained) == 5 and len(set(trained)) == 5
+    assert printed.count("    done in ") == 5
+    assert "2 workers trained 5 run(s)" in printed
+    log = json.loads((work / "bench_elapsed.json").read_text())
+    assert [(e["workers"], e["runs_trained"]) for e in log] == [(2, 5)]
+    table = (out / "g" / "table.md").read_text()
+    assert "worker processes side by side" in table
+
+    alone_work, alone_out = tmp_path / "alone", tmp_path / "alone_out"
+    one_core = {min(os.sched_getaffinity(0))}
+    subprocess.run([sys.executable, "-m", "mtl.bench.cli", f"--bench={bench}", f"--workdir={alone_work}",
+                    f"--outdir={alone_out}"], check=True, preexec_fn=lambda: os.sched_setaffinity(0, one_core))
+
+    def rows(text):  # the table without its timing columns
+        lines = [line.split(" | ") for line in text.splitlines() if line.startswith("|")]
+        timed = [i for i, name in enumerate(lines[0]) if name in ("step / EW", "time (s)")]
+        assert len(timed) == 2
+        return [[x for i, x in enumerate(line) if i not in timed] for line in lines]
+    assert rows((alone_out / "g" / "table.md").read_text()) == rows(table)

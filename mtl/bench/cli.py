@@ -3,6 +3,7 @@
     mtl-bench --bench=census_income --data_dir=../shared/data      # trains what is not finished, then tables
     mtl-bench --bench=synthetic --smoke --workdir=/tmp/bench        # a seconds-long check of the whole path
     mtl-bench --bench=census_income --tables-only                   # re-render from the saved run directories
+    mtl-bench --bench=census_income --data_dir=../shared/data --workers=2   # two cells at a time, a core each
 
 A benchmark is ``experiments/benchmarks/<name>.py`` (see :mod:`mtl.bench.grid`).
 Each cell is an ordinary ``mtl-train`` run directory ``WORKDIR/<group>/<cell>/``
@@ -17,16 +18,30 @@ aggregated from the run directories, never from memory; each file is written
 whole, and a table is never replaced by one with fewer cells or seeds than it
 holds unless ``--replace_tables`` says so. The ``Command:`` line above each
 table is the command that regenerates it.
+
+``--workers=N`` trains N cells at a time in N processes, each pinned to its
+share of the CPU cores (on XLA:CPU a small model's step does not scale to
+several cores, independent cells do). A process claims a run directory with an
+advisory lock (``.<run>.lock`` beside it, released by the OS when the process
+dies), so each run is trained once and a crashed worker's run is resumed by the
+next invocation; a tuned cell's final runs wait until its grid is trained.
+A run gives the same numbers whichever worker trains it, as long as the cores
+each process gets are the same (a run's float rounding on XLA:CPU may depend on
+its thread count).
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import fcntl
 import hashlib
 import importlib.util
 import json
+import os
 import pathlib
 import shlex
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -47,12 +62,15 @@ BENCH_FLAGS = (
     Flag("only", "", "train only the cells whose GROUP/CELL name contains TEXT", "TEXT"),
     Flag("replace_tables", False, "replace tables even by ones with fewer cells or seeds than they hold (without "
                                   "it such a replacement is refused and nothing is written)"),
+    Flag("workers", "1", "train N cells at a time, in N processes pinned to a share of the CPU cores each "
+                         "(0: one per core); each run is trained by one of them", "N"),
+    Flag("train_only", False, "train the unfinished cells, write no table (what each process of --workers does)"),
     Flag("compilation_cache", True, "JAX's persistent compilation cache in $MTL_CACHE_DIR/jax (default "
                                     "~/.cache/mtl/jax): a rerun compiles nothing new (--nocompilation_cache: off)"),
 )
 BENCH_USAGE = ("mtl-bench: train a benchmark grid (models x balancers x seeds) and write its tables and figures.",
                "usage: mtl-bench --bench=NAME [--smoke] [--workdir=DIR] [--outdir=DIR] [--data_dir=DIR] "
-               "[--tables-only] [--only=TEXT] [--replace_tables]")
+               "[--tables-only] [--only=TEXT] [--replace_tables] [--workers=N]")
 
 
 class BenchError(ValueError):
@@ -115,8 +133,11 @@ def bench_hash(configs: dict) -> str:
 
 def run_bench(name: str, *, smoke: bool = False, workdir: str | None = None, outdir: str | None = None,
               data_dir: str | None = None, tables_only: bool = False, only: str = "",
-              replace_tables: bool = False) -> dict:
-    """Trains the unfinished cells (unless ``tables_only``) and renders every group's tables and figures.
+              replace_tables: bool = False, workers: int = 1, train_only: bool = False,
+              compilation_cache: bool = True) -> dict:
+    """Trains the unfinished cells (unless ``tables_only``) and renders every group's tables and figures
+    (unless ``train_only``). ``workers`` > 1 trains in that many processes side by side, each pinned to
+    its share of the CPU cores (0: one per core); ``compilation_cache`` is passed on to them.
 
     Raises :class:`BenchError`, with nothing written, when ``only`` matches no
     cell (before any training), when no cell has a finished run to tabulate,
@@ -138,10 +159,16 @@ def run_bench(name: str, *, smoke: bool = False, workdir: str | None = None, out
                          + ", ".join(dict.fromkeys(c.name for _, c in cells)))
     configs = _configs(bench, cells, data_dir)  # every mistake before training
     failures = {}
-    if not tables_only:
+    if not tables_only and workers != 1:
+        flags = {"bench": name, "smoke": smoke, "workdir": str(workdir), "data_dir": data_dir, "only": only,
+                 "compilation_cache": compilation_cache}
+        failures = _spawn_workers(workers, flags, workdir)
+    elif not tables_only:
         plain = [(g, c) for g, c in todo if not (c.tune or c.tune_from)]
         failures = _run_jobs([(f"{g}/{c.name}", workdir / g / c.name, configs[f"{g}/{c.name}"]) for g, c in plain])
         failures.update(_tune_and_train(bench, [(g, c) for g, c in todo if (g, c) not in plain], workdir, data_dir))
+    if train_only:
+        return {"paths": {}, "failures": failures, "workdir": str(workdir), "outdir": str(outdir)}
     results = _collect(bench, workdir, name, tables_only, failures)
     if not replace_tables:
         _refuse_losses(results, outdir)
@@ -159,7 +186,8 @@ def run_bench(name: str, *, smoke: bool = False, workdir: str | None = None, out
                  else f"the {len(walls)} of {len(group_configs)} cells trained here")
         header = {"commit": commit, "config_hash": bench_hash(group_configs),
                   "wall_time": f"{_clock(sum(walls))} for {timed} on this machine "
-                               f"({'vectorised seeds' if not isinstance(bench.seeds, int) or bench.seeds > 1 else ''})",
+                               f"({'vectorised seeds' if not isinstance(bench.seeds, int) or bench.seeds > 1 else ''})"
+                               + _elapsed_note(workdir),
                   "command": command}
         if tuned:
             header["tuning"] = (f"{bench.tuning + '; ' if bench.tuning else ''}selection seeds "
@@ -240,6 +268,7 @@ def _tune_and_train(bench: Benchmark, todo, workdir: pathlib.Path, data_dir: str
     """The tuned cells of ``todo``: every grid point with the tuning seeds, then each cell's chosen point
     (its own, or its ``tune_from`` cell's) with the final seeds."""
     from mtl.bench.tuning import points
+    from mtl.rundir import point_name
 
     failures = {}
     seeds = bench.tune_seeds if bench.tune_seeds is not None else bench.seeds
@@ -247,6 +276,11 @@ def _tune_and_train(bench: Benchmark, todo, workdir: pathlib.Path, data_dir: str
         if c.tune:
             failures.update(train_points(bench, g, c, points(c.tune), seeds, workdir / g / c.name, data_dir))
     for g, c in todo:
+        grid = workdir / g / (c.tune_from or c.name)
+        source = next(x for x in bench.groups[g] if x.name == (c.tune_from or c.name))
+        for run in [grid, *(grid / point_name(v) for v in points(source.tune))]:
+            with _claim(run, wait=True):  # another process may still train the grid the choice reads
+                pass
         choice, _ = _choice(bench, g, c, workdir)
         if choice is None:
             failures[f"{g}/{c.name}"] = "no grid point finished: nothing to choose"
@@ -275,6 +309,64 @@ def _choice(bench: Benchmark, group: str, cell, workdir: pathlib.Path):
     return t.chosen, t
 
 
+def _spawn_workers(workers: int, flags: dict, workdir: pathlib.Path) -> dict[str, str]:
+    """Runs ``mtl-bench --train_only`` with ``flags`` in ``workers`` processes (0: one per core), each
+    pinned to its share of this process's CPU cores; waits for all; returns ``{worker: why}`` of those
+    that failed. When they trained anything, the elapsed time is added to ``WORKDIR/bench_elapsed.json``."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    n = workers if workers > 0 else max(len(cores), 1)
+    shares = [cores[i::n] or [cores[i % len(cores)]] for i in range(n)] if cores else [[] for _ in range(n)]
+    argv = [sys.executable, "-m", "mtl.bench.cli", "--train_only"]
+    argv += [f"--{k}={v}" for k, v in flags.items() if v and not isinstance(v, bool)]
+    argv += [f"--{'' if v else 'no'}{k}" for k, v in flags.items() if isinstance(v, bool)]
+    trained_before = len(list(workdir.rglob("bench_wall.json")))
+    print(f"{n} workers, on cores " + " | ".join(",".join(map(str, c)) or "any" for c in shares), flush=True)
+    t0 = time.perf_counter()
+    procs = []
+    for share in shares:
+        pin = (lambda share=share: os.sched_setaffinity(0, share)) if share else None
+        procs.append(subprocess.Popen(argv, preexec_fn=pin))
+    failures = {f"worker {i} (cores {shares[i]})": f"exited with status {p.wait()}, see its output above"
+                for i, p in enumerate(procs) if p.wait() != 0}
+    elapsed = time.perf_counter() - t0
+    trained = len(list(workdir.rglob("bench_wall.json"))) - trained_before
+    if trained:
+        path = workdir / "bench_elapsed.json"
+        log = json.loads(path.read_text()) if path.is_file() else []
+        log.append({"seconds": elapsed, "workers": n, "runs_trained": trained})
+        path.write_text(json.dumps(log))
+    print(f"{n} workers trained {trained} run(s) in {_clock(elapsed)}", flush=True)
+    return failures
+
+
+def _elapsed_note(workdir: pathlib.Path) -> str:
+    """``; elapsed ...`` of the invocations that trained with ``--workers`` (none: empty)."""
+    path = workdir / "bench_elapsed.json"
+    if not path.is_file():
+        return ""
+    log = json.loads(path.read_text())
+    return (f"; elapsed {_clock(sum(e['seconds'] for e in log))} for the whole benchmark with "
+            f"{'/'.join(sorted({str(e['workers']) for e in log}))} worker processes side by side "
+            f"({len(log)} invocation{'s' if len(log) > 1 else ''})")
+
+
+@contextlib.contextmanager
+def _claim(run_dir: pathlib.Path, wait: bool = False):
+    """Yields whether this process holds ``run_dir``'s advisory lock (``.<name>.lock`` beside it);
+    ``wait`` blocks until it does. The OS releases it when the process ends, however it ends."""
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(run_dir.parent / f".{run_dir.name}.lock", "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def _seed_list(seeds) -> list[int]:
     return list(range(seeds)) if isinstance(seeds, int) else list(seeds)
 
@@ -297,13 +389,19 @@ def _run_jobs(jobs) -> dict[str, str]:
               f"{_clock(time.perf_counter() - t0)}{eta})", flush=True)
         if status.finished:
             continue
-        c0 = time.perf_counter()
-        try:
-            summary = train_and_evaluate(config, cell_dir, progress=False, resolved=True)
-        except Exception as e:  # noqa: BLE001 - a failed cell is reported in the table, the grid goes on
-            failures[key] = f"{type(e).__name__}: {e}"
-            print(f"    failed: {failures[key]}", flush=True)
-            continue
+        with _claim(cell_dir) as mine:
+            if not mine:
+                print("    another process is training it, skipped", flush=True)
+                continue
+            if run_status(cell_dir).finished:  # finished by another process since the first look
+                continue
+            c0 = time.perf_counter()
+            try:
+                summary = train_and_evaluate(config, cell_dir, progress=False, resolved=True)
+            except Exception as e:  # noqa: BLE001 - a failed cell is reported in the table, the grid goes on
+                failures[key] = f"{type(e).__name__}: {e}"
+                print(f"    failed: {failures[key]}", flush=True)
+                continue
         wall = time.perf_counter() - c0
         compiling = summary.get("compile_seconds", 0.0)
         print(f"    done in {_clock(wall)}, {compiling:.1f} s of it compiling", flush=True)
@@ -385,6 +483,18 @@ def _refuse_losses(results: dict, outdir: pathlib.Path) -> None:
                              + "; nothing written (--replace_tables replaces it anyway)")
 
 
+def _workers(text: str) -> int:
+    from mtl.cli import error
+
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        error(f"--workers={text}: expected a whole number >= 0 (0: one process per CPU core)")
+    return n
+
+
 def run(argv=None) -> None:
     """Entry point of ``mtl-bench``."""
     from mtl.cli import HELP_FLAGS, UsageError, error, help_text, parse_flags, quiet_backend_logs
@@ -408,7 +518,8 @@ def run(argv=None) -> None:
     try:
         out = run_bench(opts["bench"], smoke=opts["smoke"], workdir=opts["workdir"], outdir=opts["outdir"],
                         data_dir=opts["data_dir"], tables_only=opts["tables_only"], only=opts["only"],
-                        replace_tables=opts["replace_tables"])
+                        replace_tables=opts["replace_tables"], workers=_workers(opts["workers"]),
+                        train_only=opts["train_only"], compilation_cache=opts["compilation_cache"])
     except (ConfigError, ValueError, FileNotFoundError) as e:
         error(str(e))
     for paths in out["paths"].values():

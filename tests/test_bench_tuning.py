@@ -136,6 +136,23 @@ def test_reference_point_is_the_minimum_minus_a_tenth_of_the_range():
     np.testing.assert_allclose(fr.reference_point(cells, M), [0.6 + e - 0.02, -0.3 + e / 2 - 0.02])
 
 
+def test_reference_point_leaves_out_the_fronts_vertices():
+    """A weighting with a zero weight leaves its task untrained (near chance): it does not set the reference."""
+    vertex = _cell("v", 0.5, 0.9, "fixed")
+    vertex.config = {"balancer": {"name": "fixed", "hparams": {"weights": [0.0, 1.0]}}}
+    interior = _cell("i", 0.7, 0.2, "fixed")
+    interior.config = {"balancer": {"name": "fixed", "hparams": {"weights": [0.5, 0.5]}}}
+    cells = [_cell("x", 0.8, 0.3), interior, vertex]
+    assert fr.is_vertex(vertex) and not fr.is_vertex(interior) and not fr.is_vertex(cells[0])
+    e = NOISE.mean()  # oriented means (0.8, -0.3), (0.7, -0.2): ranges 0.1 and 0.1
+    np.testing.assert_allclose(fr.reference_point(cells, M), [0.7 + e - 0.01, -0.3 + e / 2 - 0.01])
+    # the vertex still counts in a hypervolume where it is above the reference: here it is not (AUC 0.5)
+    ref = fr.reference_point(cells, M)
+    assert fr.hypervolume([fr.oriented(vertex, M)], ref) == 0.0
+    # a benchmark of vertices only falls back to every cell
+    np.testing.assert_allclose(fr.reference_point([vertex], M), fr.oriented(vertex, M) - 1e-3)
+
+
 # ---- the paragraph -------------------------------------------------------------------------------------------------
 
 

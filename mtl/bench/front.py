@@ -6,8 +6,11 @@ scalarization front. Everything is compared in sign-corrected metric space
 
 * :func:`hypervolume`: the volume dominated by a set of points above a reference point
   (exact: 2-D by sorting, more dimensions by slicing along the last axis).
-* :func:`reference_point`: the componentwise minimum of every plotted point
-  (single-task, front, methods; seed means) minus ``MARGIN`` of the componentwise range.
+* :func:`reference_point`: the componentwise minimum of the seed-mean points of single-task, the
+  methods and the front's interior weightings, minus ``MARGIN`` of the componentwise range. The
+  front's vertices (a weighting with a zero weight, whose task is not trained at all) are left out:
+  their untrained task sits near chance and would put the reference so low that every reasonable
+  point gets nearly the same volume (they still count in the front's hypervolume where above it).
 * :func:`classify`: a method is *inside* the front when some front point is better in every
   metric by a one-sided paired t-test over seeds (p < ``ALPHA``) and it is better than no front
   point that way, *beyond* when it is better than some front point in every metric and no
@@ -58,10 +61,18 @@ def oriented(cell: CellResults, metrics: Sequence[MetricSpec], split: str = "tes
 
 
 def reference_point(cells: Sequence[CellResults], metrics: Sequence[MetricSpec], split: str = "test") -> np.ndarray:
-    """Componentwise minimum of the cells' oriented means minus ``MARGIN`` of the range (of 1e-3 when flat)."""
-    pts = np.stack([oriented(c, metrics, split) for c in cells])
+    """Componentwise minimum of the oriented means of the cells that are not a front vertex (:func:`is_vertex`)
+    minus ``MARGIN`` of the range (of 1e-3 when flat); all cells when every one is a vertex."""
+    kept = [c for c in cells if not is_vertex(c)] or list(cells)
+    pts = np.stack([oriented(c, metrics, split) for c in kept])
     lo, hi = np.nanmin(pts, axis=0), np.nanmax(pts, axis=0)
     return lo - np.where(hi > lo, MARGIN * (hi - lo), 1e-3)
+
+
+def is_vertex(cell: CellResults) -> bool:
+    """A fixed weighting with a zero weight: some task is not trained at all."""
+    weights = ((cell.config.get("balancer") or {}).get("hparams") or {}).get("weights")
+    return cell.balancer == FRONT_BALANCER and bool(weights) and min(weights) <= 0
 
 
 def better_one_sided(a: CellResults, b: CellResults, spec: MetricSpec, split: str = "test",

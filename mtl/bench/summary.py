@@ -65,9 +65,10 @@ def add_columns(table, *, alpha: float, min_pairs: int) -> None:
                     for m, f in fronts.items()}
         oriented = ", ".join(f"{'' if m.higher_is_better else '−'}{m.label}" for m in metrics)
         table.notes.append(f"Hypervolume reference point ({oriented}) = ({', '.join(f'{x:.6g}' for x in ref)}): "
-                           f"the componentwise minimum of every row's seed-mean point minus {fr.MARGIN:.0%} of the "
-                           "range; " + "; ".join(f"{m}'s scalarization front ({len(fronts[m])} fixed weightings): "
-                                                 f"HV {v:.3g}" for m, v in front_hv.items()) + ".")
+                           f"the componentwise minimum of the seed-mean points of every row but the front's vertices "
+                           f"(a zero weight: that task untrained) minus {fr.MARGIN:.0%} of the range; "
+                           + "; ".join(f"{m}'s scalarization front ({len(fronts[m])} fixed weightings): HV {v:.3g}"
+                                       for m, v in front_hv.items()) + ".")
         legend.append(f"{FRONT}: the row against its model's scalarization front (the fixed-weighting rows; the only "
                       "front when its model has none): inside when some front point is better in every metric by a "
                       f"one-sided paired t-test over seeds (p < {alpha:g}) and it is better than none, beyond when it "

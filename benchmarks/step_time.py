@@ -155,7 +155,7 @@ class Runner:
         state = init_train_state(model, b, opt, jax.random.key(seed), grads_like=grads_like)
         self.name = name
         self.dispatched = DispatchedSteps(step, state, dev_batches[0])
-        self.flops = self.dispatched.flops
+        self.flops, self.bytes = self.dispatched.flops, self.dispatched.bytes
         epoch = size.rows is not None
         self.scanned = ScannedSteps(step, _gather if epoch else None)
         self.xs = jnp.asarray(idx) if epoch else {k: v.reshape(idx.shape[0], size.batch, *v.shape[1:])
@@ -269,6 +269,8 @@ def measure(size_name: str, t: int, names: list[str], rounds: int, scan_steps: i
             "bare_ms": bare_ms, "bare_gflop_per_step": bare.flops / 1e9,
             "bare_ratio": _div(ms["mtl"], bare_ms),
             "flop_ratio": _div(x.flops, ew.flops),
+            "gb_per_step": x.bytes / 1e9 if np.isfinite(x.bytes) else None,
+            "byte_ratio": _div(x.bytes, ew.bytes) if np.isfinite(x.bytes) else None,
             "cost_over_flops": _div(_div(ms["mtl"], base["mtl"]), _div(x.flops, ew.flops)),
             "rounds_ms": {**{k: [1e3 * s for s in v] for k, v in x.times.items()},
                           "bare": [1e3 * s for s in bare.times]},
@@ -283,10 +285,11 @@ def print_table(rows: list[dict], peak: dict) -> None:
           f"matmul peak: jnp.dot {peak['jax_peak']:.0f} GFLOP/s{torch_peak})")
     print(f"bare Flax linen step (benchmarks/bare_flax.py): {r0['bare_ms']:.2f} ms, "
           f"{r0['bare_gflop_per_step']:.3f} GFLOP; x bare = mtl ms / bare ms; "
-          f"x flops = (x ew) / (GFLOP / GFLOP of ew)")
+          f"x flops = (x ew) / (GFLOP / GFLOP of ew); GB = bytes accessed per step, x bytes = GB / GB of ew "
+          f"(XLA's cost analysis)")
     print(f"{'method':10s} {'mtl ms':>8s} {'disp ms':>8s} {'torch ms':>9s} {'torch/mtl':>9s} {'x ew':>6s} "
           f"{'disp x ew':>9s} {'torch x ew':>10s} {'x bare':>6s} {'x flops':>7s} {'GFLOP':>7s} {'mtl GF/s':>8s} "
-          f"{'%peak':>6s} {'torch GF/s':>10s} {'%peak':>6s}")
+          f"{'%peak':>6s} {'torch GF/s':>10s} {'%peak':>6s} {'GB':>6s} {'x bytes':>7s}")
 
     def f(v, w, p):
         return f"{v:{w}.{p}f}" if v is not None else f"{'-':>{w}s}"
@@ -299,7 +302,8 @@ def print_table(rows: list[dict], peak: dict) -> None:
               f"{f(r['ratio'], 9, 2)} {f(r['ew_ratio'], 6, 2)} {f(r['mtl_dispatched_ew_ratio'], 9, 2)} "
               f"{f(r['torch_ew_ratio'], 10, 2)} {f(r['bare_ratio'], 6, 2)} {f(r['cost_over_flops'], 7, 2)} "
               f"{f(r['gflop_per_step'], 7, 3)} {f(r['mtl_gflops'], 8, 1)} "
-              f"{pct(r['mtl_peak_fraction'])} {f(r['torch_gflops'], 10, 1)} {pct(r['torch_peak_fraction'])}")
+              f"{pct(r['mtl_peak_fraction'])} {f(r['torch_gflops'], 10, 1)} {pct(r['torch_peak_fraction'])} "
+              f"{f(r['gb_per_step'], 6, 3)} {f(r['byte_ratio'], 7, 2)}")
 
 
 def measure_peak(size_name: str, use_torch: bool) -> dict:

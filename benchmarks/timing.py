@@ -79,6 +79,7 @@ class DispatchedSteps:
     def __init__(self, step_fn: StepFn, state: PyTree, batch: PyTree):
         self.compiled = jax.jit(step_fn).lower(state, batch).compile()
         self.flops = compiled_flops(self.compiled)
+        self.bytes = compiled_flops(self.compiled, "bytes accessed")
 
     def __call__(self, state: PyTree, batch: PyTree) -> tuple[PyTree, PyTree]:
         return self.compiled(state, batch)
@@ -91,15 +92,16 @@ class DispatchedSteps:
         return state, (time.perf_counter() - t0) / len(batches)
 
 
-def compiled_flops(compiled) -> float:
-    """FLOPs of a compiled computation from XLA's cost analysis (``nan`` if unavailable)."""
+def compiled_flops(compiled, key: str = "flops") -> float:
+    """FLOPs (or another ``key`` of it, e.g. ``"bytes accessed"``) of a compiled computation from XLA's cost
+    analysis (``nan`` if unavailable)."""
     try:
         cost = compiled.cost_analysis()
     except Exception:  # noqa: BLE001 - some backends do not implement it
         return float("nan")
     if isinstance(cost, (list, tuple)):  # older jax: one dict per computation
         cost = cost[0] if cost else {}
-    return float((cost or {}).get("flops", float("nan")))
+    return float((cost or {}).get(key, float("nan")))
 
 
 def scanned_step_seconds(step_fn: StepFn, state: PyTree, batches: PyTree, *, rounds: int = 3,

@@ -381,20 +381,22 @@ def _run_jobs(jobs) -> dict[str, str]:
     t0 = time.perf_counter()
     done_here, spent = 0, 0.0
     for i, (key, cell_dir, config) in enumerate(jobs):
-        status = run_status(cell_dir)
         left = len(jobs) - i
         eta = f", about {_clock(spent / done_here * left)} left" if done_here else ""
-        doing = {"finished": "finished, skipped", "absent": "running"}.get(status.state, f"running again ({status})")
-        print(f"[{i + 1}/{len(jobs)}] {key}: {doing} (done {i}, left {left}, elapsed "
-              f"{_clock(time.perf_counter() - t0)}{eta})", flush=True)
-        if status.finished:
+
+        def say(doing: str) -> None:
+            print(f"[{i + 1}/{len(jobs)}] {key}: {doing} (done {i}, left {left}, elapsed "
+                  f"{_clock(time.perf_counter() - t0)}{eta})", flush=True)
+
+        if run_status(cell_dir).finished:
+            say("finished, skipped")
             continue
         with _claim(cell_dir) as mine:
-            if not mine:
-                print("    another process is training it, skipped", flush=True)
+            status = run_status(cell_dir)  # after the claim: another process may have finished it meanwhile
+            if not mine or status.finished:
+                say("another process is training it, skipped" if not mine else "finished, skipped")
                 continue
-            if run_status(cell_dir).finished:  # finished by another process since the first look
-                continue
+            say({"absent": "running"}.get(status.state, f"running again ({status})"))
             c0 = time.perf_counter()
             try:
                 summary = train_and_evaluate(config, cell_dir, progress=False, resolved=True)

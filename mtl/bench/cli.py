@@ -73,6 +73,10 @@ BENCH_USAGE = ("mtl-bench: train a benchmark grid (models x balancers x seeds) a
                "[--tables-only] [--only=TEXT] [--replace_tables] [--workers=N]")
 
 
+#: A worker of ``--workers`` pins itself to these cores (comma-separated) before jax starts.
+CORES_ENV = "MTL_BENCH_CORES"
+
+
 class BenchError(ValueError):
     """A benchmark that cannot run or render as asked, explained in one line."""
 
@@ -323,9 +327,9 @@ def _spawn_workers(workers: int, flags: dict, workdir: pathlib.Path) -> dict[str
     print(f"{n} workers, on cores " + " | ".join(",".join(map(str, c)) or "any" for c in shares), flush=True)
     t0 = time.perf_counter()
     procs = []
-    for share in shares:
-        pin = (lambda share=share: os.sched_setaffinity(0, share)) if share else None
-        procs.append(subprocess.Popen(argv, preexec_fn=pin))
+    for share in shares:  # the child pins itself before jax starts (a preexec_fn would fork this threaded process)
+        env = {**os.environ, CORES_ENV: ",".join(map(str, share))} if share else None
+        procs.append(subprocess.Popen(argv, env=env))
     failures = {f"worker {i} (cores {shares[i]})": f"exited with status {p.wait()}, see its output above"
                 for i, p in enumerate(procs) if p.wait() != 0}
     elapsed = time.perf_counter() - t0
@@ -503,6 +507,8 @@ def run(argv=None) -> None:
     from mtl.config import ConfigError
 
     argv = list(sys.argv if argv is None else argv)
+    if os.environ.get(CORES_ENV):  # a worker of --workers: XLA sizes its thread pool by the affinity it starts with
+        os.sched_setaffinity(0, {int(c) for c in os.environ.pop(CORES_ENV).split(",")})
     quiet_backend_logs()
     if any(a in HELP_FLAGS for a in argv[1:]):
         print(help_text(BENCH_USAGE, BENCH_FLAGS))

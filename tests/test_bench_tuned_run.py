@@ -101,3 +101,40 @@ def test_workers_train_each_run_once_and_give_the_same_table(tmp_path, capfd):
         assert len(timed) == 2
         return [[x for i, x in enumerate(line) if i not in timed] for line in lines]
     assert rows((alone_out / "g" / "table.md").read_text()) == rows(table)
+
+
+def test_sigterm_to_workers_parent_checkpoints_every_worker(tmp_path):
+    """SIGTERM to ``mtl-bench --workers=2`` reaches the workers: each writes its run's checkpoint and stops,
+    the parent says so and exits non-zero, and no worker outlives it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from mtl.rundir import run_status
+
+    bench = tmp_path / "long.py"
+    bench.write_text(BENCH.replace('"epochs": 1', '"epochs": 500, "patience": 0'))
+    work = tmp_path / "work"
+    parent = subprocess.Popen([sys.executable, "-m", "mtl.bench.cli", f"--bench={bench}", f"--workdir={work}",
+                               "--workers=2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not any(work.rglob("metrics.jsonl")) and time.time() < deadline and parent.poll() is None:
+        time.sleep(0.5)  # until a worker has trained an epoch
+    assert parent.poll() is None, parent.communicate()
+    parent.send_signal(signal.SIGTERM)
+    out, err = parent.communicate(timeout=240)
+    assert parent.returncode != 0 and "stopped by signal 15" in err and "the same command resumes" in err
+    started = {p.parent for p in work.rglob("config.json")}
+    assert started and all(run_status(d).state == "interrupted" for d in started), [run_status(d) for d in started]
+    assert all("SIGTERM" in run_status(d).reason for d in started if (d / "summary.json").exists())
+    workers = [p for p in os.listdir("/proc") if p.isdigit() and str(work).encode() in _cmdline(p)]
+    assert workers == []
+
+
+def _cmdline(pid: str) -> bytes:
+    try:
+        return open(f"/proc/{pid}/cmdline", "rb").read()
+    except OSError:
+        return b""

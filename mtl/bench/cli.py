@@ -41,6 +41,7 @@ import json
 import os
 import pathlib
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -326,12 +327,30 @@ def _spawn_workers(workers: int, flags: dict, workdir: pathlib.Path) -> dict[str
     trained_before = len(list(workdir.rglob("bench_wall.json")))
     print(f"{n} workers, on cores " + " | ".join(",".join(map(str, c)) or "any" for c in shares), flush=True)
     t0 = time.perf_counter()
-    procs = []
-    for share in shares:  # the child pins itself before jax starts (a preexec_fn would fork this threaded process)
-        env = {**os.environ, CORES_ENV: ",".join(map(str, share))} if share else None
-        procs.append(subprocess.Popen(argv, env=env))
-    failures = {f"worker {i} (cores {shares[i]})": f"exited with status {p.wait()}, see its output above"
-                for i, p in enumerate(procs) if p.wait() != 0}
+    procs, stopped = [], []
+
+    def forward(signum, frame):  # SIGTERM to this process: each worker checkpoints and stops, as mtl-train does
+        stopped.append(signum)
+        for proc in procs:
+            proc.send_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, forward)
+    try:
+        for share in shares:  # the child pins itself before jax starts (a preexec_fn would fork this threaded process)
+            env = {**os.environ, CORES_ENV: ",".join(map(str, share))} if share else None
+            procs.append(subprocess.Popen(argv, env=env))
+        codes = [_wait(proc) for proc in procs]
+    except KeyboardInterrupt:  # the workers got the same SIGINT from the terminal: let them checkpoint
+        for proc in procs:
+            _wait(proc)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if stopped:
+        raise SystemExit(f"mtl-bench stopped by signal {stopped[0]}: each worker wrote a checkpoint of its run; "
+                         "the same command resumes")
+    failures = {f"worker {i} (cores {shares[i]})": f"exited with status {c}, see its output above"
+                for i, c in enumerate(codes) if c != 0}
     elapsed = time.perf_counter() - t0
     trained = len(list(workdir.rglob("bench_wall.json"))) - trained_before
     if trained:
@@ -341,6 +360,15 @@ def _spawn_workers(workers: int, flags: dict, workdir: pathlib.Path) -> dict[str
         path.write_text(json.dumps(log))
     print(f"{n} workers trained {trained} run(s) in {_clock(elapsed)}", flush=True)
     return failures
+
+
+def _wait(proc: subprocess.Popen) -> int:
+    """``proc.wait()``, resumed after a second Ctrl-C (the worker is still writing its checkpoint)."""
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            continue
 
 
 def _elapsed_note(workdir: pathlib.Path) -> str:

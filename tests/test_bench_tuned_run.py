@@ -88,7 +88,7 @@ def test_workers_train_each_run_once_and_give_the_same_table(tmp_path, capfd):
     log = json.loads((work / "bench_elapsed.json").read_text())
     assert [(e["workers"], e["runs_trained"]) for e in log] == [(2, 5)]
     table = (out / "g" / "table.md").read_text()
-    assert "worker processes side by side" in table
+    assert "over the 1 invocation that trained with 2 worker processes side by side (5 runs)" in table
 
     alone_work, alone_out = tmp_path / "alone", tmp_path / "alone_out"
     one_core = str(min(os.sched_getaffinity(0)))  # what a worker gets on a machine of 2 cores or more

@@ -377,9 +377,10 @@ def _elapsed_note(workdir: pathlib.Path) -> str:
     if not path.is_file():
         return ""
     log = json.loads(path.read_text())
-    return (f"; elapsed {_clock(sum(e['seconds'] for e in log))} for the whole benchmark with "
+    return (f"; elapsed {_clock(sum(e['seconds'] for e in log))} over the {len(log)} invocation"
+            f"{'s' if len(log) > 1 else ''} that trained with "
             f"{'/'.join(sorted({str(e['workers']) for e in log}))} worker processes side by side "
-            f"({len(log)} invocation{'s' if len(log) > 1 else ''})")
+            f"({sum(e['runs_trained'] for e in log)} runs)")
 
 
 @contextlib.contextmanager

@@ -129,6 +129,19 @@ def test_classify_inside_beyond_on():
     assert fr.classify(_cell("m", 0.75, 0.35, seeds=2), [f1, f2], M).relation == "untested"
 
 
+def test_beating_only_a_vertex_of_the_front_is_not_beyond():
+    """A vertex (a zero weight: a task untrained) is beaten by any trained point; the test leaves it out."""
+    vertex = _cell("v", 0.50, 0.90, "fixed")
+    vertex.config = {"balancer": {"name": "fixed", "hparams": {"weights": [0.0, 1.0]}}}
+    interior = _cell("i", 0.80, 0.20, "fixed")
+    interior.config = {"balancer": {"name": "fixed", "hparams": {"weights": [0.5, 0.5]}}}
+    # better than the vertex in both metrics, worse than the interior point in AUC, better in log loss: on
+    v = fr.classify(_cell("m", 0.75, 0.15), [vertex, interior], M)
+    assert v.relation == "on" and v.dominates == ()
+    # a front of vertices only is still tested against them
+    assert fr.classify(_cell("m", 0.75, 0.15), [vertex], M).relation == "beyond"
+
+
 def test_reference_point_is_the_minimum_minus_a_tenth_of_the_range():
     cells = [_cell("x", 0.8, 0.3), _cell("y", 0.6, 0.1)]
     # oriented seed means: (0.8, -0.3) and (0.6, -0.1) shifted by the noise's mean (+e, +e/2); ranges 0.2 and 0.2

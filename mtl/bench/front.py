@@ -11,7 +11,8 @@ scalarization front. Everything is compared in sign-corrected metric space
   front's vertices (a weighting with a zero weight, whose task is not trained at all) are left out:
   their untrained task sits near chance and would put the reference so low that every reasonable
   point gets nearly the same volume (they still count in the front's hypervolume where above it).
-* :func:`classify`: a method is *inside* the front when some front point is better in every
+* :func:`classify`: against the front's interior points (vertices left out, as above), a method
+  is *inside* the front when some front point is better in every
   metric by a one-sided paired t-test over seeds (p < ``ALPHA``) and it is better than no front
   point that way, *beyond* when it is better than some front point in every metric and no
   front point is better than it, else *on* (and *untested* with fewer than ``MIN_PAIRS`` common seeds).
@@ -109,7 +110,9 @@ class Verdict:
 
 def classify(cell: CellResults, front: Sequence[CellResults], metrics: Sequence[MetricSpec], split: str = "test",
              alpha: float = ALPHA) -> Verdict:
-    """beyond / on / inside ``front`` by the test in the module docstring."""
+    """beyond / on / inside ``front`` by the test in the module docstring, against the front's interior points
+    (its vertices, with a task left untrained, are beaten by any reasonable point: that is not being beyond)."""
+    front = [f for f in front if not is_vertex(f)] or list(front)
     over = [dominates(f, cell, metrics, split, alpha) for f in front]
     under = [dominates(cell, f, metrics, split, alpha) for f in front]
     if any(x is None for x in over + under):

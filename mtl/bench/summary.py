@@ -69,8 +69,9 @@ def add_columns(table, *, alpha: float, min_pairs: int) -> None:
                            f"(a zero weight: that task untrained) minus {fr.MARGIN:.0%} of the range; "
                            + "; ".join(f"{m}'s scalarization front ({len(fronts[m])} fixed weightings): HV {v:.3g}"
                                        for m, v in front_hv.items()) + ".")
-        legend.append(f"{FRONT}: the row against its model's scalarization front (the fixed-weighting rows; the only "
-                      "front when its model has none): inside when some front point is better in every metric by a "
+        legend.append(f"{FRONT}: the row against its model's scalarization front (the fixed-weighting rows but the "
+                      "vertices, whose zero weight leaves a task untrained; the only front when its model has none): "
+                      "inside when some front point is better in every metric by a "
                       f"one-sided paired t-test over seeds (p < {alpha:g}) and it is better than none, beyond when it "
                       "is better than some front point in every metric that way and none is better than it, else on; "
                       f"untested with fewer than {fr.MIN_PAIRS} common seeds; both over each task's first metric "

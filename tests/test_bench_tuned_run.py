@@ -126,6 +126,8 @@ def test_sigterm_to_workers_parent_checkpoints_every_worker(tmp_path):
     parent.send_signal(signal.SIGTERM)
     out, err = parent.communicate(timeout=240)
     assert parent.returncode != 0 and "stopped by signal 15" in err and "the same command resumes" in err
+    assert "Traceback" not in err  # each worker says in one line where its checkpoint is
+    assert "error: interrupted by SIGTERM" in err
     started = {p.parent for p in work.rglob("config.json")}
     assert started and all(run_status(d).state == "interrupted" for d in started), [run_status(d) for d in started]
     assert all("SIGTERM" in run_status(d).reason for d in started if (d / "summary.json").exists())

@@ -347,8 +347,8 @@ def _spawn_workers(workers: int, flags: dict, workdir: pathlib.Path) -> dict[str
     finally:
         signal.signal(signal.SIGTERM, previous)
     if stopped:
-        raise SystemExit(f"mtl-bench stopped by signal {stopped[0]}: each worker wrote a checkpoint of its run; "
-                         "the same command resumes")
+        raise SystemExit(f"mtl-bench stopped by signal {stopped[0]}: each worker stopped after its current compiled "
+                         "call, writing its run's checkpoint where checkpointing is on; the same command resumes")
     failures = {f"worker {i} (cores {shares[i]})": f"exited with status {c}, see its output above"
                 for i, c in enumerate(codes) if c != 0}
     elapsed = time.perf_counter() - t0
@@ -534,6 +534,7 @@ def run(argv=None) -> None:
     """Entry point of ``mtl-bench``."""
     from mtl.cli import HELP_FLAGS, UsageError, error, help_text, parse_flags, quiet_backend_logs
     from mtl.config import ConfigError
+    from mtl.train.guard import TrainingInterrupted
 
     argv = list(sys.argv if argv is None else argv)
     if os.environ.get(CORES_ENV):  # a worker of --workers: XLA sizes its thread pool by the affinity it starts with
@@ -557,6 +558,8 @@ def run(argv=None) -> None:
                         data_dir=opts["data_dir"], tables_only=opts["tables_only"], only=opts["only"],
                         replace_tables=opts["replace_tables"], workers=_workers(opts["workers"]),
                         train_only=opts["train_only"], compilation_cache=opts["compilation_cache"])
+    except TrainingInterrupted as e:  # SIGINT/SIGTERM: the run's checkpoint is written; one line, not a traceback
+        error(str(e), 128 + int(e.signum))
     except (ConfigError, ValueError, FileNotFoundError) as e:
         error(str(e))
     for paths in out["paths"].values():

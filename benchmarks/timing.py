@@ -78,8 +78,8 @@ class DispatchedSteps:
 
     def __init__(self, step_fn: StepFn, state: PyTree, batch: PyTree):
         self.compiled = jax.jit(step_fn).lower(state, batch).compile()
-        self.flops = compiled_flops(self.compiled)
-        self.bytes = compiled_flops(self.compiled, "bytes accessed")
+        self.flops = compiled_cost(self.compiled, "flops")
+        self.bytes = compiled_cost(self.compiled, "bytes accessed")
 
     def __call__(self, state: PyTree, batch: PyTree) -> tuple[PyTree, PyTree]:
         return self.compiled(state, batch)
@@ -92,9 +92,9 @@ class DispatchedSteps:
         return state, (time.perf_counter() - t0) / len(batches)
 
 
-def compiled_flops(compiled, key: str = "flops") -> float:
-    """FLOPs (or another ``key`` of it, e.g. ``"bytes accessed"``) of a compiled computation from XLA's cost
-    analysis (``nan`` if unavailable)."""
+def compiled_cost(compiled, key: str) -> float:
+    """``key`` (``"flops"``, ``"bytes accessed"``) of a compiled computation from XLA's cost analysis (``nan`` if
+    unavailable)."""
     try:
         cost = compiled.cost_analysis()
     except Exception:  # noqa: BLE001 - some backends do not implement it

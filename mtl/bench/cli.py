@@ -281,8 +281,8 @@ def _tune_and_train(bench: Benchmark, todo, workdir: pathlib.Path, data_dir: str
         if c.tune:
             failures.update(train_points(bench, g, c, points(c.tune), seeds, workdir / g / c.name, data_dir))
     for g, c in todo:
-        grid = workdir / g / (c.tune_from or c.name)
-        source = next(x for x in bench.groups[g] if x.name == (c.tune_from or c.name))
+        source = _source(bench, g, c)
+        grid = workdir / g / source.name
         for run in [grid, *(grid / point_name(v) for v in points(source.tune))]:
             with _claim(run, wait=True):  # another process may still train the grid the choice reads
                 pass
@@ -294,6 +294,11 @@ def _tune_and_train(bench: Benchmark, todo, workdir: pathlib.Path, data_dir: str
     return failures
 
 
+def _source(bench: Benchmark, group: str, cell):
+    """The cell whose grid chooses ``cell``'s values: its ``tune_from`` cell, else itself."""
+    return next(x for x in bench.groups[group] if x.name == cell.tune_from) if cell.tune_from else cell
+
+
 def _choice(bench: Benchmark, group: str, cell, workdir: pathlib.Path):
     """``(chosen values, Tuning)`` of a tuned or ``tune_from`` cell, read from its runs (``(None, Tuning)``
     when no grid point finished). A ``tune_from`` cell takes its source's values except balancer hparams."""
@@ -301,7 +306,7 @@ def _choice(bench: Benchmark, group: str, cell, workdir: pathlib.Path):
 
     from mtl.bench.tuning import tune
 
-    source = next(x for x in bench.groups[group] if x.name == cell.tune_from) if cell.tune_from else cell
+    source = _source(bench, group, cell)
     seeds = bench.tune_seeds if bench.tune_seeds is not None else bench.seeds
     t = tune(workdir / group / source.name, source.tune, _seed_list(seeds))
     if t.chosen is None:

@@ -31,10 +31,12 @@ MAX_DISTINCT_BYTES = 1 << 30
 
 @dataclasses.dataclass
 class Factor:
-    """A categorical column: ``values[codes]`` are the row values; ``values`` sorted and distinct."""
+    """A categorical column: ``values[codes]`` are the row values; ``values`` distinct and sorted, as
+    strings or, for integer ids (:class:`mtl.data.reader.Column` ``integers``), as the integers in the
+    order of their decimal texts (a third of the memory; :meth:`strings` gives text either way)."""
 
     codes: np.ndarray  # (N,) int32
-    values: np.ndarray  # (V,) str
+    values: np.ndarray  # (V,) str, or integers
 
     @property
     def num_values(self) -> int:
@@ -44,7 +46,7 @@ class Factor:
         return int(self.codes.shape[0])
 
     def strings(self) -> np.ndarray:
-        return self.values[self.codes]
+        return self.values.astype(str)[self.codes]
 
 
 class TooWide(ValueError):

@@ -36,7 +36,7 @@ MAGIC = ((b"PAR1", "parquet"), (b"ARROW1", "arrow"), (b"FEA1", "arrow"))
 EXTENSIONS = {".parquet": "parquet", ".pq": "parquet", ".arrow": "arrow", ".feather": "arrow", ".ipc": "arrow"}
 FORMAT_NAMES = {"parquet": "Parquet", "arrow": "Arrow IPC / Feather"}
 #: pyarrow block size (grown for a record longer than a block).
-BLOCK_SIZE = 8 << 20
+BLOCK_SIZE = 1 << 20
 _HEAD_BYTES = 1 << 20
 _SCAN_BYTES = 16 << 20
 _SNIFF_LINES = 20
@@ -54,12 +54,16 @@ class Column:
     """What to make of one column: ``kind`` is ``factor``, ``number``, ``label`` or ``auto``.
 
     ``task`` (labels): ``binary`` or ``regression``. ``missing_token`` (factor): missing
-    values become this one value (``None``: kept as they are).
+    values become this one value (``None``: kept as they are). ``integers`` (factor): the values
+    are integer ids, parsed as numbers (faster, and a quarter of the memory of text) and coded by
+    their decimal text, so ``007`` is ``7``; a column with another or a missing value in a
+    delimited file is read as text instead.
     """
 
     kind: str
     task: str = "binary"
     missing_token: str | None = None
+    integers: bool = False
 
     def __post_init__(self):
         if self.kind not in ("factor", "number", "label", "auto"):
@@ -132,8 +136,8 @@ def infer_column_type(values: np.ndarray, *, max_categorical_distinct: int) -> t
 
 
 def _replace_missing(factor: Factor, token: str | None) -> Factor:
-    missing = missing_mask(factor.values)
-    if token is None or not missing.any():
+    missing = missing_mask(factor.values) if token is not None else None
+    if missing is None or not missing.any():
         return factor
     values, merge = np.unique(np.where(missing, token, factor.values), return_inverse=True)
     return Factor(merge.astype(np.int32).reshape(-1)[factor.codes], values)
@@ -562,8 +566,10 @@ def read_columns(header: Header | Sequence[Header], columns: Mapping[str, Column
         if unknown:
             raise ValueError(f"columns {unknown} are not in the header of {h.path}")
     # text: factors, delimited autos, and numbers that a typed file holds as text
-    text = {c for c, s in columns.items() if s.kind == "factor" or (s.kind == "auto" and not all(
-        h.is_number(c) for h in files)) or any(h.types and not h.is_number(c) for h in files)}  # fmt: skip
+    typed = any(h.types for h in files)
+    text = {c for c, s in columns.items() if (s.kind == "factor" and (typed or not s.integers)) or (
+        s.kind == "auto" and not all(h.is_number(c) for h in files)) or any(
+        h.types and not h.is_number(c) for h in files)}  # fmt: skip
     block_size = BLOCK_SIZE
     try:
         while True:
@@ -574,7 +580,9 @@ def read_columns(header: Header | Sequence[Header], columns: Mapping[str, Column
             except _Failed as failed:
                 message, h = str(failed.error), failed.header
                 match = _CONVERSION.search(message)
-                if match and match.group(2) == "double":  # not a plain number: read the column as text
+                if match and match.group(2) == "int64":  # integer ids with another value: read them as text
+                    text.add(h.names[int(match.group(1))])
+                elif match and match.group(2) == "double":  # not a plain number: read the column as text
                     name = h.names[int(match.group(1))]
                     numeric = {c for c, s in columns.items() if s.kind in ("number", "label")} - text
                     text |= {name} if name in numeric else numeric
@@ -611,11 +619,12 @@ def _numbered(batches):
         row += batch.num_rows
 
 
-def _batches(h: Header, names: list[str], text: set[str], block_size: int):
+def _batches(h: Header, names: list[str], text: set[str], ints: dict, block_size: int):
     """``(first row in the file, batch)`` pairs of the columns ``names``."""
     if h.types:
         return _typed_batches(h, names)
-    return _numbered(_open(h, {c: _TEXT if c in text else pa.float64() for c in names}, block_size=block_size))
+    types = {c: _TEXT if c in text else pa.int64() if c in ints else pa.float64() for c in names}
+    return _numbered(_open(h, types, block_size=block_size))
 
 
 def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], block_size: int) -> Table:
@@ -626,14 +635,18 @@ def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], bl
     capacity = sum(h.num_rows if h.types else (h.size - h.data_offset) // len(h.names) + 1 for h in files)
     block = np.empty((capacity, len(in_block)), np.float32)
     chunks = {c: [] for c in names if c in text}  # each batch's dictionary array, in row order
-    floats = {c: np.empty(capacity, np.float64) for c in names if c not in text and c not in in_block}
+    ints = {c: np.empty(capacity, np.int32) for c in names if columns[c].integers and c not in text}
+    floats = {c: np.empty(capacity, np.float64) for c in names if c not in text and c not in in_block and c not in ints}
     at, counts = 0, []
     for h in files:
         start = end = at
         try:
-            for row, batch in _batches(h, names, text, block_size):
+            for row, batch in _batches(h, names, text, ints, block_size):
                 at, n = start + row, batch.num_rows
                 for c, array in zip(batch.schema.names, batch.columns):
+                    if c in ints:
+                        _put_ints(ints, c, at, array)
+                        continue
                     array = _as_type(array, c in text)
                     if c in chunks:
                         chunks[c].append(array)
@@ -663,15 +676,38 @@ def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], bl
             table.labels[c] = x
             if _is_bad_label(x, columns[c].task).any():
                 raise _AsText(c)  # read it again as text, to name the bad value as written
-        elif c in chunks:
+        elif c in chunks or c in ints:
             try:
-                factor = _merge(chunks.pop(c))
+                factor = _merge(chunks.pop(c)) if c in chunks else _integer_factor(ints.pop(c)[:at])
             except TooWide as e:
                 raise AutoColumn(c, None, table).error(e.row, str(e)) from None
             bad = _finish(table, c, columns[c], factor)
             if bad is not None:
                 table.errors[c] = AutoColumn(c, None, table).error(*bad)
+            pa.default_memory_pool().release_unused()  # the column's arrow buffers, before the next one's
     return table
+
+
+def _put_ints(ints: dict, name: str, at: int, array: pa.Array) -> None:
+    """Stores a batch of integer ids (int32 until a value needs int64); a missing one: read as text."""
+    if array.null_count:
+        raise _AsText(name)  # which missing-value text it was matters to the codes
+    x, column = array.to_numpy(), ints[name]
+    if column.dtype == np.int32 and len(x) and (x.min() < -(2**31) or x.max() >= 2**31):
+        ints[name] = np.empty(len(column), np.int64)
+        ints[name][:at] = column[:at]
+    ints[name][at : at + len(x)] = x
+
+
+def _integer_factor(x: np.ndarray) -> Factor:
+    """The factor of integer ids, coded against their decimal texts (what reading them as text gives)."""
+    encoded = pc.dictionary_encode(pa.array(x))
+    ids = encoded.dictionary.to_numpy()
+    order = np.argsort(ids.astype(f"<U{max(len(str(ids.min())), len(str(ids.max())))}"), kind="stable") if len(
+        ids) else np.zeros(0, np.int64)  # fmt: skip
+    rank = np.empty(len(order), np.int32)
+    rank[order] = np.arange(len(order), dtype=np.int32)
+    return Factor(rank[encoded.indices.to_numpy(zero_copy_only=False)], ids[order])
 
 
 def _combine(chunks: list[pa.DictionaryArray]) -> pa.DictionaryArray:

@@ -57,13 +57,15 @@ class Column:
     values become this one value (``None``: kept as they are). ``integers`` (factor): the values
     are integer ids, parsed as numbers (faster, and a quarter of the memory of text) and coded by
     their decimal text, so ``007`` is ``7``; a column with another or a missing value in a
-    delimited file is read as text instead.
+    delimited file is read as text instead. ``exact=False`` (auto): a typed file's column of
+    non-integer numbers is kept as float32, what a numeric feature becomes (its type is then known).
     """
 
     kind: str
     task: str = "binary"
     missing_token: str | None = None
     integers: bool = False
+    exact: bool = True
 
     def __post_init__(self):
         if self.kind not in ("factor", "number", "label", "auto"):
@@ -182,7 +184,8 @@ def _label_column(factor: Factor, task: str) -> tuple[np.ndarray, tuple[int, str
 
 class AutoColumn:
     """A column for the caller to type: distinct stripped strings (``factor``), or, for a
-    typed file's number column, ``numbers`` (float64, NaN for missing); ``frame`` locates its rows."""
+    typed file's number column, ``numbers`` (float64, NaN for missing; float32 for non-integer
+    numbers of a ``Column.exact=False`` column); ``frame`` locates its rows."""
 
     def __init__(self, name: str, factor: Factor | None, frame: Frame | None, numbers: np.ndarray | None = None):
         self.name, self._factor, self.frame, self.numbers = name, factor, frame, numbers
@@ -206,6 +209,8 @@ class AutoColumn:
     def infer(self, *, max_categorical_distinct: int) -> tuple[str, str]:
         """``("numeric" | "categorical", reason)``: numeric when every present value is a number and
         they are not all integers or there are more than ``max_categorical_distinct`` distinct integers."""
+        if self.numbers is not None and self.numbers.dtype == np.float32:
+            return "numeric", "non-integer numbers"  # kept as float32 (Column.exact=False) for that reason
         if self.numbers is not None:
             return _decide(self.numbers[~np.isnan(self.numbers)], max_categorical_distinct)
         present = self.factor.values[~missing_mask(self.factor.values)]
@@ -217,7 +222,7 @@ class AutoColumn:
     def as_numbers(self) -> tuple[np.ndarray, DataError | None]:
         """``(float32 values with NaN for missing, the first bad value's error or None)``."""
         if self.numbers is not None:
-            return self.numbers.astype(np.float32), None
+            return self.numbers.astype(np.float32, copy=False), None
         x, ok = _numbers(self.factor)
         bad = _bad_number(self.factor, ok)
         return x.astype(np.float32)[self.factor.codes], None if bad is None else self.error(*bad)
@@ -629,14 +634,17 @@ def _batches(h: Header, names: list[str], text: set[str], ints: dict, block_size
 
 def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], block_size: int) -> Table:
     names = list(columns)
-    in_block = tuple(c for c in names if columns[c].kind == "number" and c not in text)
+    # kept as float32 in the block once known to be non-integer numbers: a typed file's inexact autos
+    compact = {c for c in names if columns[c].kind == "auto" and not columns[c].exact and c not in text}
+    in_block = tuple(c for c in names if (columns[c].kind == "number" and c not in text) or c in compact)
     # a delimited row holds at least one byte per column: a bound on the rows that costs nothing
     # (untouched pages of an np.empty array are never resident)
     capacity = sum(h.num_rows if h.types else (h.size - h.data_offset) // len(h.names) + 1 for h in files)
     block = np.empty((capacity, len(in_block)), np.float32)
     chunks = {c: [] for c in names if c in text}  # each batch's dictionary array, in row order
     ints = {c: np.empty(capacity, np.int32) for c in names if columns[c].integers and c not in text}
-    floats = {c: np.empty(capacity, np.float64) for c in names if c not in text and c not in in_block and c not in ints}
+    floats = {c: np.empty(capacity, np.float64) for c in names
+              if c not in text and c not in ints and (c not in in_block or c in compact)}  # fmt: skip
     at, counts = 0, []
     for h in files:
         start = end = at
@@ -648,7 +656,9 @@ def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], bl
                         _put_ints(ints, c, at, array)
                         continue
                     array = _as_type(array, c in text)
-                    if c in chunks:
+                    if c in compact:
+                        _put_compact(floats, block, in_block.index(c), c, at, array.to_numpy(zero_copy_only=False))
+                    elif c in chunks:
                         chunks[c].append(array)
                         if len(chunks[c]) > 1 and 2 * sum(map(len, chunks[c][1:])) >= len(chunks[c][0]):
                             chunks[c] = [_combine(chunks[c])]
@@ -668,7 +678,9 @@ def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], bl
     table = Table({}, {}, [h.path for h in files], np.repeat(np.arange(len(files), dtype=np.int16), counts),
                   lines, block[:at], in_block, header=files[0])  # fmt: skip
     for c in names:
-        if c in floats:
+        if c in compact:  # every digit while type inference needs them, else the block's float32 column
+            table.auto[c] = AutoColumn(c, None, table, numbers=floats.pop(c)[:at] if c in floats else table.numeric[c])
+        elif c in floats:
             x = floats.pop(c)[:at]
             if columns[c].kind == "auto":
                 table.auto[c] = AutoColumn(c, None, table, numbers=x)
@@ -686,6 +698,20 @@ def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], bl
                 table.errors[c] = AutoColumn(c, None, table).error(*bad)
             pa.default_memory_pool().release_unused()  # the column's arrow buffers, before the next one's
     return table
+
+
+def _put_compact(floats: dict, block: np.ndarray, j: int, name: str, at: int, x: np.ndarray) -> None:
+    """Stores a batch of an inexact auto column in the block, and its float64 digits until a finite
+    non-integer shows the column numeric (then they are let go); an infinity after that: read as text."""
+    block[at : at + len(x), j] = x
+    if name in floats:
+        floats[name][at : at + len(x)] = x
+        with np.errstate(invalid="ignore"):  # an infinity minus itself
+            fraction = (np.abs(x - np.round(x)) > 0).any()
+        if fraction and not np.isinf(floats[name][: at + len(x)]).any():
+            del floats[name]
+    elif np.isinf(x).any():
+        raise _AsText(name)  # non-finite numbers make it categorical, which needs the digits let go
 
 
 def _put_ints(ints: dict, name: str, at: int, array: pa.Array) -> None:

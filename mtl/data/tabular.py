@@ -283,8 +283,8 @@ def _build(headers, roles, sides, *, labels, regression, forced_cat, forced_num,
             spec[c] = Column("factor", missing_token=MISSING_TOKEN)
         elif c in forced_num and c != user_column:
             spec[c] = Column("number")
-        else:
-            spec[c] = Column("auto")
+        else:  # ids and keys keep every digit; other non-integer numbers can be float32 at once
+            spec[c] = Column("auto", exact=c in {user_column, *(s.key for s in sides)})
     if user_column and user_column not in spec:
         spec[user_column] = Column("factor", missing_token=MISSING_TOKEN)
     for c in [split_column] + [s.key for s in sides]:

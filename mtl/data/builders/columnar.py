@@ -30,11 +30,13 @@ class ColumnarConfig(tfds.core.BuilderConfig):
 class ColumnarBuilder(tfds.core.GeneratorBasedBuilder):
     """Rows as ``{row, line, categorical[C] (str), numeric[D] (float32)}``, ``array_record`` by default.
 
-    Subclasses set ``BUILDER_CONFIGS``, ``HOMEPAGE``, ``FOLDER`` (the dataset's folder name) and
-    ``files(folder) -> {split: [paths]} or None`` and ``read(path) -> Frame``.
+    Subclasses set ``BUILDER_CONFIGS``, ``HOMEPAGE``, ``MANUAL_DOWNLOAD_INSTRUCTIONS``,
+    ``files(manual folder or None, dl_manager) -> {split: [paths]} or None`` and ``read(path) -> Frame``.
     """
 
-    HOMEPAGE = FOLDER = ""
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release: raw rows as two vectors (strings, float32)."}
+    HOMEPAGE = ""
 
     def __init__(self, *, file_format: str | None = None, **kwargs):
         super().__init__(file_format=file_format or "array_record", **kwargs)
@@ -72,14 +74,6 @@ class ColumnarBuilder(tfds.core.GeneratorBasedBuilder):
         nums = np.stack([frame.numeric[c] for c in num_names], axis=1).astype(np.float32)
         for i in range(frame.num_rows):
             yield i, {"row": i, "line": int(frame.lines[i]), "categorical": cats[i], "numeric": nums[i]}
-
-
-def candidate_dirs(manual_dir: pathlib.Path | None, folder: str) -> list[pathlib.Path]:
-    """Where a builder looks for its files: the manual folder, ``<manual>/<folder>``, and their subfolders."""
-    if manual_dir is None:
-        return []
-    tops = [d for d in (manual_dir, manual_dir / folder) if d.is_dir()]
-    return tops + [sub for d in tops for sub in sorted(d.iterdir()) if sub.is_dir()]
 
 
 def prepare(builder_cls, *, data_dir: str | os.PathLike, manual_dir: str | os.PathLike | None = None,

@@ -1,14 +1,10 @@
-"""UCI Census-Income (KDD): the MMoE / PLE multi-task benchmark.
+"""UCI Census-Income (KDD), the MMoE / PLE multi-task benchmark (files and raw reader:
+:mod:`mtl.data.formats.census_income`).
 
     data = mtl.data.load("census_income", data_dir="../shared/data", task_group=1)
 
-Files: ``census-income.data(.gz)`` (train, 199,523 rows) and ``census-income.test(.gz)``
-(test, 99,762 rows): 42 comma-separated columns, no header, no quoting, latin-1, nominal
-values with a leading space (stripped here). Task groups (Ma et al., KDD 2018): 1 =
-``income`` (``50000+.``) and ``never_married``; 2 = ``college`` (:data:`COLLEGE_OR_ABOVE`)
-and ``never_married``. Protocols ``paper``, ``test_split`` and ``auto``, the features and
-the caches are in ``docs/data.md``. ``reader="tfds"`` goes through the TFDS builder
-:mod:`mtl.data.builders.census_income_kdd`.
+Task groups (Ma et al., KDD 2018): 1 = ``income`` (``50000+.``) and ``never_married``; 2 = ``college``
+(:data:`COLLEGE_OR_ABOVE`) and ``never_married``. Protocols and features: ``docs/data.md``.
 """
 
 from __future__ import annotations

@@ -74,33 +74,20 @@ def find_files(data_dir=None) -> pathlib.Path:
     )  # fmt: skip
 
 
-def load_kuairand_pure(
-    *,
-    data_dir: str | os.PathLike | None = "",
-    tasks: str = "main",
-    min_count: int = DEFAULT_MIN_COUNT,
-    cache_dir: str | os.PathLike | None = None,
-    verbose: bool = True,
-) -> MultiTaskData:
-    """Loads KuaiRand-Pure with the temporal protocol; see the module docstring.
-
-    Args:
-      data_dir: the folder with the files (or a parent of ``kuairand_pure/``); empty:
-        ``$MTL_DATA_DIR``.
-      tasks: a task group of :data:`TASK_GROUPS` (``main``, ``all``, ``watch``).
-      min_count: categorical values seen fewer times in training map to the
-        out-of-vocabulary id.
-      cache_dir: where prepared splits are cached.
-      verbose: print the column table.
-    """
+def load_kuairand_pure(*, data_dir: str | os.PathLike | None = "", tasks: str = "main",
+                       min_count: int = DEFAULT_MIN_COUNT, cache_dir: str | os.PathLike | None = None,
+                       verbose: bool = True) -> MultiTaskData:  # fmt: skip
+    """KuaiRand-Pure with the temporal protocol (module docstring): ``data_dir`` the folder with the files
+    or its parent (empty: ``$MTL_DATA_DIR``), ``tasks`` a group of :data:`TASK_GROUPS`, ``min_count`` and
+    ``cache_dir`` as for the tabular loader, ``verbose`` prints the column table."""
     if tasks not in TASK_GROUPS:
         raise DataError(f"kuairand_pure: unknown task group {tasks!r}; choose one of {', '.join(TASK_GROUPS)}")
     folder = find_files(data_dir or None)
     logs = [str(folder / f) for f in LOGS]
     labels = TASK_GROUPS[tasks]
     regression = [WATCH_TIME[0]] if WATCH_TIME[0] in labels else []
-    log_columns = _columns(logs[0])
-    user_columns, video_columns = _columns(str(folder / USERS)), _columns(str(folder / VIDEOS))
+    log_columns, user_columns, video_columns = (reader.read_header(str(p)).names
+                                                for p in (logs[0], folder / USERS, folder / VIDEOS))  # fmt: skip
     features = set(CATEGORICAL) | set(NUMERIC)
     drop = [c for c in dict.fromkeys(log_columns + user_columns + video_columns)
             if c not in features and c not in labels and c != SPLIT_COLUMN]
@@ -118,10 +105,6 @@ def load_kuairand_pure(
                      not_features={**{c: "outcome" for c in outcome_columns(log_columns) if c not in labels},
                                    **NOT_FEATURES})  # fmt: skip
     return data
-
-
-def _columns(path: str) -> list[str]:
-    return reader.read_header(path).names
 
 
 __all__ = ["CATEGORICAL", "NUMERIC", "TASK_GROUPS", "load_kuairand_pure", "outcome_columns"]

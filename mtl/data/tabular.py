@@ -71,12 +71,8 @@ def parse_joins(joins) -> list[tuple[str, str]]:
     items = joins if isinstance(joins, (list, tuple)) else split_list(joins)
     out = []
     for item in items:
-        if isinstance(item, (list, tuple)) and len(item) == 2:
-            key, path = (str(x).strip() for x in item)
-        elif isinstance(item, str) and "=" in item:
-            key, path = (x.strip() for x in item.split("=", 1))
-        else:
-            key = path = ""
+        pair = item if isinstance(item, (list, tuple)) else item.split("=", 1) if isinstance(item, str) else ()
+        key, path = (str(x).strip() for x in pair) if len(pair) == 2 else ("", "")
         if not key or not path:
             raise DataError(f"joins: {item!r} is not KEY=FILE (e.g. joins='user_id=users.csv,item_id=items.parquet')")
         out.append((key, os.fspath(path)))
@@ -88,10 +84,7 @@ def parse_label_transforms(value) -> dict[str, str]:
     if isinstance(value, dict):
         items = list(value.items())
     else:
-        items = []
-        for item in split_list(value):
-            column, _, name = item.partition(":")
-            items.append((column.strip(), name.strip()))
+        items = [(column.strip(), name.strip()) for column, _, name in (i.partition(":") for i in split_list(value))]
     for column, name in items:
         if not column or name not in LABEL_TRANSFORMS:
             raise DataError(f"label_transforms: {column}:{name} is not COLUMN:TRANSFORM with a transform among "

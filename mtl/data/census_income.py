@@ -49,11 +49,10 @@ def prepared_frames(folder: pathlib.Path, train: pathlib.Path | None, test: path
     files = {"test": test} if train is None else {"train": train, "test": test}
     if reader == "fast":
         return {split: fmt.read_census_file(p) for split, p in files.items()}
-    from mtl.data.builders import census_income_kdd as builder_lib
+    from mtl.data.builders.census_income_kdd import CensusIncomeKdd
     from mtl.data.builders.columnar import prepare, read_frame
 
-    data_dir = paths.cache_root(cache_dir) / "tfds" / paths.fingerprint(files.values(), "v1")
-    builder = prepare(builder_lib.CensusIncomeKdd, data_dir=data_dir, manual_dir=folder)
+    builder = prepare(CensusIncomeKdd, data_dir=paths.tfds_dir(cache_dir, files.values()), manual_dir=folder)
     return {split: read_frame(builder, split) for split in files}
 
 

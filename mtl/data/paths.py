@@ -58,8 +58,9 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> pathlib.Path:
     return path
 
 
-def fingerprint(paths: Iterable[str | os.PathLike], *extra: str) -> str:
-    """A short key that changes when any source file (path, size, mtime) or ``extra`` changes."""
-    states = [(os.path.abspath(p), os.stat(p)) for p in paths]
-    text = "".join(f"{p}|{st.st_size}|{st.st_mtime_ns}" for p, st in states) + "".join(extra)
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
+def tfds_dir(cache_dir: str | os.PathLike | None, sources: Iterable[str | os.PathLike]) -> pathlib.Path:
+    """Where a TFDS builder built from ``sources`` goes: ``<cache root>/tfds/<key>``, the key changing
+    with any source file's path, size or modification time."""
+    states = [(os.path.abspath(p), os.stat(p)) for p in sources]
+    text = "".join(f"{p}|{st.st_size}|{st.st_mtime_ns}" for p, st in states) + "v1"
+    return cache_root(cache_dir) / "tfds" / hashlib.sha1(text.encode()).hexdigest()[:16]

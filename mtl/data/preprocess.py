@@ -22,18 +22,14 @@ OOV_INDEX = 0
 SPLIT_NAMES = ("train", "validation", "test")
 
 
-def parse_fractions(split: str | Sequence[float], *, count: int = 3) -> tuple[float, ...]:
-    """``"0.8,0.1,0.1"`` or a sequence -> validated fractions that sum to 1 (within 1e-6)."""
-    if isinstance(split, str):
-        try:
-            fractions = tuple(float(s) for s in split.split(",") if s.strip())
-        except ValueError:
-            raise DataError(f"split must be {count} comma-separated fractions like '0.8,0.1,0.1', "
-                            f"got {split!r}") from None
-    else:
-        fractions = tuple(float(s) for s in split)
-    if len(fractions) != count or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
-        raise DataError(f"split must be {count} non-negative fractions summing to 1, got {split!r}")
+def parse_fractions(split: str | Sequence[float]) -> tuple[float, ...]:
+    """``"0.8,0.1,0.1"`` or a sequence -> three validated fractions that sum to 1 (within 1e-6)."""
+    try:
+        fractions = tuple(float(s) for s in (split_list(split) if isinstance(split, str) else split))
+    except ValueError:
+        raise DataError(f"split must be 3 comma-separated fractions like '0.8,0.1,0.1', got {split!r}") from None
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
+        raise DataError(f"split must be 3 non-negative fractions summing to 1, got {split!r}")
     return fractions
 
 
@@ -44,10 +40,8 @@ def permutation_split(num_rows: int, fractions: Sequence[float], seed: int) -> l
     return np.split(perm, cuts)
 
 
-def categorical_encoder(
-    factor: Factor, train_idx: np.ndarray, *, hash_buckets: int = 0, hash_threshold: int | None = None,
-    min_count: int = 1,
-) -> tuple[np.ndarray, int, str]:
+def categorical_encoder(factor: Factor, train_idx: np.ndarray, *, hash_buckets: int = 0,
+                        hash_threshold: int | None = None, min_count: int = 1) -> tuple[np.ndarray, int, str]:
     """``(mapping (V,), vocab_size, how)``: ``mapping[factor.codes]`` are the model ids of a column.
 
     Values seen fewer than ``min_count`` times in training map to :data:`OOV_INDEX`
@@ -236,24 +230,18 @@ def esmm_task_labels(frame: Frame, tasks: str | Sequence[str]) -> tuple[np.ndarr
     names = split_list(tasks)
     if not names:
         raise DataError(f"tasks must name some of {ESMM_TASKS}, got {tasks!r}")
-    columns, specs = [], []
+    columns = []
     for name in names:
         canonical = _TASK_ALIASES.get(name, name)
         if canonical not in ESMM_TASKS:
             raise DataError(f"unknown task {name!r}; choose from {ESMM_TASKS} (or alias 'purchase')")
-        if canonical == "ctcvr":
-            col = ((frame.numeric["click"] == 1) & (frame.numeric["conversion"] == 1)).astype(np.float32)
-        else:
-            col = frame.numeric[canonical]
-        columns.append(col)
-        specs.append(TaskSpec(name, "binary"))
+        columns.append(((frame.numeric["click"] == 1) & (frame.numeric["conversion"] == 1)).astype(np.float32)
+                       if canonical == "ctcvr" else frame.numeric[canonical])  # fmt: skip
+    specs = [TaskSpec(name, "binary") for name in names]
     return np.stack(columns, axis=1).astype(np.float32, copy=False), specs  # 0/1: exact in float32
 
 
 def split_list(value: str | Sequence[str] | None) -> list[str]:
     """``"a,b"``, ``["a", "b"]``, ``""`` or ``None`` -> a list of stripped names."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [s.strip() for s in value.split(",") if s.strip()]
-    return [str(s).strip() for s in value if str(s).strip()]
+    items = [] if value is None else value.split(",") if isinstance(value, str) else value
+    return [str(s).strip() for s in items if str(s).strip()]

@@ -1,10 +1,7 @@
-"""The TFDS builder base for tabular rows (``array_record``, usable without TensorFlow), and the read-back.
-
-Rows are stored as ``row`` (index in the split's files: TFDS shuffles records on write),
-``line`` (1-based line in the source file), ``categorical`` (strings) and ``numeric``
-(float32): two vectors per row write and read several times faster than one feature per
-column. :func:`read_frame` reads a split back in batches into a :class:`~mtl.data.frame.Frame`,
-cached beside the ``array_record`` files. Details in ``docs/data.md``, *TFDS builders*.
+"""The TFDS builder base for tabular rows (``array_record``, usable without TensorFlow) and :func:`read_frame`,
+the read-back into a :class:`~mtl.data.frame.Frame` cached beside the ``array_record`` files. A row is its
+index in the split's files (TFDS shuffles records), its line and two vectors, strings and float32, which
+write and read several times faster than one feature per column: ``docs/data.md``, *TFDS builders*.
 """
 
 from __future__ import annotations

@@ -77,13 +77,6 @@ def task_labels(frame: Frame, task_group: int) -> tuple[np.ndarray, list[TaskSpe
     return np.stack(labels, axis=1).astype(np.float64), tasks
 
 
-def feature_columns(task_group: int) -> tuple[list[str], list[str], list[int]]:
-    """``(categorical names, numeric names, excluded column indices)`` for a task group."""
-    excluded = sorted({fmt.INSTANCE_WEIGHT, fmt.INCOME} | {col for _, col in TASK_GROUPS[task_group]})
-    categorical = [c for j, c in enumerate(fmt.COLUMNS) if j not in excluded and j not in fmt.FEATURE_NUMERIC]
-    return categorical, [fmt.COLUMNS[j] for j in fmt.FEATURE_NUMERIC], excluded
-
-
 def load_census_income(*, data_dir: str | os.PathLike | None = None, task_group: int = 1, protocol: str = "auto",
                        seed: int = 0, cache_dir: str | os.PathLike | None = None, reader: str = "fast",
                        check_row_counts: bool = True, user_column: str = "") -> MultiTaskData:  # fmt: skip
@@ -132,7 +125,8 @@ def load_census_income(*, data_dir: str | os.PathLike | None = None, task_group:
                            "and cut 50%/25%/25% into train/validation/test")  # fmt: skip
             sources = {k: f"{k} part of {test_path}" for k in splits}
         labels, tasks = task_labels(frame, task_group)
-        categorical, numeric, excluded = feature_columns(task_group)
+        excluded = sorted({fmt.INSTANCE_WEIGHT, fmt.INCOME} | {col for _, col in TASK_GROUPS[task_group]})
+        categorical = [c for j, c in enumerate(fmt.COLUMNS) if j not in excluded and j not in fmt.FEATURE_NUMERIC]
         year = frame.categorical[fmt.COLUMNS[fmt.YEAR]]
         try:
             frame.numeric[fmt.COLUMNS[fmt.YEAR]] = year.values.astype(np.float64)[year.codes]
@@ -140,13 +134,12 @@ def load_census_income(*, data_dir: str | os.PathLike | None = None, task_group:
             raise DataError(f"year values {list(year.values)} are not numbers",
                             path=frame.sources[0], column="year") from None
         info = {"dataset": fmt.DATASET, "protocol": protocol, "protocol_description": description,
-                "task_group": task_group,
-                "seed": seed, "files": [str(train_path)] * use_train + [str(test_path)],
-                "excluded_columns": [fmt.COLUMNS[j] for j in excluded],
-                "label_columns": [fmt.COLUMNS[col] for _, col in TASK_GROUPS[task_group]], "reader": reader,
-                "user_column": None}  # fmt: skip
-        return build_multitask_data(frame, splits, labels=labels, tasks=tasks, categorical=categorical, numeric=numeric,
-                                    info=info, split_sources=sources, out=out)  # fmt: skip
+                "task_group": task_group, "seed": seed, "files": [str(train_path)] * use_train + [str(test_path)],
+                "excluded_columns": [fmt.COLUMNS[j] for j in excluded], "reader": reader, "user_column": None,
+                "label_columns": [fmt.COLUMNS[col] for _, col in TASK_GROUPS[task_group]]}  # fmt: skip
+        return build_multitask_data(frame, splits, labels=labels, tasks=tasks, categorical=categorical,
+                                    numeric=[fmt.COLUMNS[j] for j in fmt.FEATURE_NUMERIC], info=info,
+                                    split_sources=sources, out=out)  # fmt: skip
 
     data, _ = cached_dataset(paths.cache_root(cache_dir) / fmt.DATASET, args=args,
                              sources=[train_path] * use_train + [test_path], build=build)  # fmt: skip

@@ -2,13 +2,10 @@
 
     data = mtl.data.load("kuairand_pure", data_dir="../shared/data", tasks="main")
 
-The folder holds the two Parquet logs (:data:`LOGS`) and the official user and video
-feature files; the tabular loader reads them with fixed choices: split by ``date``
-(:data:`SPLIT_BOUNDARIES`), user and video features joined on their ids (the log's value
-wins), the features :data:`CATEGORICAL` and :data:`NUMERIC`, every outcome and the split
-key dropped (:func:`outcome_columns`, :data:`NOT_FEATURES`), task groups :data:`TASK_GROUPS`
-(``watch`` learns ``log1p`` seconds of the play time and reports seconds), ``user_column =
-"user_id"``. The protocol and its numbers are in ``docs/data.md``, *KuaiRand-Pure*.
+The tabular loader reads the two Parquet logs (:data:`LOGS`) with fixed choices: split by ``date``
+(:data:`SPLIT_BOUNDARIES`), the official user and video features joined on their ids, the features
+:data:`CATEGORICAL` and :data:`NUMERIC`, task groups :data:`TASK_GROUPS`, ``user_column = "user_id"``;
+every outcome and the split key dropped. The protocol: ``docs/data.md``, *KuaiRand-Pure*.
 """
 
 from __future__ import annotations

@@ -54,11 +54,9 @@ def _missing_column_error(path: str, names: Sequence[str], header: Sequence[str]
 def format_column_table(rows: list[tuple[str, str, str, str]]) -> str:
     """A plain-text table of ``(column, role, decided by, detail)`` rows."""
     head = ("column", "role", "decided by", "detail")
-    widths = [max(len(r[i]) for r in rows + [head]) for i in range(4)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    out = [fmt.format(*head), fmt.format(*("-" * w for w in widths))]
-    out += [fmt.format(*r) for r in rows]
-    return "\n".join(out)
+    widths = [max(map(len, column)) for column in zip(head, *rows)]
+    lines = [head, ["-" * w for w in widths], *rows]
+    return "\n".join("  ".join(f"{v:<{w}}" for v, w in zip(line, widths)) for line in lines)
 
 
 def file_list(value: str | Sequence[str] | None) -> list[str]:

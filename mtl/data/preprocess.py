@@ -155,12 +155,11 @@ def build_multitask_data(frame: Frame, splits: Mapping[str, np.ndarray], *, labe
     num_names = list(numeric) + indicator_names
 
     tasks = list(tasks)
-    scale = []
     for t, task in enumerate(tasks):
         if standardize_labels and task.kind == "regression":
             mean, std = statistics_of(labels[train_idx, t])
             tasks[t] = dataclasses.replace(task, label_mean=mean, label_std=std)
-        scale.append((tasks[t].label_mean, tasks[t].label_std))
+    label_mean, label_std = (np.array([getattr(t, k) for t in tasks], np.float64) for k in ("label_mean", "label_std"))
 
     n_num, n_cat, n_tasks = len(num_names), len(categorical), len(tasks)
     # numeric columns in the frame's row-major block are gathered as whole rows
@@ -196,13 +195,10 @@ def build_multitask_data(frame: Frame, splits: Mapping[str, np.ndarray], *, labe
             rows = idx[start : start + block_rows]
             num, cat = np.empty((len(rows), n_num), np.float32), np.empty((n_cat, len(rows)), np.int32)
             encode(rows, num, cat)  # cat transposed: each column contiguous
-            y = labels[rows].astype(np.float64)
-            y = ((y - [m for m, _ in scale]) / [s for _, s in scale]).astype(np.float32)
+            y = ((labels[rows].astype(np.float64) - label_mean) / label_std).astype(np.float32)
             blocks = {"numeric": num, "categorical": cat.T, "labels": y}
-            if users is not None:
-                blocks["users"] = np.asarray(users[rows], np.int64)
-            for k, block in blocks.items():
-                outputs[k].write(block)
+            for k, output in outputs.items():
+                output.write(users[rows] if k == "users" else blocks[k])
         parts[split_name] = Split(*(outputs[k].finish() if k in outputs else None for k in arrays))
     info = {"split_sizes": {k: len(v) for k, v in parts.items()}, **info}
     info["label_rates"] = {name: [round(float(labels[idx, t].astype(np.float32).mean()), 6) for t in range(n_tasks)]

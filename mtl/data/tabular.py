@@ -142,12 +142,9 @@ def load_tabular(*, path: str | Sequence[str] = "", label_columns: str | Sequenc
     for side in sides:
         side.columns = [c for c in side.header.names if c != side.key and c not in header]
         header += side.columns
-    problem = _column_problem(headers, header, sides, labels, regression, forced_cat, forced_num, dropped,
+    features = _check_columns(headers, header, sides, labels, regression, forced_cat, forced_num, dropped,
                               user_column, split_column, boundaries, transforms,
                               split_files=bool(validations or tests))  # fmt: skip
-    if problem is not None:
-        raise problem
-    features = [c for c in header if c not in labels and c not in dropped and c != split_column]
 
     args = dict(
         label_columns=labels, regression_columns=regression, categorical_columns=forced_cat,
@@ -182,14 +179,14 @@ _BUILD_ARGS = ("seed", "split_column", "min_count", "hash_buckets", "hash_thresh
                "max_categorical_distinct", "allow_single_class", "standardize_labels", "user_column")
 
 
-def _column_problem(headers, header, sides, labels, regression, forced_cat, forced_num, dropped, user_column,
-                    split_column, boundaries, transforms, split_files) -> DataError | None:  # fmt: skip
-    """The first problem with the columns asked for, in the order the checks always ran."""
+def _check_columns(headers, header, sides, labels, regression, forced_cat, forced_num, dropped, user_column,
+                   split_column, boundaries, transforms, split_files) -> list[str]:  # fmt: skip
+    """The feature columns; raises the first problem with the columns asked for (checks in their old order)."""
     main = headers[0]
     for h in headers[1:]:
         if set(h.names) != set(main.names):
-            return DataError(f"columns differ from {main.path}: missing {sorted(set(main.names) - set(h.names))}, "
-                             f"extra {sorted(set(h.names) - set(main.names))}", path=h.path, line=1)  # fmt: skip
+            raise DataError(f"columns differ from {main.path}: missing {sorted(set(main.names) - set(h.names))}, "
+                            f"extra {sorted(set(h.names) - set(main.names))}", path=h.path, line=1)  # fmt: skip
     splitter, user = [split_column] if split_column else [], [user_column] if user_column else []
     wanted = [(main, main.names, "label columns", labels)]  # (file, its columns, role, names asked for)
     for side in sides:
@@ -200,7 +197,7 @@ def _column_problem(headers, header, sides, labels, regression, forced_cat, forc
         ("drop_columns", dropped), ("user_column", user), ("split_column", splitter))]  # fmt: skip
     for h, available, role, names in wanted:
         if absent := [c for c in names if c not in available]:
-            return _missing_column_error(h.path, absent, available, role)
+            raise _missing_column_error(h.path, absent, available, role)
     features = [c for c in header if c not in labels and c not in dropped and c != split_column]
     not_labels = [c for c in regression if c not in labels]
     not_regression = [c for c in transforms if c not in regression]
@@ -223,7 +220,10 @@ def _column_problem(headers, header, sides, labels, regression, forced_cat, forc
         (not features, f"no feature columns left after labels {labels} and drop_columns {dropped}"),
         (user_column in labels, f"user_column {user_column!r} is a label column"),
     ]  # fmt: skip
-    return next((DataError(message, path=main.path) for bad, message in problems if bad), None)
+    for bad, message in problems:
+        if bad:
+            raise DataError(message, path=main.path)
+    return features
 
 
 def _build(headers, roles, sides, *, labels, regression, forced_cat, forced_num, dropped, features, split, seed,

@@ -95,8 +95,7 @@ def _read_split(builder: ColumnarBuilder, split: str, batch_size: int) -> Frame:
     source = builder.as_data_source(split)
     records = [r for start in range(0, len(source), batch_size)
                for r in source.__getitems__(list(range(start, min(len(source), start + batch_size))))]  # fmt: skip
-    order = np.argsort([r["row"] for r in records], kind="stable")
-    records = [records[i] for i in order]
+    records.sort(key=lambda r: int(r["row"]))  # file order
     cfg = builder.builder_config
     text = lambda v: v.decode() if isinstance(v, bytes) else str(v)
     categorical = {name: factorize([text(r["categorical"][j]) for r in records])

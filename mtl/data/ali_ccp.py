@@ -7,6 +7,7 @@ ESMM text (:mod:`mtl.data.formats.ali_ccp` reads them); tasks ``click``, ``conve
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -37,11 +38,9 @@ def find_ali_ccp_files(data_dir=None, *, format: str = "auto", sample: bool = Fa
         return f, finders[f](folder, sample)
     message = str(errors[0])
     if not sample:
-        try:
+        with contextlib.suppress(DataError):
             find_ali_ccp_files(data_dir, format=format, sample=True)
             message += " Only the small public samples are there: pass sample=True to use them."
-        except DataError:
-            pass
     raise DataError(message)
 
 

@@ -7,6 +7,7 @@ format and the validation cut: ``docs/data.md``, *Ali-CCP and AliExpress*.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 
@@ -29,13 +30,12 @@ def find_aliexpress_files(data_dir=None, *, country: str = "NL", sample: bool = 
                                            has_files=lambda d: fmt.files_in(d, country, sample) is not None,
                                            folder=fmt.DATASET, how_to_get=fmt.HOW_TO_GET, subfolders=True)  # fmt: skip
     except DataError as e:
-        if sample:
-            raise
-        try:
-            find_aliexpress_files(data_dir, sample=True)
-        except DataError:
-            raise e from None
-        raise DataError(f"{e} Only the small public sample is there: pass sample=True to use it.") from None
+        message = str(e)
+        if not sample:
+            with contextlib.suppress(DataError):
+                find_aliexpress_files(data_dir, sample=True)
+                message += " Only the small public sample is there: pass sample=True to use it."
+        raise DataError(message) from None
     return fmt.files_in(folder, country, sample)
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import pathlib
 
 from mtl.data import paths, reader
 from mtl.data.base import MultiTaskData
@@ -63,14 +62,6 @@ def outcome_columns(log_columns) -> list[str]:
     return [c for c in log_columns if c in OUTCOMES or c.startswith("is_") or c == "long_view"]
 
 
-def find_files(data_dir=None) -> pathlib.Path:
-    """The folder holding the KuaiRand-Pure files (``data_dir`` itself or ``data_dir/kuairand_pure``)."""
-    return paths.resolve_dataset_dir(
-        data_dir, dataset="KuaiRand-Pure", folder=DATASET, how_to_get=HOW_TO_GET,
-        has_files=lambda p: all((p / f).is_file() for f in (*LOGS, USERS, VIDEOS)),
-    )  # fmt: skip
-
-
 def load_kuairand_pure(*, data_dir: str | os.PathLike | None = "", tasks: str = "main",
                        min_count: int = DEFAULT_MIN_COUNT, cache_dir: str | os.PathLike | None = None,
                        verbose: bool = True) -> MultiTaskData:  # fmt: skip
@@ -79,7 +70,8 @@ def load_kuairand_pure(*, data_dir: str | os.PathLike | None = "", tasks: str = 
     ``cache_dir`` as for the tabular loader, ``verbose`` prints the column table."""
     if tasks not in TASK_GROUPS:
         raise DataError(f"kuairand_pure: unknown task group {tasks!r}; choose one of {', '.join(TASK_GROUPS)}")
-    folder = find_files(data_dir or None)
+    folder = paths.resolve_dataset_dir(data_dir, dataset="KuaiRand-Pure", folder=DATASET, how_to_get=HOW_TO_GET,
+                                       has_files=lambda p: all((p / f).is_file() for f in (*LOGS, USERS, VIDEOS)))
     logs = [str(folder / f) for f in LOGS]
     labels = TASK_GROUPS[tasks]
     regression = [WATCH_TIME[0]] if WATCH_TIME[0] in labels else []

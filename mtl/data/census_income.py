@@ -85,12 +85,10 @@ def load_census_income(*, data_dir: str | os.PathLike | None = None, task_group:
     ``fast`` or ``tfds``, ``check_row_counts`` (off only for a subset); ``user_column`` must stay
     empty. The protocols: ``docs/data.md``, *Census-Income protocols*."""
     task_group = int(task_group)
-    if task_group not in TASK_GROUPS:
-        raise ValueError(f"task_group must be 1 or 2, got {task_group!r}")
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-    if reader not in ("fast", "tfds"):
-        raise ValueError(f"reader must be 'fast' or 'tfds', got {reader!r}")
+    for name, value, choices in (("task_group", task_group, (1, 2)), ("protocol", protocol, PROTOCOLS),
+                                 ("reader", reader, ("fast", "tfds"))):  # fmt: skip
+        if value not in choices:
+            raise ValueError(f"{name} must be one of {choices}, got {value!r}")
     folder, train_path, test_path = find_census_files(data_dir)
     if protocol == "auto":
         protocol = "paper" if train_path is not None else "test_split"

@@ -141,7 +141,7 @@ def build_multitask_data(frame: Frame, splits: Mapping[str, np.ndarray], *, labe
         vocab_sizes.append(size)
         if how != "vocabulary":
             encodings[name] = how
-    scalers, stats, indicators, indicator_names = [], {}, [], []
+    scalers, stats, indicators = [], {}, {}  # indicators: {"<name>:missing": column}
     for name in numeric:
         x = frame.numeric[name]
         train = x[train_idx]
@@ -149,10 +149,9 @@ def build_multitask_data(frame: Frame, splits: Mapping[str, np.ndarray], *, labe
         scalers.append((x, mean, std))
         stats[name] = (round(mean, 6), round(std, 6))
         if missing_indicators and np.isnan(train).any():
-            indicators.append(x)
-            indicator_names.append(f"{name}:missing")
+            indicators[f"{name}:missing"] = x
         del train
-    num_names = list(numeric) + indicator_names
+    num_names = list(numeric) + list(indicators)
 
     tasks = list(tasks)
     for t, task in enumerate(tasks):
@@ -179,7 +178,7 @@ def build_multitask_data(frame: Frame, splits: Mapping[str, np.ndarray], *, labe
             x, mean, std = scalers[j]
             v = (x[rows].astype(np.float64) - mean) / std
             num[:, j] = np.where(np.isnan(v), 0.0, v)
-        for k, x in enumerate(indicators):
+        for k, x in enumerate(indicators.values()):
             num[:, len(scalers) + k] = np.isnan(x[rows])
         for j, (codes, mapping) in enumerate(encoders):
             np.take(mapping, codes[rows], out=cat[j])

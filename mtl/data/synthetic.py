@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from mtl.data.base import MultiTaskData, Split, TaskSpec
+from mtl.data.preprocess import statistics_of
 
 
 def mmoe_synthetic_arrays(num_rows: int, *, correlation: float, dim: int = 100, scale: float = 1.0,
@@ -66,10 +67,8 @@ def load_synthetic(*, correlation: float = 0.5, num_train: int = 10_000, num_val
         "correlation": correlation,
     }
     if standardize_labels:
-        train = y[:num_train].astype(np.float64)
         for t in range(2):
-            mean, std = float(train[:, t].mean()), float(train[:, t].std())
-            std = std if np.isfinite(std) and std > 0 else 1.0
+            mean, std = statistics_of(y[:num_train, t])
             tasks[t] = TaskSpec(tasks[t].name, "regression", label_mean=mean, label_std=std)
             y[:, t] = ((y[:, t].astype(np.float64) - mean) / std).astype(np.float32)
         info["label_standardization"] = {t.name: [t.label_mean, t.label_std] for t in tasks}

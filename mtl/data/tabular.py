@@ -2,11 +2,9 @@
 
     data = mtl.data.load("tabular", path="clicks.csv", label_columns="click,purchase")
 
-Reads the files (formats: :mod:`mtl.data.reader`), adds side tables' columns by key
-(``joins``), infers feature types (printed as a table; free-text and row-id columns dropped
-with a note), splits, and encodes with training statistics (:mod:`mtl.data.preprocess`) into
-the prepared-split cache. The rules: ``docs/data.md``, *The tabular loader*. Every problem
-raises a :class:`~mtl.data.errors.DataError` naming the file, the line (a typed file's row) and the column.
+Reads the files (:mod:`mtl.data.reader`), joins side tables, infers feature types (printed as a table),
+splits and encodes (:mod:`mtl.data.preprocess`) into the prepared-split cache: ``docs/data.md``, *The
+tabular loader*. Every problem raises a :class:`~mtl.data.errors.DataError` naming file, line and column.
 """
 
 from __future__ import annotations

@@ -168,7 +168,7 @@ def read_entry(folder: pathlib.Path, *, kind: str) -> tuple[dict, dict[str, np.n
         return None
 
 
-class EntryWriter:
+class EntryWriter(contextlib.AbstractContextManager):
     """Writes one entry atomically::
 
         with EntryWriter(final_folder, kind=...) as w:
@@ -191,9 +191,6 @@ class EntryWriter:
         self.folder = self.final.parent / f".tmp-{self.final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.folder.mkdir()
         self.pack = PackWriter(self.folder)
-
-    def __enter__(self) -> EntryWriter:
-        return self
 
     def __exit__(self, *exc) -> None:
         for f in self.pack.files.values():
@@ -219,10 +216,8 @@ class EntryWriter:
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        pass
+    except OSError as e:  # PermissionError: alive, another user's
+        return not isinstance(e, ProcessLookupError)
     return True
 
 

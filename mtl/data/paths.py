@@ -31,8 +31,7 @@ def resolve_dataset_dir(data_dir: str | os.PathLike | None, *, dataset: str, fol
     or empty: ``$MTL_DATA_DIR``. Errors name ``dataset`` and say ``how_to_get`` the files."""
     source = "data_dir"
     if data_dir is None or str(data_dir) == "":
-        data_dir = os.environ.get(ENV_DATA_DIR) or None
-        source = f"${ENV_DATA_DIR}"
+        data_dir, source = os.environ.get(ENV_DATA_DIR) or None, f"${ENV_DATA_DIR}"
     if data_dir is None:
         raise DataError(
             f"{dataset}: no data folder given. Pass data_dir=... (e.g. --config.data.data_dir=PATH) "

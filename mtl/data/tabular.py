@@ -44,11 +44,6 @@ TEXT_DISTINCT_SHARE = 0.5
 TEXT_MEAN_LENGTH = 64
 
 
-def _missing_column_error(path: str, names: Sequence[str], header: Sequence[str], role: str) -> DataError:
-    available = ", ".join(header)
-    return DataError(f"{role} {list(names)} not in the header; available columns: {available}", path=path, line=1)
-
-
 def format_column_table(rows: list[tuple[str, str, str, str]]) -> str:
     """A plain-text table of ``(column, role, decided by, detail)`` rows."""
     head = ("column", "role", "decided by", "detail")
@@ -195,7 +190,8 @@ def _check_columns(headers, header, sides, labels, regression, forced_cat, force
         ("drop_columns", dropped), ("user_column", user), ("split_column", splitter))]  # fmt: skip
     for h, available, role, names in wanted:
         if absent := [c for c in names if c not in available]:
-            raise _missing_column_error(h.path, absent, available, role)
+            raise DataError(f"{role} {absent} not in the header; available columns: {', '.join(available)}",
+                            path=h.path, line=1)  # fmt: skip
     features = [c for c in header if c not in labels and c not in dropped and c != split_column]
     not_labels = [c for c in regression if c not in labels]
     not_regression = [c for c in transforms if c not in regression]

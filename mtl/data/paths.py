@@ -33,11 +33,9 @@ def resolve_dataset_dir(data_dir: str | os.PathLike | None, *, dataset: str, fol
     if data_dir is None or str(data_dir) == "":
         data_dir, source = os.environ.get(ENV_DATA_DIR) or None, f"${ENV_DATA_DIR}"
     if data_dir is None:
-        raise DataError(
-            f"{dataset}: no data folder given. Pass data_dir=... (e.g. --config.data.data_dir=PATH) "
-            f"or set ${ENV_DATA_DIR} to a folder holding the files, or a parent folder with "
-            f"{folder}/ inside. {how_to_get}"
-        )
+        raise DataError(f"{dataset}: no data folder given. Pass data_dir=... (e.g. --config.data.data_dir=PATH) or set "
+                        f"${ENV_DATA_DIR} to a folder holding the files, or a parent folder with {folder}/ inside. "
+                        f"{how_to_get}")  # fmt: skip
     root = pathlib.Path(data_dir).expanduser()
     if not root.is_dir():
         raise DataError(f"{dataset}: {source}={root} is not a folder. {how_to_get}")

@@ -277,19 +277,14 @@ def _build(headers, roles, sides, *, labels, regression, forced_cat, forced_num,
             table.errors[user_column] = error
     table.raise_first(labels + [c for c in features if kinds[c] == "numeric"])
     label_matrix = np.stack([table.labels.pop(c) for c in labels], axis=1)
-    categorical = {c: table.categorical[c] if c in table.categorical else table.auto[c].as_factor(MISSING_TOKEN)
-                   for c in features if kinds[c] == "categorical"}  # fmt: skip
+    factor_of = lambda c: table.categorical[c] if c in table.categorical else table.auto[c].as_factor(MISSING_TOKEN)
+    categorical = {c: factor_of(c) for c in features if kinds[c] == "categorical"}
     numeric = {}
     for c in features:
         if kinds[c] == "numeric":  # each float64 column is let go as soon as it is converted (peak memory)
             column = table.auto.get(c) if c in (user_column, split_column) else table.auto.pop(c, None)
             numeric[c] = table.numeric[c] if c in table.numeric else column.as_numbers()[0]
-    users = None
-    if user_column:
-        user = table.categorical.get(user_column)
-        if user is None:
-            user = table.auto[user_column].as_factor(MISSING_TOKEN)
-        users = user.codes.astype(np.int64)
+    users = factor_of(user_column).codes.astype(np.int64) if user_column else None
     frame = Frame(categorical, numeric, table.sources, table.source_ids, table.lines, table.block, table.block_columns)
     parts = file_parts(frame)
 

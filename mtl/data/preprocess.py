@@ -63,8 +63,7 @@ def statistics_of(train: np.ndarray) -> tuple[float, float]:
     """Mean and standard deviation of the non-missing training values (std of a constant column: 1)."""
     train = np.asarray(train, np.float64)
     train = train[~np.isnan(train)]
-    mean = float(train.mean()) if train.size else 0.0
-    std = float(train.std()) if train.size else 1.0
+    mean, std = (float(train.mean()), float(train.std())) if train.size else (0.0, 1.0)
     if not np.isfinite(std) or std <= 1e-9 * max(1.0, abs(mean)):  # constant column (up to rounding)
         std = 1.0
     return mean, std

@@ -130,8 +130,7 @@ def load_tabular(*, path: str | Sequence[str] = "", label_columns: str | Sequenc
         known = next((h.delimiter for h in headers if h.delimiter), "")
         headers.append(read_header(p, delimiter=delimiter or known))
     sides = [_Side(key, read_header(p, delimiter=""), []) for key, p in join_specs]
-    main = headers[0]
-    header = list(main.names)
+    main, header = headers[0], list(headers[0].names)  # header: every column, side tables' included
     for side in sides:
         side.columns = [c for c in side.header.names if c != side.key and c not in header]
         header += side.columns

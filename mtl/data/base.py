@@ -98,7 +98,7 @@ class Split:
                                   ("users", np.int64, 1)):  # fmt: skip
             a = getattr(self, name)
             if a is not None and (a.ndim != ndim or a.shape[0] != n):
-                raise ValueError(f"split array {name!r} has shape {a.shape}, expected ({n}{', F' * (ndim > 1)})")
+                raise ValueError(f"split array {name!r} has shape {a.shape}, expected {ndim} dimensions and {n} rows")
             setattr(self, name, None if a is None else np.ascontiguousarray(a, dtype))
 
     def __len__(self) -> int:

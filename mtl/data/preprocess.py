@@ -73,25 +73,25 @@ def _check_labels(labels: np.ndarray, tasks: Sequence[TaskSpec], frame: Frame) -
     """``labels`` with each task's ``label_transform`` applied (a copy when there is one); a negative
     label of a transform, then a binary label that is not exactly 0 or 1, raises a :class:`DataError`."""
 
-    def first_bad(t: int, ok: np.ndarray, problem: str) -> None:
+    def first_bad(t: int, ok: np.ndarray, problem) -> None:  # problem(n): what n rows have wrong
         if (bad := np.flatnonzero(~ok)).size:
             path, line = frame.locate(int(bad[0]))
             value = "missing" if np.isnan(labels[bad[0], t]) else repr(_fmt(labels[bad[0], t]))
-            raise DataError(f"label value {value} {problem.format(n=bad.size)}", path=path, line=line,
+            raise DataError(f"label value {value} {problem(bad.size)}", path=path, line=line,
                             column=tasks[t].name)  # fmt: skip
 
     if any(task.label_transform for task in tasks):
         labels = np.array(labels, np.float64)
     for t, task in enumerate(tasks):
         if task.label_transform:
-            first_bad(t, labels[:, t] >= 0, f"is negative; label_transform {task.label_transform!r} needs values >= 0 "
-                                            "({n} such rows)")  # fmt: skip
+            first_bad(t, labels[:, t] >= 0, lambda n: f"is negative; label_transform {task.label_transform!r} needs "
+                                                      f"values >= 0 ({n} such rows)")  # fmt: skip
             labels[:, t] = LABEL_TRANSFORMS[task.label_transform][0](labels[:, t])
     for t, task in enumerate(tasks):
         if task.kind == "binary":
-            first_bad(t, (labels[:, t] == 0) | (labels[:, t] == 1), f"is not 0 or 1 (binary task {task.name!r}; "
-                                                                    "{n} such rows). Use regression_columns for a "
-                                                                    "real-valued label.")  # fmt: skip
+            ok = (labels[:, t] == 0) | (labels[:, t] == 1)
+            first_bad(t, ok, lambda n: f"is not 0 or 1 (binary task {task.name!r}; {n} such rows). Use "
+                                       "regression_columns for a real-valued label.")  # fmt: skip
     return labels
 
 

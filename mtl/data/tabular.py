@@ -152,10 +152,7 @@ def load_tabular(*, path: str | Sequence[str] = "", label_columns: str | Sequenc
     printed = []
 
     def build(out):
-        data, text = _build(headers, [k for k, _ in files], sides, labels=labels, regression=regression,
-                            forced_cat=forced_cat, forced_num=forced_num, dropped=dropped, features=features,
-                            boundaries=boundaries, transforms=transforms, out=out, verbose=verbose,
-                            **{k: v for k, v in args.items() if k in _BUILD_ARGS}, split=split)  # fmt: skip
+        data, text = _build(headers, [k for k, _ in files], sides, features, args, out=out, verbose=verbose)
         printed.append(text)
         return data
 
@@ -165,10 +162,6 @@ def load_tabular(*, path: str | Sequence[str] = "", label_columns: str | Sequenc
     if verbose and not printed:
         print(extra["column_table"])
     return data
-
-
-_BUILD_ARGS = ("seed", "split_column", "min_count", "hash_buckets", "hash_threshold", "missing_indicators",
-               "max_categorical_distinct", "allow_single_class", "standardize_labels", "user_column")
 
 
 def _check_columns(headers, header, sides, labels, regression, forced_cat, forced_num, dropped, user_column,
@@ -219,10 +212,13 @@ def _check_columns(headers, header, sides, labels, regression, forced_cat, force
     return features
 
 
-def _build(headers, roles, sides, *, labels, regression, forced_cat, forced_num, dropped, features, split, seed,
-           split_column, boundaries, transforms, min_count, hash_buckets, hash_threshold, missing_indicators,
-           max_categorical_distinct, allow_single_class, standardize_labels, user_column, out,
-           verbose) -> tuple[MultiTaskData, str]:  # fmt: skip
+def _build(headers, roles, sides, features, args, *, out, verbose) -> tuple[MultiTaskData, str]:
+    """The prepared data and the column table from the files' ``headers`` (``roles``: main, validation or test
+    each), the side tables, the feature columns and the loader's normalised ``args``."""
+    labels, regression, transforms = args["label_columns"], args["regression_columns"], args["label_transforms"]
+    forced_cat, forced_num, dropped = args["categorical_columns"], args["numeric_columns"], args["drop_columns"]
+    user_column, split_column, boundaries = args["user_column"], args["split_column"], args["split_boundaries"]
+    split, seed, min_count, max_distinct = (args[k] for k in ("split", "seed", "min_count", "max_categorical_distinct"))
     main, task_kind = headers[0], {c: "regression" if c in regression else "binary" for c in labels}
     factor, number, auto = Column("factor", missing_token=MISSING_TOKEN), Column("number"), Column("auto")
     spec = {c: Column("label", task=task_kind[c]) for c in labels}
@@ -246,8 +242,8 @@ def _build(headers, roles, sides, *, labels, regression, forced_cat, forced_num,
             kinds[c] = "categorical" if c in forced_cat else "numeric"
             rows.append((c, kinds[c], f"{kinds[c]}_columns", ""))
             continue
-        kinds[c], reason = table.auto[c].infer(max_categorical_distinct=max_categorical_distinct)
-        text = _free_text(table.auto[c], max_categorical_distinct) if kinds[c] == "categorical" else None
+        kinds[c], reason = table.auto[c].infer(max_categorical_distinct=max_distinct)
+        text = _free_text(table.auto[c], max_distinct) if kinds[c] == "categorical" else None
         if text is not None:
             kinds[c], texts[c] = "text", text
         rows.append((c, "dropped", "looks like free text", text) if text else (c, kinds[c], "inferred", reason))
@@ -333,12 +329,11 @@ def _build(headers, roles, sides, *, labels, regression, forced_cat, forced_num,
             "label_transforms": transforms}  # fmt: skip
     hint = ("use more rows, another split (split=..., seed=...), separate files (validation_path=, test_path=), or "
             "allow_single_class=True.")  # fmt: skip
+    encoding = ("hash_buckets", "hash_threshold", "missing_indicators", "allow_single_class", "standardize_labels")
     data = build_multitask_data(
         frame, splits, labels=label_matrix, tasks=tasks, categorical=[c for c in features if kinds[c] == "categorical"],
-        numeric=[c for c in features if kinds[c] == "numeric"], info=info, hash_buckets=hash_buckets,
-        hash_threshold=hash_threshold, missing_indicators=missing_indicators, allow_single_class=allow_single_class,
-        split_sources=sources, single_class_hint=hint, users=users, standardize_labels=standardize_labels,
-        min_count=min_count, out=out,
+        numeric=[c for c in features if kinds[c] == "numeric"], info=info, split_sources=sources,
+        single_class_hint=hint, users=users, min_count=min_count, out=out, **{k: args[k] for k in encoding},
     )  # fmt: skip
     return data, text
 

@@ -88,8 +88,7 @@ def load_kuairand_pure(*, data_dir: str | os.PathLike | None = "", tasks: str = 
         split_column=SPLIT_COLUMN, split_boundaries=list(SPLIT_BOUNDARIES), user_column="user_id",
         min_count=min_count, cache_dir=cache_dir, verbose=verbose,
     )  # fmt: skip
-    names = {WATCH_TIME[0]: WATCH_TIME[2]}
-    data.tasks = tuple(dataclasses.replace(t, name=names.get(t.name, t.name)) for t in data.tasks)
+    data.tasks = tuple(dataclasses.replace(t, name=WATCH_TIME[2]) if t.name == WATCH_TIME[0] else t for t in data.tasks)
     data.info.update(dataset=DATASET, protocol=PROTOCOL, task_group=tasks,
                      not_features={**{c: "outcome" for c in outcome_columns(log_columns) if c not in labels},
                                    **NOT_FEATURES})  # fmt: skip

@@ -129,8 +129,8 @@ def load_census_income(*, data_dir: str | os.PathLike | None = None, task_group:
         try:
             frame.numeric[fmt.COLUMNS[fmt.YEAR]] = year.values.astype(np.float64)[year.codes]
         except ValueError:
-            raise DataError(f"year values {list(year.values)} are not numbers",
-                            path=frame.sources[0], column="year") from None
+            raise DataError(f"year values {list(year.values)[:8]} are not all numbers (UCI's are 94 and 95); use the "
+                            "original UCI file", path=frame.sources[0], column="year") from None  # fmt: skip
         info = {"dataset": fmt.DATASET, "protocol": protocol, "protocol_description": description,
                 "task_group": task_group, "seed": seed, "files": [str(train_path)] * use_train + [str(test_path)],
                 "excluded_columns": [fmt.COLUMNS[j] for j in excluded], "reader": reader, "user_column": None,

@@ -1,9 +1,6 @@
-"""Datasets as in-memory columns (:class:`MultiTaskData`), built by name.
+"""Datasets as in-memory columns (:class:`MultiTaskData`), built by name (:data:`LOADERS`)::
 
     data = mtl.data.load("synthetic", correlation=0.9, seed=0)
-
-``LOADERS`` maps a dataset name to a function returning :class:`MultiTaskData`
-from keyword arguments.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ ESMM text (:mod:`mtl.data.formats.ali_ccp` reads them); tasks ``click``, ``conve
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -28,21 +29,18 @@ def find_ali_ccp_files(data_dir=None, *, format: str = "auto", sample: bool = Fa
     errors = []
     for f in ("torch_rechub", "paddlerec") if format == "auto" else (format,):  # torch-rechub anywhere first
         try:
-            folder = paths.resolve_dataset_dir(data_dir, dataset="Ali-CCP", folder=ccp.DATASET,
-                                               how_to_get=ccp.HOW_TO_GET,
+            folder = paths.resolve_dataset_dir(data_dir, dataset="Ali-CCP", folder=ccp.DATASET, subfolders=True,
                                                has_files=lambda d, f=f: finders[f](d, sample) is not None,
-                                               subfolders=True)  # fmt: skip
+                                               how_to_get=ccp.HOW_TO_GET)  # fmt: skip
         except DataError as e:
             errors.append(e)
             continue
         return f, finders[f](folder, sample)
     message = str(errors[0])
     if not sample:
-        try:
+        with contextlib.suppress(DataError):
             find_ali_ccp_files(data_dir, format=format, sample=True)
             message += " Only the small public samples are there: pass sample=True to use them."
-        except DataError:
-            pass
     raise DataError(message)
 
 
@@ -63,34 +61,32 @@ def load_ali_ccp(*, data_dir: str | os.PathLike | None = None, format: str = "au
     args = dict(format=fmt, sample=bool(sample), tasks=tasks, seed=seed, validation_fraction=validation_fraction,
                 reader=reader, allow_single_class=bool(allow_single_class), user_column=user_column)  # fmt: skip
     lists = {k: v if isinstance(v, list) else [v] for k, v in files.items()}
+    sources = [p for v in lists.values() for p in v]
 
     def build(out):
         if reader == "tfds":
             from mtl.data.builders.ali_ccp import AliCcp
             from mtl.data.builders.columnar import prepare, read_frame
 
-            flat = [p for v in lists.values() for p in v]
-            nested = fmt == "paddlerec" and flat[0].parent.name in ("train", "test")
-            folder = flat[0].parent.parent if nested else flat[0].parent
-            builder = prepare(AliCcp, data_dir=paths.cache_root(cache_dir) / "tfds" / paths.fingerprint(flat, "v1"),
-                              manual_dir=folder, config=fmt)  # fmt: skip
+            folder = sources[0].parent  # PaddleRec's train/ and test/ folders: the folder above them
+            folder = folder.parent if fmt == "paddlerec" and folder.name in ("train", "test") else folder
+            builder = prepare(AliCcp, data_dir=paths.tfds_dir(cache_dir, sources), manual_dir=folder, config=fmt)
             frame, parts = concat_frames([read_frame(builder, split) for split in files])
         elif fmt == "torch_rechub":  # the three files parsed together into one frame
             frame = ccp.read_torch_rechub_files([files["train"], files["validation"], files["test"]])
             parts = file_parts(frame)
-        else:
-            frames = [ccp.read_paddlerec_file(p) for split in ("train", "test") for p in lists[split]]
-            frame, parts = concat_frames(frames, consume=True)
-            bounds = np.cumsum([0, len(lists["train"]), len(lists["test"])])
-            parts = [np.concatenate(parts[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+        else:  # PaddleRec: train and test each one file or a folder of parts
+            frame, parts = concat_frames([ccp.read_paddlerec_file(p) for p in lists["train"] + lists["test"]],
+                                         consume=True)  # fmt: skip
+            parts = [np.concatenate(parts[: len(lists["train"])]), np.concatenate(parts[len(lists["train"]) :])]
         if len(parts) == 3:
             splits = dict(zip(("train", "validation", "test"), parts))
-            sources = {k: str(v) for k, v in files.items()}
+            split_sources = {k: str(v) for k, v in files.items()}
             description = "the published train/val/test files"
         else:
             keep, held = permutation_split(len(parts[0]), (1 - validation_fraction, validation_fraction), seed)
             splits = {"train": parts[0][keep], "validation": parts[0][held], "test": parts[1]}
-            sources = {"train": "train files", "validation": "part of the train files", "test": "test files"}
+            split_sources = {"train": "train files", "validation": "part of the train files", "test": "test files"}
             description = (f"train files permuted with default_rng({seed}), {validation_fraction:g} of them held out "
                            "for validation; the published test files")  # fmt: skip
         labels, specs = esmm_task_labels(frame, tasks)
@@ -102,7 +98,6 @@ def load_ali_ccp(*, data_dir: str | os.PathLike | None = None, format: str = "au
         numeric = [c for c in ccp.COLUMNS[fmt][1] if c not in ccp.LABELS]
         return build_multitask_data(frame, splits, labels=labels, tasks=specs, categorical=list(ccp.SPARSE_FIELDS),
                                     numeric=numeric, info=info, allow_single_class=allow_single_class,
-                                    split_sources=sources, users=users, out=out)  # fmt: skip
+                                    split_sources=split_sources, users=users, out=out)  # fmt: skip
 
-    sources = [p for v in lists.values() for p in v]
     return cached_dataset(paths.cache_root(cache_dir) / ccp.DATASET, args=args, sources=sources, build=build)[0]

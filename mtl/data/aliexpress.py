@@ -7,6 +7,7 @@ format and the validation cut: ``docs/data.md``, *Ali-CCP and AliExpress*.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 
@@ -26,17 +27,15 @@ def find_aliexpress_files(data_dir=None, *, country: str = "NL", sample: bool = 
         raise ValueError(f"country must be one of {fmt.COUNTRIES}, got {country!r}")
     try:
         folder = paths.resolve_dataset_dir(data_dir, dataset=f"AliExpress ({'sample' if sample else country})",
-                                           folder=fmt.DATASET,
                                            has_files=lambda d: fmt.files_in(d, country, sample) is not None,
-                                           how_to_get=fmt.HOW_TO_GET, subfolders=True)  # fmt: skip
+                                           folder=fmt.DATASET, how_to_get=fmt.HOW_TO_GET, subfolders=True)  # fmt: skip
     except DataError as e:
+        message = str(e)
         if not sample:
-            try:
+            with contextlib.suppress(DataError):
                 find_aliexpress_files(data_dir, sample=True)
-            except DataError:
-                raise e from None
-            raise DataError(f"{e} Only the small public sample is there: pass sample=True to use it.") from None
-        raise
+                message += " Only the small public sample is there: pass sample=True to use it."
+        raise DataError(message) from None
     return fmt.files_in(folder, country, sample)
 
 
@@ -53,6 +52,7 @@ def load_aliexpress(*, data_dir: str | os.PathLike | None = None, country: str =
     if reader not in ("fast", "tfds"):
         raise ValueError(f"reader must be 'fast' or 'tfds', got {reader!r}")
     files = find_aliexpress_files(data_dir, country=country, sample=sample)
+    sources = list(files.values())
     country = None if sample else country.upper()
     args = dict(country=country, sample=bool(sample), tasks=tasks, seed=seed, validation_fraction=validation_fraction,
                 reader=reader, allow_single_class=bool(allow_single_class))  # fmt: skip
@@ -65,8 +65,7 @@ def load_aliexpress(*, data_dir: str | os.PathLike | None = None, country: str =
             from mtl.data.builders.aliexpress import AliExpress
             from mtl.data.builders.columnar import prepare, read_frame
 
-            tfds_dir = paths.cache_root(cache_dir) / "tfds" / paths.fingerprint(files.values(), "v1")
-            builder = prepare(AliExpress, data_dir=tfds_dir, manual_dir=files["train"].parent,
+            builder = prepare(AliExpress, data_dir=paths.tfds_dir(cache_dir, sources), manual_dir=files["train"].parent,
                               config=country or "sample")  # fmt: skip
             frame, (train_rows, test_rows) = concat_frames([read_frame(builder, s) for s in ("train", "test")])
         keep, held = permutation_split(len(train_rows), (1 - validation_fraction, validation_fraction), seed)
@@ -77,10 +76,10 @@ def load_aliexpress(*, data_dir: str | os.PathLike | None = None, country: str =
                              "validation; test.csv is the test split"),
                 "seed": seed, "files": {k: str(v) for k, v in files.items()}, "dropped_columns": [fmt.ID_COLUMN],
                 "reader": reader, "user_column": None}  # fmt: skip
-        sources = {"train": str(files["train"]), "validation": f"part of {files['train']}", "test": str(files["test"])}
+        split_sources = {"train": str(files["train"]), "validation": f"part of {files['train']}",
+                         "test": str(files["test"])}  # fmt: skip
         return build_multitask_data(frame, splits, labels=labels, tasks=specs, categorical=list(fmt.CATEGORICAL),
                                     numeric=list(fmt.NUMERICAL), info=info, allow_single_class=allow_single_class,
-                                    split_sources=sources, out=out)  # fmt: skip
+                                    split_sources=split_sources, out=out)  # fmt: skip
 
-    root = paths.cache_root(cache_dir) / fmt.DATASET
-    return cached_dataset(root, args=args, sources=list(files.values()), build=build)[0]
+    return cached_dataset(paths.cache_root(cache_dir) / fmt.DATASET, args=args, sources=sources, build=build)[0]

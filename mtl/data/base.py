@@ -1,14 +1,10 @@
-"""The in-memory, columnar form every dataset is loaded into.
-
-A loader (synthetic generator, dataset builder, generic tabular reader) returns
-a :class:`MultiTaskData`: three :class:`Split` s of plain numpy columns plus the
-task and feature descriptions the models need. The train loop moves each split
-to the device once and gathers batches there (``mtl.train``).
-"""
+"""The columnar form every loader returns: a :class:`MultiTaskData` of three :class:`Split` s of numpy
+columns plus the task and feature descriptions the models need."""
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Any
 
 import numpy as np
@@ -98,19 +94,12 @@ class Split:
 
     def __post_init__(self):
         n = self.labels.shape[0]
-        for name in ("numeric", "categorical"):
+        for name, dtype, ndim in (("numeric", np.float32, 2), ("categorical", np.int32, 2), ("labels", np.float32, 2),
+                                  ("users", np.int64, 1)):  # fmt: skip
             a = getattr(self, name)
-            if a.ndim != 2 or a.shape[0] != n:
-                raise ValueError(f"split column block {name!r} has shape {a.shape}, expected ({n}, F)")
-        if self.labels.ndim != 2:
-            raise ValueError(f"labels must be (N, T), got {self.labels.shape}")
-        self.numeric = np.ascontiguousarray(self.numeric, np.float32)
-        self.categorical = np.ascontiguousarray(self.categorical, np.int32)
-        self.labels = np.ascontiguousarray(self.labels, np.float32)
-        if self.users is not None:
-            if self.users.shape != (n,):
-                raise ValueError(f"users must be ({n},), got {self.users.shape}")
-            self.users = np.ascontiguousarray(self.users, np.int64)
+            if a is not None and (a.ndim != ndim or a.shape[0] != n):
+                raise ValueError(f"split array {name!r} has shape {a.shape}, expected {ndim} dimensions and {n} rows")
+            setattr(self, name, None if a is None else np.ascontiguousarray(a, dtype))
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -146,19 +135,11 @@ class MultiTaskData:
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
-        t = len(self.tasks)
-        for split_name in ("train", "validation", "test"):
-            s = getattr(self, split_name)
-            if s.labels.shape[1] != t:
-                raise ValueError(
-                    f"{split_name} split has {s.labels.shape[1]} label columns but {t} tasks were declared"
-                )
-            if s.numeric.shape[1] != len(self.numeric_names):
-                raise ValueError(f"{split_name}: {s.numeric.shape[1]} numeric columns, {len(self.numeric_names)} names")
-            if s.categorical.shape[1] != len(self.categorical_names):
-                raise ValueError(
-                    f"{split_name}: {s.categorical.shape[1]} categorical columns, {len(self.categorical_names)} names"
-                )
+        widths = {"labels": self.tasks, "numeric": self.numeric_names, "categorical": self.categorical_names}
+        for (split_name, s), (name, names) in itertools.product(self.splits().items(), widths.items()):
+            if getattr(s, name).shape[1] != len(names):
+                raise ValueError(f"{split_name} split has {getattr(s, name).shape[1]} {name} columns but "
+                                 f"{len(names)} {'tasks' if name == 'labels' else 'names'} were declared")  # fmt: skip
         if len(self.vocab_sizes) != len(self.categorical_names):
             raise ValueError("one vocab size per categorical field is required")
 

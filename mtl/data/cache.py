@@ -1,18 +1,13 @@
-"""Crash-safe caches of parsed and prepared data: folders of ``.npy`` files, memory-mapped.
+"""Crash-safe caches of parsed and prepared data: folders of ``.npy`` files and ``meta.json``, memory-mapped.
 
-Entries live under ``<cache root>/<dataset>/``: ``prepared/<key>/`` holds one prepared
-:class:`~mtl.data.base.MultiTaskData` (:func:`cached_dataset`, arrays
-``<split>.{numeric,categorical,labels[,users]}``), and the TFDS read-back keeps raw frames
-(:func:`mtl.data.frame.cached`). An entry is a folder of ``<array>.npy`` files (numpy's own
-format, ``np.load(path, mmap_mode="r")``) and ``meta.json``; ``key`` hashes
-:data:`FORMAT_VERSION`, the kind, the loader's arguments and every source file's path, size and
-mtime. Writes are atomic (a temporary folder, files flushed, ``meta.json`` last, renamed into
-place); a source that changed while read caches nothing; an entry whose checksums fail is moved
-aside and rebuilt. See ``docs/data.md``, *Caches*.
+:func:`cached_dataset` keeps prepared :class:`~mtl.data.base.MultiTaskData` (``<dataset>/prepared/<key>/``),
+:func:`mtl.data.frame.cached` raw frames. Writes are atomic, a source that changed while read caches
+nothing, a damaged entry is rebuilt: ``docs/data.md``, *Caches*.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -57,7 +52,8 @@ def check_unchanged(before: Sequence[SourceState]) -> None:
         try:
             new = SourceState.of(old.path)
         except OSError:
-            raise DataError("was removed while it was read; nothing was cached", path=old.path) from None
+            raise DataError("was removed while it was read; nothing was cached. Load it again once it is back.",
+                            path=old.path) from None  # fmt: skip
         if new != old:
             mtime = "changed" if new.mtime_ns != old.mtime_ns else "unchanged"
             raise DataError(f"changed while it was read (size {old.size:,} -> {new.size:,} bytes, modification "
@@ -97,21 +93,20 @@ def _fsync(path: pathlib.Path) -> None:
 
 def _sample_crc(path: pathlib.Path) -> int:
     """CRC32 of ``_SAMPLES`` pages spread over a file (first and last included)."""
-    size, crc = os.path.getsize(path), 0
+    crc = 0
     with open(path, "rb") as f:
-        for start in sorted({int(x) for x in np.linspace(0, max(0, size - _PAGE), _SAMPLES)}):
-            f.seek(start)
+        for start in np.unique(np.linspace(0, max(0, os.path.getsize(path) - _PAGE), _SAMPLES).astype(np.int64)):
+            f.seek(int(start))
             crc = zlib.crc32(f.read(_PAGE), crc)
     return crc
 
 
 class ArrayFile:
-    """One array's ``.npy`` file, written sequentially a block of rows at a time with plain writes
-    (not through a memory map, so that written pages stay out of the process's resident memory)."""
+    """One array's ``.npy`` file, written a block of rows at a time with plain writes (not through a
+    memory map, so that written pages stay out of the process's resident memory)."""
 
     def __init__(self, path: pathlib.Path, shape, dtype):
-        self.path, self.dtype = path, np.dtype(dtype)
-        self.file = open(path, "wb")
+        self.path, self.dtype, self.file = path, np.dtype(dtype), open(path, "wb")
         header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
                   "shape": tuple(int(s) for s in shape)}  # fmt: skip
         np.lib.format.write_array_header_2_0(self.file, header)
@@ -119,15 +114,12 @@ class ArrayFile:
     def write(self, block: np.ndarray) -> None:
         self.file.write(memoryview(np.ascontiguousarray(block, self.dtype).reshape(-1)).cast("B"))
 
-    def close(self) -> None:
+    def finish(self) -> np.ndarray:
+        """The completed array, flushed and memory-mapped read-only (a file of the wrong size fails here)."""
         if not self.file.closed:
             self.file.flush()
             os.fsync(self.file.fileno())
             self.file.close()
-
-    def finish(self) -> np.ndarray:
-        """The completed array, memory-mapped read-only (a file of the wrong size fails here)."""
-        self.close()
         return np.load(self.path, mmap_mode="r")
 
 
@@ -156,58 +148,49 @@ class PackWriter:
 
 def read_entry(folder: pathlib.Path, *, kind: str) -> tuple[dict, dict[str, np.ndarray]] | None:
     """``(meta, arrays)`` of a complete, intact entry, or ``None`` (absent, partial or damaged:
-    a damaged entry is moved aside so that the caller rebuilds it)."""
+    a damaged entry is moved aside, then removed, so that the caller rebuilds it)."""
     if not folder.is_dir():
         return None
     try:
         meta = json.loads((folder / META).read_text())
         if meta.pop("checksum", None) != _digest(meta) or (meta["format"], meta["kind"]) != (FORMAT_VERSION, kind):
             raise ValueError("meta.json does not match its checksum, format or kind")
-        arrays = {}
         for name, spec in meta["arrays"].items():
             path = folder / f"{name}.npy"
             if os.path.getsize(path) != spec["size"] or _sample_crc(path) != spec["crc"]:
                 raise ValueError(f"{path.name}: size or content differs from meta.json")
-            arrays[name] = np.load(path, mmap_mode="r")
-        return meta, arrays
+        return meta, {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in meta["arrays"]}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        discard(folder)
+        trash = folder.with_name(f".tmp-discard-{folder.name}-{uuid.uuid4().hex[:8]}")
+        with contextlib.suppress(OSError):
+            os.rename(folder, trash)
+            shutil.rmtree(trash, ignore_errors=True)
         return None
 
 
-def discard(folder: pathlib.Path) -> None:
-    """Moves a damaged entry out of the way (renamed, then removed); never raises."""
-    trash = folder.with_name(f".tmp-discard-{folder.name}-{uuid.uuid4().hex[:8]}")
-    try:
-        os.rename(folder, trash)
-    except OSError:
-        return
-    shutil.rmtree(trash, ignore_errors=True)
-
-
-class EntryWriter:
+class EntryWriter(contextlib.AbstractContextManager):
     """Writes one entry atomically::
 
         with EntryWriter(final_folder, kind=...) as w:
             w.pack.save("x", x)
             w.commit(meta)
 
-    Files go to a temporary folder beside ``final_folder``; :meth:`commit` completes the
-    arrays, writes ``meta.json`` last, flushes the folder and renames it into place (if
-    another process committed the same entry first, theirs is kept). Leaving the block
-    without a commit removes the folder.
+    Files go to a temporary folder beside ``final_folder`` (removed when the block is left without
+    a commit); :meth:`commit` completes the arrays, writes ``meta.json`` last, flushes and renames
+    the folder into place (if another process committed the same entry first, theirs is kept).
     """
 
     def __init__(self, final: pathlib.Path, *, kind: str):
         self.final, self.kind = pathlib.Path(final), kind
         self.final.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temporaries(self.final.parent)
+        for p in self.final.parent.glob(".tmp-*"):  # temporaries of killed runs: their process is gone, or a day old
+            pid = p.name.split("-")[-2]
+            with contextlib.suppress(OSError):
+                if not pid.isdigit() or not _alive(int(pid)) or time.time() - p.stat().st_mtime > _STALE_TMP_SECONDS:
+                    shutil.rmtree(p, ignore_errors=True)
         self.folder = self.final.parent / f".tmp-{self.final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.folder.mkdir()
         self.pack = PackWriter(self.folder)
-
-    def __enter__(self) -> EntryWriter:
-        return self
 
     def __exit__(self, *exc) -> None:
         for f in self.pack.files.values():
@@ -230,25 +213,11 @@ class EntryWriter:
         _fsync(self.final.parent)
 
 
-def _remove_stale_temporaries(parent: pathlib.Path) -> None:
-    """Removes temporary folders of killed runs (their process is gone, or a day old)."""
-    for p in parent.glob(".tmp-*"):
-        parts = p.name.split("-")
-        pid = int(parts[-2]) if len(parts) >= 3 and parts[-2].isdigit() else None
-        try:
-            if pid is None or not _alive(pid) or time.time() - p.stat().st_mtime > _STALE_TMP_SECONDS:
-                shutil.rmtree(p, ignore_errors=True)
-        except OSError:
-            continue
-
-
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
+    except OSError as e:  # PermissionError: alive, another user's
+        return not isinstance(e, ProcessLookupError)
     return True
 
 
@@ -275,36 +244,24 @@ def cached_entry(folder: pathlib.Path, *, kind: str, states: Sequence[SourceStat
 def cached_dataset(root: pathlib.Path, *, args: Mapping[str, Any], sources: Sequence[str | os.PathLike],
                    build: Callable[[PackWriter], MultiTaskData],
                    extra: Callable[[MultiTaskData], Mapping[str, Any]] | None = None):  # fmt: skip
-    """A prepared :class:`~mtl.data.base.MultiTaskData`, memory-mapped from the cache.
-
-    Args:
-      root: the dataset's cache folder (``<cache root>/<dataset>``).
-      args: every loader argument that changes the result (the key).
-      sources: the raw files read (the key; re-checked after building).
-      build: ``build(pack) -> MultiTaskData`` writing its split arrays into the
-        :class:`PackWriter` ``pack`` (``build_multitask_data(..., out=pack)``).
-      extra: optional ``extra(data) -> dict`` of JSON-able facts stored with the entry
-        (e.g. the column table a loader prints), returned on every load.
-
-    Returns ``(data, extra)``; ``data.info`` is the JSON form of the built info (tuples
-    become lists), identical on the first and on cached loads.
+    """``(data, extra)``: the :class:`~mtl.data.base.MultiTaskData` ``build(pack)`` writes into ``pack``
+    (``build_multitask_data(..., out=pack)``) from the files ``sources`` with the loader arguments
+    ``args``, memory-mapped from the entry ``root/prepared/<key>``, and the JSON-able facts
+    ``extra(data)`` stored with it. ``data.info`` is in JSON form (tuples become lists) on every load.
     """
     states = [SourceState.of(p) for p in sources]
     folder = pathlib.Path(root) / "prepared" / entry_key("prepared", args, states)
 
     def make(pack: PackWriter) -> dict:
         data = build(pack)
-        return {"tasks": [dataclasses.asdict(t) for t in data.tasks], "numeric_names": list(data.numeric_names),
-                "categorical_names": list(data.categorical_names), "vocab_sizes": [int(v) for v in data.vocab_sizes],
-                "info": _plain(data.info), "extra": _plain(extra(data)) if extra else {},
-                "args": _plain(args)}  # fmt: skip
+        return {"tasks": [dataclasses.asdict(t) for t in data.tasks], "numeric_names": data.numeric_names,
+                "categorical_names": data.categorical_names, "vocab_sizes": data.vocab_sizes, "info": data.info,
+                "extra": extra(data) if extra else {}, "args": args}  # fmt: skip
 
     meta, arrays = cached_entry(folder, kind="prepared", states=states, build=make)
-    splits = {name: Split(*(arrays.get(f"{name}.{k}") for k in ("numeric", "categorical", "labels", "users")))
-              for name in ("train", "validation", "test")}  # fmt: skip
-    data = MultiTaskData(
-        splits["train"], splits["validation"], splits["test"], tasks=tuple(TaskSpec(**t) for t in meta["tasks"]),
-        numeric_names=tuple(meta["numeric_names"]), categorical_names=tuple(meta["categorical_names"]),
-        vocab_sizes=tuple(int(v) for v in meta["vocab_sizes"]), info=meta["info"],
-    )  # fmt: skip
+    splits = [Split(*(arrays.get(f"{name}.{k}") for k in ("numeric", "categorical", "labels", "users")))
+              for name in ("train", "validation", "test")]  # fmt: skip
+    data = MultiTaskData(*splits, tasks=tuple(TaskSpec(**t) for t in meta["tasks"]),
+                         numeric_names=tuple(meta["numeric_names"]), categorical_names=tuple(meta["categorical_names"]),
+                         vocab_sizes=tuple(meta["vocab_sizes"]), info=meta["info"])  # fmt: skip
     return data, meta["extra"]

@@ -1,14 +1,10 @@
-"""UCI Census-Income (KDD): the MMoE / PLE multi-task benchmark.
+"""UCI Census-Income (KDD), the MMoE / PLE multi-task benchmark (files and raw reader:
+:mod:`mtl.data.formats.census_income`).
 
     data = mtl.data.load("census_income", data_dir="../shared/data", task_group=1)
 
-Files: ``census-income.data(.gz)`` (train, 199,523 rows) and ``census-income.test(.gz)``
-(test, 99,762 rows): 42 comma-separated columns, no header, no quoting, latin-1, nominal
-values with a leading space (stripped here). Task groups (Ma et al., KDD 2018): 1 =
-``income`` (``50000+.``) and ``never_married``; 2 = ``college`` (:data:`COLLEGE_OR_ABOVE`)
-and ``never_married``. Protocols ``paper``, ``test_split`` and ``auto``, the features and
-the caches are in ``docs/data.md``. ``reader="tfds"`` goes through the TFDS builder
-:mod:`mtl.data.builders.census_income_kdd`.
+Task groups (Ma et al., KDD 2018): 1 = ``income`` (``50000+.``) and ``never_married``; 2 = ``college``
+(:data:`COLLEGE_OR_ABOVE`) and ``never_married``. Protocols and features: ``docs/data.md``.
 """
 
 from __future__ import annotations
@@ -53,11 +49,10 @@ def prepared_frames(folder: pathlib.Path, train: pathlib.Path | None, test: path
     files = {"test": test} if train is None else {"train": train, "test": test}
     if reader == "fast":
         return {split: fmt.read_census_file(p) for split, p in files.items()}
-    from mtl.data.builders import census_income_kdd as builder_lib
+    from mtl.data.builders.census_income_kdd import CensusIncomeKdd
     from mtl.data.builders.columnar import prepare, read_frame
 
-    data_dir = paths.cache_root(cache_dir) / "tfds" / paths.fingerprint(files.values(), "v1")
-    builder = prepare(builder_lib.CensusIncomeKdd, data_dir=data_dir, manual_dir=folder)
+    builder = prepare(CensusIncomeKdd, data_dir=paths.tfds_dir(cache_dir, files.values()), manual_dir=folder)
     return {split: read_frame(builder, split) for split in files}
 
 
@@ -82,13 +77,6 @@ def task_labels(frame: Frame, task_group: int) -> tuple[np.ndarray, list[TaskSpe
     return np.stack(labels, axis=1).astype(np.float64), tasks
 
 
-def feature_columns(task_group: int) -> tuple[list[str], list[str], list[int]]:
-    """``(categorical names, numeric names, excluded column indices)`` for a task group."""
-    excluded = sorted({fmt.INSTANCE_WEIGHT, fmt.INCOME} | {col for _, col in TASK_GROUPS[task_group]})
-    categorical = [c for j, c in enumerate(fmt.COLUMNS) if j not in excluded and j not in fmt.FEATURE_NUMERIC]
-    return categorical, [fmt.COLUMNS[j] for j in fmt.FEATURE_NUMERIC], excluded
-
-
 def load_census_income(*, data_dir: str | os.PathLike | None = None, task_group: int = 1, protocol: str = "auto",
                        seed: int = 0, cache_dir: str | os.PathLike | None = None, reader: str = "fast",
                        check_row_counts: bool = True, user_column: str = "") -> MultiTaskData:  # fmt: skip
@@ -97,12 +85,10 @@ def load_census_income(*, data_dir: str | os.PathLike | None = None, task_group:
     ``fast`` or ``tfds``, ``check_row_counts`` (off only for a subset); ``user_column`` must stay
     empty. The protocols: ``docs/data.md``, *Census-Income protocols*."""
     task_group = int(task_group)
-    if task_group not in TASK_GROUPS:
-        raise ValueError(f"task_group must be 1 or 2, got {task_group!r}")
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-    if reader not in ("fast", "tfds"):
-        raise ValueError(f"reader must be 'fast' or 'tfds', got {reader!r}")
+    for name, value, choices in (("task_group", task_group, (1, 2)), ("protocol", protocol, PROTOCOLS),
+                                 ("reader", reader, ("fast", "tfds"))):  # fmt: skip
+        if value not in choices:
+            raise ValueError(f"{name} must be one of {choices}, got {value!r}")
     folder, train_path, test_path = find_census_files(data_dir)
     if protocol == "auto":
         protocol = "paper" if train_path is not None else "test_split"
@@ -137,21 +123,21 @@ def load_census_income(*, data_dir: str | os.PathLike | None = None, task_group:
                            "and cut 50%/25%/25% into train/validation/test")  # fmt: skip
             sources = {k: f"{k} part of {test_path}" for k in splits}
         labels, tasks = task_labels(frame, task_group)
-        categorical, numeric, excluded = feature_columns(task_group)
+        excluded = sorted({fmt.INSTANCE_WEIGHT, fmt.INCOME} | {col for _, col in TASK_GROUPS[task_group]})
+        categorical = [c for j, c in enumerate(fmt.COLUMNS) if j not in excluded and j not in fmt.FEATURE_NUMERIC]
         year = frame.categorical[fmt.COLUMNS[fmt.YEAR]]
         try:
             frame.numeric[fmt.COLUMNS[fmt.YEAR]] = year.values.astype(np.float64)[year.codes]
         except ValueError:
-            raise DataError(f"year values {list(year.values)} are not numbers",
-                            path=frame.sources[0], column="year") from None
+            raise DataError(f"year values {list(year.values)[:8]} are not all numbers (UCI's are 94 and 95); use the "
+                            "original UCI file", path=frame.sources[0], column="year") from None  # fmt: skip
         info = {"dataset": fmt.DATASET, "protocol": protocol, "protocol_description": description,
-                "task_group": task_group,
-                "seed": seed, "files": [str(train_path)] * use_train + [str(test_path)],
-                "excluded_columns": [fmt.COLUMNS[j] for j in excluded],
-                "label_columns": [fmt.COLUMNS[col] for _, col in TASK_GROUPS[task_group]], "reader": reader,
-                "user_column": None}  # fmt: skip
-        return build_multitask_data(frame, splits, labels=labels, tasks=tasks, categorical=categorical, numeric=numeric,
-                                    info=info, split_sources=sources, out=out)  # fmt: skip
+                "task_group": task_group, "seed": seed, "files": [str(train_path)] * use_train + [str(test_path)],
+                "excluded_columns": [fmt.COLUMNS[j] for j in excluded], "reader": reader, "user_column": None,
+                "label_columns": [fmt.COLUMNS[col] for _, col in TASK_GROUPS[task_group]]}  # fmt: skip
+        return build_multitask_data(frame, splits, labels=labels, tasks=tasks, categorical=categorical,
+                                    numeric=[fmt.COLUMNS[j] for j in fmt.FEATURE_NUMERIC], info=info,
+                                    split_sources=sources, out=out)  # fmt: skip
 
     data, _ = cached_dataset(paths.cache_root(cache_dir) / fmt.DATASET, args=args,
                              sources=[train_path] * use_train + [test_path], build=build)  # fmt: skip

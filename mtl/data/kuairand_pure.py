@@ -2,20 +2,16 @@
 
     data = mtl.data.load("kuairand_pure", data_dir="../shared/data", tasks="main")
 
-The folder holds the two Parquet logs (:data:`LOGS`) and the official user and video
-feature files; the tabular loader reads them with fixed choices: split by ``date``
-(:data:`SPLIT_BOUNDARIES`), user and video features joined on their ids (the log's value
-wins), the features :data:`CATEGORICAL` and :data:`NUMERIC`, every outcome and the split
-key dropped (:func:`outcome_columns`, :data:`NOT_FEATURES`), task groups :data:`TASK_GROUPS`
-(``watch`` learns ``log1p`` seconds of the play time and reports seconds), ``user_column =
-"user_id"``. The protocol and its numbers are in ``docs/data.md``, *KuaiRand-Pure*.
+The tabular loader reads the two Parquet logs (:data:`LOGS`) with fixed choices: split by ``date``
+(:data:`SPLIT_BOUNDARIES`), the official user and video features joined on their ids, the features
+:data:`CATEGORICAL` and :data:`NUMERIC`, task groups :data:`TASK_GROUPS`, ``user_column = "user_id"``;
+every outcome and the split key dropped. The protocol: ``docs/data.md``, *KuaiRand-Pure*.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import pathlib
 
 from mtl.data import paths, reader
 from mtl.data.base import MultiTaskData
@@ -66,41 +62,21 @@ def outcome_columns(log_columns) -> list[str]:
     return [c for c in log_columns if c in OUTCOMES or c.startswith("is_") or c == "long_view"]
 
 
-def find_files(data_dir=None) -> pathlib.Path:
-    """The folder holding the KuaiRand-Pure files (``data_dir`` itself or ``data_dir/kuairand_pure``)."""
-    return paths.resolve_dataset_dir(
-        data_dir, dataset="KuaiRand-Pure", folder=DATASET, how_to_get=HOW_TO_GET,
-        has_files=lambda p: all((p / f).is_file() for f in (*LOGS, USERS, VIDEOS)),
-    )  # fmt: skip
-
-
-def load_kuairand_pure(
-    *,
-    data_dir: str | os.PathLike | None = "",
-    tasks: str = "main",
-    min_count: int = DEFAULT_MIN_COUNT,
-    cache_dir: str | os.PathLike | None = None,
-    verbose: bool = True,
-) -> MultiTaskData:
-    """Loads KuaiRand-Pure with the temporal protocol; see the module docstring.
-
-    Args:
-      data_dir: the folder with the files (or a parent of ``kuairand_pure/``); empty:
-        ``$MTL_DATA_DIR``.
-      tasks: a task group of :data:`TASK_GROUPS` (``main``, ``all``, ``watch``).
-      min_count: categorical values seen fewer times in training map to the
-        out-of-vocabulary id.
-      cache_dir: where prepared splits are cached.
-      verbose: print the column table.
-    """
+def load_kuairand_pure(*, data_dir: str | os.PathLike | None = "", tasks: str = "main",
+                       min_count: int = DEFAULT_MIN_COUNT, cache_dir: str | os.PathLike | None = None,
+                       verbose: bool = True) -> MultiTaskData:  # fmt: skip
+    """KuaiRand-Pure with the temporal protocol (module docstring): ``data_dir`` the folder with the files
+    or its parent (empty: ``$MTL_DATA_DIR``), ``tasks`` a group of :data:`TASK_GROUPS`, ``min_count`` and
+    ``cache_dir`` as for the tabular loader, ``verbose`` prints the column table."""
     if tasks not in TASK_GROUPS:
         raise DataError(f"kuairand_pure: unknown task group {tasks!r}; choose one of {', '.join(TASK_GROUPS)}")
-    folder = find_files(data_dir or None)
+    folder = paths.resolve_dataset_dir(data_dir, dataset="KuaiRand-Pure", folder=DATASET, how_to_get=HOW_TO_GET,
+                                       has_files=lambda p: all((p / f).is_file() for f in (*LOGS, USERS, VIDEOS)))
     logs = [str(folder / f) for f in LOGS]
     labels = TASK_GROUPS[tasks]
     regression = [WATCH_TIME[0]] if WATCH_TIME[0] in labels else []
-    log_columns = _columns(logs[0])
-    user_columns, video_columns = _columns(str(folder / USERS)), _columns(str(folder / VIDEOS))
+    log_columns, user_columns, video_columns = (reader.read_header(str(p)).names
+                                                for p in (logs[0], folder / USERS, folder / VIDEOS))  # fmt: skip
     features = set(CATEGORICAL) | set(NUMERIC)
     drop = [c for c in dict.fromkeys(log_columns + user_columns + video_columns)
             if c not in features and c not in labels and c != SPLIT_COLUMN]
@@ -112,16 +88,11 @@ def load_kuairand_pure(
         split_column=SPLIT_COLUMN, split_boundaries=list(SPLIT_BOUNDARIES), user_column="user_id",
         min_count=min_count, cache_dir=cache_dir, verbose=verbose,
     )  # fmt: skip
-    names = {WATCH_TIME[0]: WATCH_TIME[2]}
-    data.tasks = tuple(dataclasses.replace(t, name=names.get(t.name, t.name)) for t in data.tasks)
+    data.tasks = tuple(dataclasses.replace(t, name=WATCH_TIME[2]) if t.name == WATCH_TIME[0] else t for t in data.tasks)
     data.info.update(dataset=DATASET, protocol=PROTOCOL, task_group=tasks,
                      not_features={**{c: "outcome" for c in outcome_columns(log_columns) if c not in labels},
                                    **NOT_FEATURES})  # fmt: skip
     return data
-
-
-def _columns(path: str) -> list[str]:
-    return reader.read_header(path).names
 
 
 __all__ = ["CATEGORICAL", "NUMERIC", "TASK_GROUPS", "load_kuairand_pure", "outcome_columns"]

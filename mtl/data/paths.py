@@ -19,46 +19,31 @@ ENV_DATA_DIR = "MTL_DATA_DIR"
 ENV_CACHE_DIR = "MTL_CACHE_DIR"
 
 
-def resolve_dataset_dir(
-    data_dir: str | os.PathLike | None,
-    *,
-    dataset: str,
-    folder: str,
-    has_files,
-    how_to_get: str,
-    subfolders: bool = False,
-) -> pathlib.Path:
-    """Finds the folder holding a dataset's files.
+def candidate_dirs(root: pathlib.Path | None, folder: str, *, subfolders: bool = True) -> list[pathlib.Path]:
+    """The folders that may hold a dataset: ``root``, ``root/folder`` and (``subfolders``) the folders in them."""
+    tops = [] if root is None else [d for d in (root, root / folder) if d.is_dir()]
+    return tops + ([sub for d in tops for sub in sorted(d.iterdir()) if sub.is_dir()] if subfolders else [])
 
-    Args:
-      data_dir: the argument given by the user, or ``None`` for ``$MTL_DATA_DIR``.
-      dataset: the dataset's display name, for messages.
-      folder: the dataset's usual folder name under a data root (e.g. ``ali_ccp``).
-      has_files: predicate ``Path -> bool``: does this folder hold the files?
-      how_to_get: one sentence on where the files come from, for the error.
-      subfolders: also look one level below ``data_dir`` and ``data_dir/folder``.
-    """
+
+def resolve_dataset_dir(data_dir: str | os.PathLike | None, *, dataset: str, folder: str, has_files,
+                        how_to_get: str, subfolders: bool = False) -> pathlib.Path:  # fmt: skip
+    """The first of :func:`candidate_dirs` for which ``has_files(path)`` holds; ``data_dir`` ``None``
+    or empty: ``$MTL_DATA_DIR``. Errors name ``dataset`` and say ``how_to_get`` the files."""
     source = "data_dir"
     if data_dir is None or str(data_dir) == "":
-        data_dir = os.environ.get(ENV_DATA_DIR) or None
-        source = f"${ENV_DATA_DIR}"
+        data_dir, source = os.environ.get(ENV_DATA_DIR) or None, f"${ENV_DATA_DIR}"
     if data_dir is None:
-        raise DataError(
-            f"{dataset}: no data folder given. Pass data_dir=... (e.g. --config.data.data_dir=PATH) "
-            f"or set ${ENV_DATA_DIR} to a folder holding the files, or a parent folder with "
-            f"{folder}/ inside. {how_to_get}"
-        )
+        raise DataError(f"{dataset}: no data folder given. Pass data_dir=... (e.g. --config.data.data_dir=PATH) or set "
+                        f"${ENV_DATA_DIR} to a folder holding the files, or a parent folder with {folder}/ inside. "
+                        f"{how_to_get}")  # fmt: skip
     root = pathlib.Path(data_dir).expanduser()
     if not root.is_dir():
         raise DataError(f"{dataset}: {source}={root} is not a folder. {how_to_get}")
-    candidates = [root, root / folder]
-    if subfolders:
-        candidates += [sub for c in (root, root / folder) if c.is_dir() for sub in sorted(c.iterdir()) if sub.is_dir()]
-    for candidate in candidates:
-        if candidate.is_dir() and has_files(candidate):
-            return candidate
-    where = f"{root} or {root / folder}" + (" (or a folder inside them)" if subfolders else "")
-    raise DataError(f"{dataset}: no dataset files in {where} ({source}). {how_to_get}")
+    found = next((d for d in candidate_dirs(root, folder, subfolders=subfolders) if has_files(d)), None)
+    if found is None:
+        where = f"{root} or {root / folder}" + (" (or a folder inside them)" if subfolders else "")
+        raise DataError(f"{dataset}: no dataset files in {where} ({source}). {how_to_get}")
+    return found
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> pathlib.Path:
@@ -70,15 +55,9 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> pathlib.Path:
     return path
 
 
-def fingerprint(paths: Iterable[str | os.PathLike | None], *extra: str) -> str:
-    """A short key that changes when any source file (path, size, mtime) or ``extra`` changes."""
-    h = hashlib.sha1()
-    for p in paths:
-        if p is None:
-            h.update(b"<none>")
-            continue
-        st = os.stat(p)
-        h.update(f"{os.path.abspath(p)}|{st.st_size}|{st.st_mtime_ns}".encode())
-    for e in extra:
-        h.update(e.encode())
-    return h.hexdigest()[:16]
+def tfds_dir(cache_dir: str | os.PathLike | None, sources: Iterable[str | os.PathLike]) -> pathlib.Path:
+    """Where a TFDS builder built from ``sources`` goes: ``<cache root>/tfds/<key>``, the key changing
+    with any source file's path, size or modification time."""
+    states = [(os.path.abspath(p), os.stat(p)) for p in sources]
+    text = "".join(f"{p}|{st.st_size}|{st.st_mtime_ns}" for p, st in states) + "v1"
+    return cache_root(cache_dir) / "tfds" / hashlib.sha1(text.encode()).hexdigest()[:16]

@@ -1,18 +1,13 @@
-"""From a raw :class:`~mtl.data.frame.Frame` and split indices to :class:`MultiTaskData`.
-
-The rules every loader shares (``docs/data.md``, *Preprocessing rules*): statistics from the
-training split only; categorical id 0 is the out-of-vocabulary bucket (unseen values, and
-values seen fewer than ``min_count`` times in training), training values get ``1..V`` in
-sorted order, a missing value is the token :data:`mtl.data.frame.MISSING_TOKEN`; optional CRC32 hashing of
-large vocabularies; numeric columns standardised with training mean and std (missing: the
-mean, optionally with a ``<name>:missing`` indicator); binary tasks need both classes in every
-split; regression labels optionally standardised. Splits are encoded a block of rows at a
-time, optionally straight into a cache pack (``out``), so memory stays near the raw columns.
+"""From a raw :class:`~mtl.data.frame.Frame` and split indices to :class:`MultiTaskData`, by the rules every
+loader shares (``docs/data.md``, *Preprocessing rules*): training-split statistics only, categorical id 0 for
+out-of-vocabulary values, numeric columns standardised. Splits are encoded a block of rows at a time straight
+into a cache pack, so memory stays near the raw columns.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import zlib
 from collections.abc import Mapping, Sequence
 
@@ -27,18 +22,14 @@ OOV_INDEX = 0
 SPLIT_NAMES = ("train", "validation", "test")
 
 
-def parse_fractions(split: str | Sequence[float], *, count: int = 3) -> tuple[float, ...]:
-    """``"0.8,0.1,0.1"`` or a sequence -> validated fractions that sum to 1 (within 1e-6)."""
-    if isinstance(split, str):
-        try:
-            fractions = tuple(float(s) for s in split.split(",") if s.strip())
-        except ValueError:
-            raise DataError(f"split must be {count} comma-separated fractions like '0.8,0.1,0.1', "
-                            f"got {split!r}") from None
-    else:
-        fractions = tuple(float(s) for s in split)
-    if len(fractions) != count or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
-        raise DataError(f"split must be {count} non-negative fractions summing to 1, got {split!r}")
+def parse_fractions(split: str | Sequence[float]) -> tuple[float, ...]:
+    """``"0.8,0.1,0.1"`` or a sequence -> three validated fractions that sum to 1 (within 1e-6)."""
+    try:
+        fractions = tuple(float(s) for s in (split_list(split) if isinstance(split, str) else split))
+    except ValueError:
+        raise DataError(f"split must be 3 comma-separated fractions like '0.8,0.1,0.1', got {split!r}") from None
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
+        raise DataError(f"split must be 3 non-negative fractions summing to 1, got {split!r}")
     return fractions
 
 
@@ -49,14 +40,8 @@ def permutation_split(num_rows: int, fractions: Sequence[float], seed: int) -> l
     return np.split(perm, cuts)
 
 
-def stable_hash(value: str) -> int:
-    return zlib.crc32(value.encode("utf-8"))
-
-
-def categorical_encoder(
-    factor: Factor, train_idx: np.ndarray, *, hash_buckets: int = 0, hash_threshold: int | None = None,
-    min_count: int = 1,
-) -> tuple[np.ndarray, int, str]:
+def categorical_encoder(factor: Factor, train_idx: np.ndarray, *, hash_buckets: int = 0,
+                        hash_threshold: int | None = None, min_count: int = 1) -> tuple[np.ndarray, int, str]:
     """``(mapping (V,), vocab_size, how)``: ``mapping[factor.codes]`` are the model ids of a column.
 
     Values seen fewer than ``min_count`` times in training map to :data:`OOV_INDEX`
@@ -66,7 +51,7 @@ def categorical_encoder(
     threshold = hash_buckets if hash_threshold is None else hash_threshold
     if hash_buckets > 0 and len(present) > threshold:
         values = factor.values
-        buckets = np.fromiter((stable_hash(str(v)) % hash_buckets for v in values), np.int32, len(values))
+        buckets = np.fromiter((zlib.crc32(str(v).encode()) % hash_buckets for v in values), np.int32, len(values))
         return buckets, int(hash_buckets), f"hashed ({len(present)} train values > {threshold})"
     kept = present[counts[present] >= min_count]
     mapping = np.full(factor.num_values, OOV_INDEX, np.int32)
@@ -78,45 +63,35 @@ def statistics_of(train: np.ndarray) -> tuple[float, float]:
     """Mean and standard deviation of the non-missing training values (std of a constant column: 1)."""
     train = np.asarray(train, np.float64)
     train = train[~np.isnan(train)]
-    mean = float(train.mean()) if train.size else 0.0
-    std = float(train.std()) if train.size else 1.0
+    mean, std = (float(train.mean()), float(train.std())) if train.size else (0.0, 1.0)
     if not np.isfinite(std) or std <= 1e-9 * max(1.0, abs(mean)):  # constant column (up to rounding)
         std = 1.0
     return mean, std
 
 
-def check_binary_labels(labels: np.ndarray, frame: Frame, names: Sequence[str]) -> None:
-    """Every binary label must be exactly 0 or 1; names the first bad value's file and line."""
-    for t, name in enumerate(names):
-        col = labels[:, t]
-        bad = np.flatnonzero(~((col == 0) | (col == 1)))
-        if bad.size:
-            path, line = frame.locate(int(bad[0]))
-            value = "missing" if np.isnan(col[bad[0]]) else repr(_fmt(col[bad[0]]))
-            raise DataError(
-                f"label value {value} is not 0 or 1 (binary task {name!r}; {bad.size} such rows). "
-                f"Use regression_columns for a real-valued label.",
-                path=path,
-                line=line,
-                column=name,
-            )
+def _check_labels(labels: np.ndarray, tasks: Sequence[TaskSpec], frame: Frame) -> np.ndarray:
+    """``labels`` with each task's ``label_transform`` applied (a copy when there is one); a negative
+    label of a transform, then a binary label that is not exactly 0 or 1, raises a :class:`DataError`."""
 
-
-def _transform_labels(labels: np.ndarray, tasks: Sequence[TaskSpec], frame: Frame) -> np.ndarray:
-    """``labels`` with each task's ``label_transform`` applied (a copy when there is one);
-    the transforms need values >= 0, else a :class:`DataError` naming the first bad row."""
-    transformed = [t for t, task in enumerate(tasks) if task.label_transform]
-    if not transformed:
-        return labels
-    labels = np.array(labels, np.float64)
-    for t in transformed:
-        name = tasks[t].label_transform
-        bad = np.flatnonzero(~(labels[:, t] >= 0))
-        if bad.size:
+    def first_bad(t: int, ok: np.ndarray, problem) -> None:  # problem(n): what n rows have wrong
+        if (bad := np.flatnonzero(~ok)).size:
             path, line = frame.locate(int(bad[0]))
-            raise DataError(f"label value {_fmt(labels[bad[0], t])!r} is negative; label_transform {name!r} needs "
-                            f"values >= 0 ({bad.size} such rows)", path=path, line=line, column=tasks[t].name)
-        labels[:, t] = LABEL_TRANSFORMS[name][0](labels[:, t])
+            value = "missing" if np.isnan(labels[bad[0], t]) else repr(_fmt(labels[bad[0], t]))
+            raise DataError(f"label value {value} {problem(bad.size)}", path=path, line=line,
+                            column=tasks[t].name)  # fmt: skip
+
+    if any(task.label_transform for task in tasks):
+        labels = np.array(labels, np.float64)
+    for t, task in enumerate(tasks):
+        if task.label_transform:
+            first_bad(t, labels[:, t] >= 0, lambda n: f"is negative; label_transform {task.label_transform!r} needs "
+                                                      f"values >= 0 ({n} such rows)")  # fmt: skip
+            labels[:, t] = LABEL_TRANSFORMS[task.label_transform][0](labels[:, t])
+    for t, task in enumerate(tasks):
+        if task.kind == "binary":
+            ok = (labels[:, t] == 0) | (labels[:, t] == 1)
+            first_bad(t, ok, lambda n: f"is not 0 or 1 (binary task {task.name!r}; {n} such rows). Use "
+                                       "regression_columns for a real-valued label.")  # fmt: skip
     return labels
 
 
@@ -124,75 +99,37 @@ def _fmt(v: float) -> str:
     return str(int(v)) if float(v).is_integer() else str(v)
 
 
-def build_multitask_data(
-    frame: Frame,
-    splits: Mapping[str, np.ndarray],
-    *,
-    labels: np.ndarray,
-    tasks: Sequence[TaskSpec],
-    categorical: Sequence[str],
-    numeric: Sequence[str],
-    info: dict,
-    hash_buckets: int = 0,
-    hash_threshold: int | None = None,
-    missing_indicators: bool = False,
-    allow_single_class: bool = False,
-    split_sources: Mapping[str, str] | None = None,
-    single_class_hint: str = "use more rows, another seed, or allow_single_class=True.",
-    users: np.ndarray | None = None,
-    standardize_labels: bool = False,
-    min_count: int = 1,
-    out: PackWriter,
-    block_rows: int = 1 << 14,
-) -> MultiTaskData:
-    """Encodes ``frame`` columns with training statistics and cuts the splits.
-
-    Args:
-      frame: all rows of every split.
-      splits: ``{"train": idx, "validation": idx, "test": idx}`` row indices into ``frame``.
-      labels: ``(N, T)`` float labels for all rows of ``frame``.
-      tasks: one :class:`TaskSpec` per label column.
-      categorical, numeric: feature column names, in model order.
-      info: provenance to record; vocabulary and scaling facts are added.
-      split_sources: optional ``{split: description}`` for error messages.
-      single_class_hint: what the single-class error suggests.
-      users: optional ``(N,)`` integer user code of every row (``Split.users``).
-      standardize_labels: store regression labels as ``(y - mean) / std`` with
-        training-split statistics, recorded in the tasks' ``label_mean`` / ``label_std``
-        and in ``info["label_standardization"]``. A task's ``label_transform`` is applied
-        first (``labels`` are the raw values).
-      min_count: categorical values seen fewer times in training map to the
-        out-of-vocabulary id (1: every training value gets an id).
-      out: the array pack the split arrays are written into, as ``<split>.<array>`` (and
-        returned memory-mapped): rows are written a block at a time, so the result never
-        sits in memory.
-      block_rows: rows encoded at a time (bounds the working memory).
+def build_multitask_data(frame: Frame, splits: Mapping[str, np.ndarray], *, labels: np.ndarray,
+                         tasks: Sequence[TaskSpec], categorical: Sequence[str], numeric: Sequence[str], info: dict,
+                         hash_buckets: int = 0, hash_threshold: int | None = None, missing_indicators: bool = False,
+                         allow_single_class: bool = False, split_sources: Mapping[str, str] | None = None,
+                         single_class_hint: str = "use more rows, another seed, or allow_single_class=True.",
+                         users: np.ndarray | None = None, standardize_labels: bool = False, min_count: int = 1,
+                         out: PackWriter, block_rows: int = 1 << 14) -> MultiTaskData:  # fmt: skip
+    """Encodes ``frame``'s columns ``categorical`` and ``numeric`` (model order) and its raw ``(N, T)``
+    ``labels`` with training statistics into the row indices ``splits`` (``{"train": idx, ...}``),
+    written ``block_rows`` rows at a time into ``out`` as ``<split>.<array>`` and returned
+    memory-mapped. ``info`` gets the vocabulary and scaling facts; ``split_sources`` (``{split:
+    description}``) and ``single_class_hint`` go into errors; ``users`` are ``(N,)`` user codes
+    (``Split.users``); ``standardize_labels`` stores regression labels as ``(y - mean) / std``
+    (after the task's ``label_transform``), recorded in the tasks and ``info``.
     """
     labels = np.asarray(labels)
     if labels.dtype not in (np.float32, np.float64):
         labels = labels.astype(np.float64)
-    labels = _transform_labels(labels, tasks, frame)
-    train_idx = splits["train"]
-    binary = [t.name for t in tasks if t.kind == "binary"]
-    if binary:
-        cols = [i for i, t in enumerate(tasks) if t.kind == "binary"]
-        check_binary_labels(labels[:, cols], frame, binary)
+    labels = _check_labels(labels, tasks, frame)
+    train_idx, split_sources = splits["train"], split_sources or {}
     for name in SPLIT_NAMES:
         if len(splits[name]) == 0:
-            raise DataError(f"split {name!r} is empty ({_describe(name, split_sources)}); give it some rows")
-    if not allow_single_class:
-        for name in SPLIT_NAMES:
-            idx = splits[name]
-            for t, task in enumerate(tasks):
-                if task.kind != "binary":
-                    continue
-                values = labels[idx, t]
-                if values.min() == values.max():
-                    raise DataError(
-                        f"split {name!r} ({_describe(name, split_sources)}, {len(idx)} rows) has a single class "
-                        f"for binary task {task.name!r}: every label is {_fmt(values[0])}. AUC is undefined; "
-                        + single_class_hint
-                    )
+            raise DataError(f"split {name!r} is empty ({split_sources.get(name, 'no source recorded')}); give it "
+                            "some rows")  # fmt: skip
+    binary = [t for t, task in enumerate(tasks) if task.kind == "binary"]
+    for name, t in itertools.product(() if allow_single_class else SPLIT_NAMES, binary):
+        values = labels[splits[name], t]
+        if values.min() == values.max():
+            raise DataError(f"split {name!r} ({split_sources.get(name, 'no source recorded')}, {len(values)} rows) "
+                            f"has a single class for binary task {tasks[t].name!r}: every label is "
+                            f"{_fmt(values[0])}. AUC is undefined; " + single_class_hint)  # fmt: skip
 
     encoders, vocab_sizes, encodings = [], [], {}
     for name in categorical:
@@ -203,7 +140,7 @@ def build_multitask_data(
         vocab_sizes.append(size)
         if how != "vocabulary":
             encodings[name] = how
-    scalers, stats, indicators, indicator_names = [], {}, [], []
+    scalers, stats, indicators = [], {}, {}  # indicators: {"<name>:missing": column}
     for name in numeric:
         x = frame.numeric[name]
         train = x[train_idx]
@@ -211,18 +148,16 @@ def build_multitask_data(
         scalers.append((x, mean, std))
         stats[name] = (round(mean, 6), round(std, 6))
         if missing_indicators and np.isnan(train).any():
-            indicators.append(x)
-            indicator_names.append(f"{name}:missing")
+            indicators[f"{name}:missing"] = x
         del train
-    num_names = list(numeric) + indicator_names
+    num_names = list(numeric) + list(indicators)
 
     tasks = list(tasks)
-    scale = []
     for t, task in enumerate(tasks):
         if standardize_labels and task.kind == "regression":
             mean, std = statistics_of(labels[train_idx, t])
             tasks[t] = dataclasses.replace(task, label_mean=mean, label_std=std)
-        scale.append((tasks[t].label_mean, tasks[t].label_std))
+    label_mean, label_std = (np.array([getattr(t, k) for t in tasks], np.float64) for k in ("label_mean", "label_std"))
 
     n_num, n_cat, n_tasks = len(num_names), len(categorical), len(tasks)
     # numeric columns in the frame's row-major block are gathered as whole rows
@@ -242,7 +177,7 @@ def build_multitask_data(
             x, mean, std = scalers[j]
             v = (x[rows].astype(np.float64) - mean) / std
             num[:, j] = np.where(np.isnan(v), 0.0, v)
-        for k, x in enumerate(indicators):
+        for k, x in enumerate(indicators.values()):
             num[:, len(scalers) + k] = np.isnan(x[rows])
         for j, (codes, mapping) in enumerate(encoders):
             np.take(mapping, codes[rows], out=cat[j])
@@ -258,42 +193,22 @@ def build_multitask_data(
             rows = idx[start : start + block_rows]
             num, cat = np.empty((len(rows), n_num), np.float32), np.empty((n_cat, len(rows)), np.int32)
             encode(rows, num, cat)  # cat transposed: each column contiguous
-            y = labels[rows].astype(np.float64)
-            y = ((y - [m for m, _ in scale]) / [s for _, s in scale]).astype(np.float32)
+            y = ((labels[rows].astype(np.float64) - label_mean) / label_std).astype(np.float32)
             blocks = {"numeric": num, "categorical": cat.T, "labels": y}
-            if users is not None:
-                blocks["users"] = np.asarray(users[rows], np.int64)
-            for k, block in blocks.items():
-                outputs[k].write(block)
+            for k, output in outputs.items():
+                output.write(users[rows] if k == "users" else blocks[k])
         parts[split_name] = Split(*(outputs[k].finish() if k in outputs else None for k in arrays))
-    info = dict(info)
-    info.setdefault("split_sizes", {k: len(v) for k, v in parts.items()})
-    info["label_rates"] = {
-        name: [round(float(labels[idx, t].astype(np.float32).mean()), 6) for t in range(n_tasks)]
-        for name, idx in splits.items()
-    }
-    info["oov_index"] = OOV_INDEX
-    info["numeric_train_mean_std"] = stats
+    info = {"split_sizes": {k: len(v) for k, v in parts.items()}, **info}
+    info["label_rates"] = {name: [round(float(labels[idx, t].astype(np.float32).mean()), 6) for t in range(n_tasks)]
+                           for name, idx in splits.items()}  # fmt: skip
+    info.update(oov_index=OOV_INDEX, numeric_train_mean_std=stats)
     if encodings:
         info["hashed_columns"] = encodings
     if any(t.standardized for t in tasks):
         info["label_standardization"] = {t.name: [t.label_mean, t.label_std] for t in tasks if t.standardized}
-    return MultiTaskData(
-        parts["train"],
-        parts["validation"],
-        parts["test"],
-        tasks=tuple(tasks),
-        numeric_names=tuple(num_names),
-        categorical_names=tuple(categorical),
-        vocab_sizes=tuple(vocab_sizes),
-        info=info,
-    )
-
-
-def _describe(split: str, split_sources: Mapping[str, str] | None) -> str:
-    if split_sources and split in split_sources:
-        return split_sources[split]
-    return "no source recorded"
+    return MultiTaskData(parts["train"], parts["validation"], parts["test"], tasks=tuple(tasks),
+                         numeric_names=tuple(num_names), categorical_names=tuple(categorical),
+                         vocab_sizes=tuple(vocab_sizes), info=info)  # fmt: skip
 
 
 ESMM_TASKS = ("click", "conversion", "ctcvr")
@@ -309,24 +224,18 @@ def esmm_task_labels(frame: Frame, tasks: str | Sequence[str]) -> tuple[np.ndarr
     names = split_list(tasks)
     if not names:
         raise DataError(f"tasks must name some of {ESMM_TASKS}, got {tasks!r}")
-    columns, specs = [], []
+    columns = []
     for name in names:
         canonical = _TASK_ALIASES.get(name, name)
         if canonical not in ESMM_TASKS:
             raise DataError(f"unknown task {name!r}; choose from {ESMM_TASKS} (or alias 'purchase')")
-        if canonical == "ctcvr":
-            col = ((frame.numeric["click"] == 1) & (frame.numeric["conversion"] == 1)).astype(np.float32)
-        else:
-            col = frame.numeric[canonical]
-        columns.append(col)
-        specs.append(TaskSpec(name, "binary"))
+        columns.append(((frame.numeric["click"] == 1) & (frame.numeric["conversion"] == 1)).astype(np.float32)
+                       if canonical == "ctcvr" else frame.numeric[canonical])  # fmt: skip
+    specs = [TaskSpec(name, "binary") for name in names]
     return np.stack(columns, axis=1).astype(np.float32, copy=False), specs  # 0/1: exact in float32
 
 
 def split_list(value: str | Sequence[str] | None) -> list[str]:
     """``"a,b"``, ``["a", "b"]``, ``""`` or ``None`` -> a list of stripped names."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [s.strip() for s in value.split(",") if s.strip()]
-    return [str(s).strip() for s in value if str(s).strip()]
+    items = [] if value is None else value.split(",") if isinstance(value, str) else value
+    return [str(s).strip() for s in items if str(s).strip()]

@@ -10,12 +10,9 @@ Ma et al. (KDD 2018), Sec. 3.2. With ``u_1, u_2`` orthonormal in ``R^d``:
 ``rho`` is the cosine of the two tasks' linear weight vectors; the paper shows the
 Pearson correlation of the labels falls monotonically with it.
 
-The paper does not publish ``alpha, beta``. Defaults here follow the Google
-Research reference implementation: ``d = 100, c = 1, m = 10, alpha_k = k,
-beta_k = (k - 1)^2, noise = 0.01``. They are arguments, so other
-reproductions' constants (keras-mmoe: ``c = 0.3, m = 5``, alpha/beta ~ N(0, 1),
-noise 0.1) can be selected. The draw is a pure function of ``seed``: the same seed
-gives the same ``u``, ``x`` and noise for every ``rho`` except through ``rho``.
+The paper does not publish ``alpha, beta``; as in the Google Research reference implementation,
+``alpha_k = k, beta_k = (k - 1)^2`` and by default ``d = 100, c = 1, m = 10, noise = 0.01``. The draw
+is a pure function of ``seed``: the same seed gives the same ``u``, ``x`` and noise for every ``rho``.
 """
 
 from __future__ import annotations
@@ -23,20 +20,11 @@ from __future__ import annotations
 import numpy as np
 
 from mtl.data.base import MultiTaskData, Split, TaskSpec
+from mtl.data.preprocess import statistics_of
 
 
-def mmoe_synthetic_arrays(
-    num_rows: int,
-    *,
-    correlation: float,
-    dim: int = 100,
-    scale: float = 1.0,
-    num_sines: int = 10,
-    alphas: np.ndarray | None = None,
-    betas: np.ndarray | None = None,
-    noise: float = 0.01,
-    seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
+def mmoe_synthetic_arrays(num_rows: int, *, correlation: float, dim: int = 100, scale: float = 1.0,
+                          num_sines: int = 10, noise: float = 0.01, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Draws ``(x (N, d), y (N, 2))`` from the MMoE generator."""
     if not -1.0 <= correlation <= 1.0:
         raise ValueError(f"correlation must lie in [-1, 1], got {correlation}")
@@ -47,9 +35,8 @@ def mmoe_synthetic_arrays(
     u1, u2 = q[:, 0], q[:, 1]
     w1 = scale * u1
     w2 = scale * (correlation * u1 + np.sqrt(max(0.0, 1.0 - correlation**2)) * u2)
-    k = np.arange(1, num_sines + 1, dtype=np.float64)
-    alphas = k if alphas is None else np.asarray(alphas, np.float64)
-    betas = (k - 1.0) ** 2 if betas is None else np.asarray(betas, np.float64)
+    alphas = np.arange(1, num_sines + 1, dtype=np.float64)
+    betas = (alphas - 1.0) ** 2
     x = rng.normal(size=(num_rows, dim))
     eps = rng.normal(scale=noise, size=(num_rows, 2))
     ys = []
@@ -59,19 +46,9 @@ def mmoe_synthetic_arrays(
     return x.astype(np.float32), np.stack(ys, axis=1).astype(np.float32)
 
 
-def load_synthetic(
-    *,
-    correlation: float = 0.5,
-    num_train: int = 10_000,
-    num_validation: int = 1_000,
-    num_test: int = 1_000,
-    dim: int = 100,
-    scale: float = 1.0,
-    num_sines: int = 10,
-    noise: float = 0.01,
-    seed: int = 0,
-    standardize_labels: bool = False,
-) -> MultiTaskData:
+def load_synthetic(*, correlation: float = 0.5, num_train: int = 10_000, num_validation: int = 1_000,
+                   num_test: int = 1_000, dim: int = 100, scale: float = 1.0, num_sines: int = 10, noise: float = 0.01,
+                   seed: int = 0, standardize_labels: bool = False) -> MultiTaskData:
     """The synthetic benchmark as a :class:`MultiTaskData` (two regression tasks).
 
     ``standardize_labels`` is off by default, a deliberate exception to the other
@@ -81,9 +58,8 @@ def load_synthetic(
     tasks (``label_mean``, ``label_std``).
     """
     n = num_train + num_validation + num_test
-    x, y = mmoe_synthetic_arrays(
-        n, correlation=correlation, dim=dim, scale=scale, num_sines=num_sines, noise=noise, seed=seed
-    )
+    x, y = mmoe_synthetic_arrays(n, correlation=correlation, dim=dim, scale=scale, num_sines=num_sines, noise=noise,
+                                 seed=seed)
     tasks = [TaskSpec("task1", "regression"), TaskSpec("task2", "regression")]
     info = {
         "dataset": "mmoe_synthetic",
@@ -91,10 +67,8 @@ def load_synthetic(
         "correlation": correlation,
     }
     if standardize_labels:
-        train = y[:num_train].astype(np.float64)
         for t in range(2):
-            mean, std = float(train[:, t].mean()), float(train[:, t].std())
-            std = std if np.isfinite(std) and std > 0 else 1.0
+            mean, std = statistics_of(y[:num_train, t])
             tasks[t] = TaskSpec(tasks[t].name, "regression", label_mean=mean, label_std=std)
             y[:, t] = ((y[:, t].astype(np.float64) - mean) / std).astype(np.float32)
         info["label_standardization"] = {t.name: [t.label_mean, t.label_std] for t in tasks}

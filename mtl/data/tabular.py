@@ -2,13 +2,9 @@
 
     data = mtl.data.load("tabular", path="clicks.csv", label_columns="click,purchase")
 
-In order: read the files (several per split allowed; formats and value rules in
-:mod:`mtl.data.reader`), add side tables' columns by key (``joins``), pick labels and
-features, infer feature types (printed as a table; free-text and row-id columns dropped
-with a note), split (random, by files, or by ``split_column``), then encode with training
-statistics (:mod:`mtl.data.preprocess`) into the prepared-split cache. The rules are in
-``docs/data.md``, *The tabular loader*. Every problem raises a
-:class:`~mtl.data.errors.DataError` naming the file, the line (a typed file's row) and the column.
+Reads the files (:mod:`mtl.data.reader`), joins side tables, infers feature types (printed as a table),
+splits and encodes (:mod:`mtl.data.preprocess`) into the prepared-split cache: ``docs/data.md``, *The
+tabular loader*. Every problem raises a :class:`~mtl.data.errors.DataError` naming file, line and column.
 """
 
 from __future__ import annotations
@@ -48,19 +44,12 @@ TEXT_DISTINCT_SHARE = 0.5
 TEXT_MEAN_LENGTH = 64
 
 
-def _missing_column_error(path: str, names: Sequence[str], header: Sequence[str], role: str) -> DataError:
-    available = ", ".join(header)
-    return DataError(f"{role} {list(names)} not in the header; available columns: {available}", path=path, line=1)
-
-
 def format_column_table(rows: list[tuple[str, str, str, str]]) -> str:
     """A plain-text table of ``(column, role, decided by, detail)`` rows."""
     head = ("column", "role", "decided by", "detail")
-    widths = [max(len(r[i]) for r in rows + [head]) for i in range(4)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    out = [fmt.format(*head), fmt.format(*("-" * w for w in widths))]
-    out += [fmt.format(*r) for r in rows]
-    return "\n".join(out)
+    widths = [max(map(len, column)) for column in zip(head, *rows)]
+    lines = [head, ["-" * w for w in widths], *rows]
+    return "\n".join("  ".join(f"{v:<{w}}" for v, w in zip(line, widths)) for line in lines)
 
 
 def file_list(value: str | Sequence[str] | None) -> list[str]:
@@ -73,12 +62,8 @@ def parse_joins(joins) -> list[tuple[str, str]]:
     items = joins if isinstance(joins, (list, tuple)) else split_list(joins)
     out = []
     for item in items:
-        if isinstance(item, (list, tuple)) and len(item) == 2:
-            key, path = (str(x).strip() for x in item)
-        elif isinstance(item, str) and "=" in item:
-            key, path = (x.strip() for x in item.split("=", 1))
-        else:
-            key = path = ""
+        pair = item if isinstance(item, (list, tuple)) else item.split("=", 1) if isinstance(item, str) else ()
+        key, path = (str(x).strip() for x in pair) if len(pair) == 2 else ("", "")
         if not key or not path:
             raise DataError(f"joins: {item!r} is not KEY=FILE (e.g. joins='user_id=users.csv,item_id=items.parquet')")
         out.append((key, os.fspath(path)))
@@ -90,10 +75,7 @@ def parse_label_transforms(value) -> dict[str, str]:
     if isinstance(value, dict):
         items = list(value.items())
     else:
-        items = []
-        for item in split_list(value):
-            column, _, name = item.partition(":")
-            items.append((column.strip(), name.strip()))
+        items = [(column.strip(), name.strip()) for column, _, name in (i.partition(":") for i in split_list(value))]
     for column, name in items:
         if not column or name not in LABEL_TRANSFORMS:
             raise DataError(f"label_transforms: {column}:{name} is not COLUMN:TRANSFORM with a transform among "
@@ -126,20 +108,14 @@ def load_tabular(*, path: str | Sequence[str] = "", label_columns: str | Sequenc
     comma-separated strings."""
     mains = file_list(path)
     if not mains:
-        raise DataError(
-            "tabular: no data file given; pass path=FILE (on the command line --config.data.path=FILE)"
-        )
+        raise DataError("tabular: no data file given; pass path=FILE (on the command line --config.data.path=FILE)")
     labels = split_list(label_columns)
     if not labels:
-        raise DataError(
-            "tabular: no label columns given; pass label_columns='a,b' (--config.data.label_columns=a,b)",
-            path=mains[0],
-        )
-    regression = split_list(regression_columns)
+        raise DataError("tabular: no label columns given; pass label_columns='a,b' (--config.data.label_columns=a,b)",
+                        path=mains[0])  # fmt: skip
+    regression, dropped = split_list(regression_columns), split_list(drop_columns)
     forced_cat, forced_num = split_list(categorical_columns), split_list(numeric_columns)
-    dropped = split_list(drop_columns)
-    user_column = (user_column or "").strip()
-    split_column = (split_column or "").strip()
+    user_column, split_column = (user_column or "").strip(), (split_column or "").strip()
     boundaries = split_list(split_boundaries if isinstance(split_boundaries, str)
                             else [str(b) for b in split_boundaries])
     join_specs = parse_joins(joins)
@@ -154,21 +130,18 @@ def load_tabular(*, path: str | Sequence[str] = "", label_columns: str | Sequenc
         known = next((h.delimiter for h in headers if h.delimiter), "")
         headers.append(read_header(p, delimiter=delimiter or known))
     sides = [_Side(key, read_header(p, delimiter=""), []) for key, p in join_specs]
-    main = headers[0]
-    header = list(main.names)
+    main, header = headers[0], list(headers[0].names)  # header: every column, side tables' included
     for side in sides:
         side.columns = [c for c in side.header.names if c != side.key and c not in header]
         header += side.columns
-    problem = _column_problem(headers, header, sides, labels, regression, forced_cat, forced_num, dropped,
+    features = _check_columns(headers, header, sides, labels, regression, forced_cat, forced_num, dropped,
                               user_column, split_column, boundaries, transforms,
                               split_files=bool(validations or tests))  # fmt: skip
-    if problem is not None:
-        raise problem
-    features = [c for c in header if c not in labels and c not in dropped and c != split_column]
 
     args = dict(
         label_columns=labels, regression_columns=regression, categorical_columns=forced_cat,
-        numeric_columns=forced_num, drop_columns=dropped, delimiter=main.delimiter, split=_plain_split(split),
+        numeric_columns=forced_num, drop_columns=dropped, delimiter=main.delimiter,
+        split=split if isinstance(split, str) else [float(x) for x in split],
         seed=seed, validation_path=validation_path, test_path=test_path, hash_buckets=int(hash_buckets or 0),
         hash_threshold=None if hash_threshold in (None, 0, "") else int(hash_threshold),
         missing_indicators=bool(missing_indicators), max_categorical_distinct=int(max_categorical_distinct),
@@ -179,10 +152,7 @@ def load_tabular(*, path: str | Sequence[str] = "", label_columns: str | Sequenc
     printed = []
 
     def build(out):
-        data, text = _build(headers, [k for k, _ in files], sides, labels=labels, regression=regression,
-                            forced_cat=forced_cat, forced_num=forced_num, dropped=dropped, features=features,
-                            boundaries=boundaries, transforms=transforms, out=out, verbose=verbose,
-                            **{k: v for k, v in args.items() if k in _BUILD_ARGS}, split=split)  # fmt: skip
+        data, text = _build(headers, [k for k, _ in files], sides, features, args, out=out, verbose=verbose)
         printed.append(text)
         return data
 
@@ -194,139 +164,99 @@ def load_tabular(*, path: str | Sequence[str] = "", label_columns: str | Sequenc
     return data
 
 
-_BUILD_ARGS = ("seed", "split_column", "min_count", "hash_buckets", "hash_threshold", "missing_indicators",
-               "max_categorical_distinct", "allow_single_class", "standardize_labels", "user_column")
-
-
-def _plain_split(split):
-    return split if isinstance(split, str) else [float(x) for x in split]
-
-
-def _column_problem(headers, header, sides, labels, regression, forced_cat, forced_num, dropped, user_column,
-                    split_column, boundaries, transforms, split_files) -> DataError | None:  # fmt: skip
-    """The first problem with the columns asked for, in the order the checks always ran."""
+def _check_columns(headers, header, sides, labels, regression, forced_cat, forced_num, dropped, user_column,
+                   split_column, boundaries, transforms, split_files) -> list[str]:  # fmt: skip
+    """The feature columns; raises the first problem with the columns asked for (checks in their old order)."""
     main = headers[0]
     for h in headers[1:]:
         if set(h.names) != set(main.names):
-            return DataError(
-                f"columns differ from {main.path}: missing {sorted(set(main.names) - set(h.names))}, "
-                f"extra {sorted(set(h.names) - set(main.names))}",
-                path=h.path,
-                line=1,
-            )
-    absent = [c for c in labels if c not in main.names]
-    if absent:
-        return _missing_column_error(main.path, absent, main.names, "label columns")
+            raise DataError(f"columns differ from {main.path}: missing {sorted(set(main.names) - set(h.names))}, "
+                            f"extra {sorted(set(h.names) - set(main.names))}", path=h.path, line=1)  # fmt: skip
+    splitter, user = [split_column] if split_column else [], [user_column] if user_column else []
+    wanted = [(main, main.names, "label columns", labels)]  # (file, its columns, role, names asked for)
     for side in sides:
-        if side.key not in main.names:
-            return _missing_column_error(main.path, [side.key], main.names, f"join key of {side.header.path}")
-        if side.key not in side.header.names:
-            return _missing_column_error(side.header.path, [side.key], side.header.names, "join key")
-    for role, names in (
-        ("regression_columns", regression),
-        ("categorical_columns", forced_cat),
-        ("numeric_columns", forced_num),
-        ("drop_columns", dropped),
-        ("user_column", [user_column] if user_column else []),
-        ("split_column", [split_column] if split_column else []),
-    ):
-        absent = [c for c in names if c not in header]
-        if absent:
-            return _missing_column_error(main.path, absent, header, role)
-    not_labels = [c for c in regression if c not in labels]
-    if not_labels:
-        return DataError(f"regression_columns {not_labels} are not among label_columns {labels}", path=main.path)
-    not_regression = [c for c in transforms if c not in regression]
-    if not_regression:
-        return DataError(f"label_transforms {not_regression} are not among regression_columns {regression}",
-                         path=main.path)  # fmt: skip
-    for role, names in (("categorical_columns", forced_cat), ("numeric_columns", forced_num),
-                        ("drop_columns", dropped),
-                        ("split_column", [split_column] if split_column else [])):  # fmt: skip
-        clash = [c for c in names if c in labels]
-        if clash:
-            return DataError(
-                f"{role} {clash} are label columns; a label cannot also be a feature or dropped", path=main.path
-            )
-    both = sorted(set(forced_cat) & set(forced_num))
-    if both:
-        return DataError(f"columns {both} are in both categorical_columns and numeric_columns", path=main.path)
-    keys_numeric = [s.key for s in sides if s.key in forced_num]
-    if keys_numeric:
-        return DataError(f"join keys {keys_numeric} are in numeric_columns; keys are matched as text",
-                         path=main.path)  # fmt: skip
-    if split_column:
-        if split_files:
-            return DataError(f"split_column={split_column!r} splits the rows itself; leave validation_path and "
-                             "test_path empty", path=main.path)  # fmt: skip
-        if len(boundaries) != 2:
-            return DataError(f"split_column={split_column!r} needs split_boundaries='b1,b2' (train < b1 <= "
-                             f"validation < b2 <= test), got {boundaries!r}", path=main.path)  # fmt: skip
-    elif boundaries:
-        return DataError("split_boundaries given without split_column", path=main.path)
+        wanted += [(main, main.names, f"join key of {side.header.path}", [side.key]),
+                   (side.header, side.header.names, "join key", [side.key])]  # fmt: skip
+    wanted += [(main, header, role, names) for role, names in (
+        ("regression_columns", regression), ("categorical_columns", forced_cat), ("numeric_columns", forced_num),
+        ("drop_columns", dropped), ("user_column", user), ("split_column", splitter))]  # fmt: skip
+    for h, available, role, names in wanted:
+        if absent := [c for c in names if c not in available]:
+            raise DataError(f"{role} {absent} not in the header; available columns: {', '.join(available)}",
+                            path=h.path, line=1)  # fmt: skip
     features = [c for c in header if c not in labels and c not in dropped and c != split_column]
-    if not features:
-        return DataError(f"no feature columns left after labels {labels} and drop_columns {dropped}", path=main.path)
-    if user_column in labels:
-        return DataError(f"user_column {user_column!r} is a label column", path=main.path)
-    return None
+    not_labels = [c for c in regression if c not in labels]
+    not_regression = [c for c in transforms if c not in regression]
+    clashes = [(role, [c for c in names if c in labels]) for role, names in (
+        ("categorical_columns", forced_cat), ("numeric_columns", forced_num), ("drop_columns", dropped),
+        ("split_column", splitter))]  # fmt: skip
+    both, keys_numeric = sorted(set(forced_cat) & set(forced_num)), [s.key for s in sides if s.key in forced_num]
+    problems = [  # (is there a problem, what it is), in order
+        (not_labels, f"regression_columns {not_labels} are not among label_columns {labels}"),
+        (not_regression, f"label_transforms {not_regression} are not among regression_columns {regression}"),
+        *((clash, f"{role} {clash} are label columns; a label cannot also be a feature or dropped")
+          for role, clash in clashes),
+        (both, f"columns {both} are in both categorical_columns and numeric_columns"),
+        (keys_numeric, f"join keys {keys_numeric} are in numeric_columns; keys are matched as text"),
+        (split_column and split_files, f"split_column={split_column!r} splits the rows itself; leave "
+                                       "validation_path and test_path empty"),
+        (split_column and len(boundaries) != 2, f"split_column={split_column!r} needs split_boundaries='b1,b2' "
+                                                f"(train < b1 <= validation < b2 <= test), got {boundaries!r}"),
+        (boundaries and not split_column, "split_boundaries given without split_column"),
+        (not features, f"no feature columns left after labels {labels} and drop_columns {dropped}"),
+        (user_column in labels, f"user_column {user_column!r} is a label column"),
+    ]  # fmt: skip
+    for bad, message in problems:
+        if bad:
+            raise DataError(message, path=main.path)
+    return features
 
 
-def _build(headers, roles, sides, *, labels, regression, forced_cat, forced_num, dropped, features, split, seed,
-           split_column, boundaries, transforms, min_count, hash_buckets, hash_threshold, missing_indicators,
-           max_categorical_distinct, allow_single_class, standardize_labels, user_column, out,
-           verbose) -> tuple[MultiTaskData, str]:  # fmt: skip
-    main = headers[0]
-    spec = {c: Column("label", task="regression" if c in regression else "binary") for c in labels}
+def _build(headers, roles, sides, features, args, *, out, verbose) -> tuple[MultiTaskData, str]:
+    """The prepared data and the column table from the files' ``headers`` (``roles``: main, validation or test
+    each), the side tables, the feature columns and the loader's normalised ``args``."""
+    labels, regression, transforms = args["label_columns"], args["regression_columns"], args["label_transforms"]
+    forced_cat, forced_num, dropped = args["categorical_columns"], args["numeric_columns"], args["drop_columns"]
+    user_column, split_column, boundaries = args["user_column"], args["split_column"], args["split_boundaries"]
+    split, seed, min_count, max_distinct = (args[k] for k in ("split", "seed", "min_count", "max_categorical_distinct"))
+    main, task_kind = headers[0], {c: "regression" if c in regression else "binary" for c in labels}
+    factor, number, auto = Column("factor", missing_token=MISSING_TOKEN), Column("number"), Column("auto")
+    spec = {c: Column("label", task=task_kind[c]) for c in labels}
     for c in features:
-        if c in forced_cat:
-            spec[c] = Column("factor", missing_token=MISSING_TOKEN)
-        elif c in forced_num and c != user_column:
-            spec[c] = Column("number")
-        else:  # ids and keys keep every digit; other non-integer numbers can be float32 at once
-            spec[c] = Column("auto", exact=c in {user_column, *(s.key for s in sides)})
-    if user_column and user_column not in spec:
-        spec[user_column] = Column("factor", missing_token=MISSING_TOKEN)
-    for c in [split_column] + [s.key for s in sides]:
-        if c:
-            spec.setdefault(c, Column("auto"))
+        # ids and keys keep every digit; other non-integer numbers of a typed file are float32 at once
+        inexact = auto if c in {user_column, *(s.key for s in sides)} else Column("auto", exact=False)
+        spec[c] = factor if c in forced_cat else number if c in forced_num and c != user_column else inexact
+    if user_column:
+        spec.setdefault(user_column, factor)
+    for c in filter(None, [split_column] + [s.key for s in sides]):
+        spec.setdefault(c, auto)
     for side in sides:
-        side.table = read_columns(side.header, {c: spec[c] for c in side.columns if c in spec}
-                                       | {side.key: Column("auto")})  # fmt: skip
+        side.table = read_columns(side.header, {c: spec[c] for c in side.columns if c in spec} | {side.key: auto})
     table = read_columns(headers, {c: k for c, k in spec.items() if c in main.names})
     for side in sides:
         _join(table, side, spec)
 
-    kinds, rows, texts = {}, [], {}
-    for c in labels:
-        kind = "regression" if c in regression else "binary"
-        rows.append((c, f"label ({kind}{', ' + transforms[c] if c in transforms else ''})", "label_columns", ""))
+    kinds, texts = {}, {}
+    rows = [(c, f"label ({task_kind[c]}{', ' + transforms[c] if c in transforms else ''})", "label_columns", "")
+            for c in labels]  # fmt: skip
     for c in features:
-        if c in forced_cat:
-            kinds[c] = "categorical"
-            rows.append((c, "categorical", "categorical_columns", ""))
-        elif c in forced_num:
-            kinds[c] = "numeric"
-            rows.append((c, "numeric", "numeric_columns", ""))
-        else:
-            kinds[c], reason = table.auto[c].infer(max_categorical_distinct=max_categorical_distinct)
-            text = _free_text(table.auto[c], max_categorical_distinct) if kinds[c] == "categorical" else None
-            if text is not None:
-                kinds[c], texts[c] = "text", text
-                rows.append((c, "dropped", "looks like free text", text))
-            else:
-                rows.append((c, kinds[c], "inferred", reason))
-    for c in dropped:
-        rows.append((c, "dropped", "drop_columns", ""))
-    if split_column:
-        rows.append((split_column, "split key", "split_column", ""))
+        if c in forced_cat or c in forced_num:
+            kinds[c] = "categorical" if c in forced_cat else "numeric"
+            rows.append((c, kinds[c], f"{kinds[c]}_columns", ""))
+            continue
+        kinds[c], reason = table.auto[c].infer(max_categorical_distinct=max_distinct)
+        text = _free_text(table.auto[c], max_distinct) if kinds[c] == "categorical" else None
+        if text is not None:
+            kinds[c], texts[c] = "text", text
+        rows.append((c, "dropped", "looks like free text", text) if text else (c, kinds[c], "inferred", reason))
+    rows += [(c, "dropped", "drop_columns", "") for c in dropped]
+    rows += [(split_column, "split key", "split_column", "")] if split_column else []
     features = [c for c in features if kinds[c] != "text"]
     joined = "".join(f", {s.header.path} joined on {s.key}" for s in sides)
-    lines = [
-        f"tabular: columns of {main.path} ({_format_name(main)}, {np.sum(table.source_ids == 0)} rows{joined})",
-        format_column_table(rows),
-        "(override with categorical_columns=..., numeric_columns=..., drop_columns=...)",
-    ]
+    how = FORMAT_NAMES[main.format] if main.types else f"delimiter {delimiter_name(main.delimiter)}"
+    lines = [f"tabular: columns of {main.path} ({how}, {np.sum(table.source_ids == 0)} rows{joined})",
+             format_column_table(rows),
+             "(override with categorical_columns=..., numeric_columns=..., drop_columns=...)"]
     if texts:
         lines.append(
             f"tabular: dropped {len(texts)} column(s) that look like free text or row ids: {', '.join(texts)}. As "
@@ -337,36 +267,28 @@ def _build(headers, roles, sides, *, labels, regression, forced_cat, forced_num,
     if verbose:
         print(text)
 
-    tasks = [TaskSpec(c, "regression" if c in regression else "binary", label_transform=transforms.get(c, ""))
-             for c in labels]  # fmt: skip
+    tasks = [TaskSpec(c, task_kind[c], label_transform=transforms.get(c, "")) for c in labels]
     if user_column and user_column in forced_num:  # read as strings for the user codes
         table.numeric[user_column], error = table.auto[user_column].as_numbers()
         if error is not None:
             table.errors[user_column] = error
     table.raise_first(labels + [c for c in features if kinds[c] == "numeric"])
     label_matrix = np.stack([table.labels.pop(c) for c in labels], axis=1)
-    categorical = {c: table.categorical[c] if c in table.categorical else table.auto[c].as_factor(MISSING_TOKEN)
-                   for c in features if kinds[c] == "categorical"}  # fmt: skip
+    factor_of = lambda c: table.categorical[c] if c in table.categorical else table.auto[c].as_factor(MISSING_TOKEN)
+    categorical = {c: factor_of(c) for c in features if kinds[c] == "categorical"}
     numeric = {}
     for c in features:
         if kinds[c] == "numeric":  # each float64 column is let go as soon as it is converted (peak memory)
-            auto = table.auto.get(c) if c in (user_column, split_column) else table.auto.pop(c, None)
-            numeric[c] = table.numeric[c] if c in table.numeric else auto.as_numbers()[0]
-    users = None
-    if user_column:
-        user = table.categorical.get(user_column)
-        if user is None:
-            user = table.auto[user_column].as_factor(MISSING_TOKEN)
-        users = user.codes.astype(np.int64)
+            column = table.auto.get(c) if c in (user_column, split_column) else table.auto.pop(c, None)
+            numeric[c] = table.numeric[c] if c in table.numeric else column.as_numbers()[0]
+    users = factor_of(user_column).codes.astype(np.int64) if user_column else None
     frame = Frame(categorical, numeric, table.sources, table.source_ids, table.lines, table.block, table.block_columns)
     parts = file_parts(frame)
 
     role_rows = {r: np.concatenate([p for p, k in zip(parts, roles) if k == r]) for r in dict.fromkeys(roles)}
-    role_paths = {r: [h.path for h, k in zip(headers, roles) if k == r] for r in role_rows}
-    num_main = len(role_rows["main"])
-    main_paths = ", ".join(role_paths["main"])
-    fractions = parse_fractions(split)
-    names = ("train", "validation", "test")
+    role_paths = {r: ", ".join(h.path for h, k in zip(headers, roles) if k == r) for r in role_rows}
+    main_rows, main_paths = role_rows["main"], role_paths["main"]
+    fractions, names = parse_fractions(split), ("train", "validation", "test")
     others = [r for r in role_rows if r != "main"]
     if split_column:
         assignment, numeric_keys = _split_by_column(table.auto[split_column], boundaries)
@@ -378,83 +300,44 @@ def _build(headers, roles, sides, *, labels, regression, forced_cat, forced_num,
         protocol = f"split by column {split_column!r}"
         description = (f"{main_paths} split by {split_column} (compared as {'numbers' if numeric_keys else 'text'}): "
                        + "; ".join(f"{k}: {ranges[k]}" for k in names))  # fmt: skip
-    elif len(others) == 2:
-        splits = {"train": role_rows["main"], "validation": role_rows["validation"], "test": role_rows["test"]}
-        sources = {"train": main_paths, "validation": ", ".join(role_paths["validation"]),
-                   "test": ", ".join(role_paths["test"])}  # fmt: skip
-        protocol = "files"
-        description = f"files: train={sources['train']}, validation={sources['validation']}, test={sources['test']}"
+    elif len(others) == 2:  # train = the main files
+        splits = {k: role_rows["main" if k == "train" else k] for k in names}
+        sources = {k: role_paths["main" if k == "train" else k] for k in names}
+        protocol, description = "files", "files: " + ", ".join(f"{k}={sources[k]}" for k in names)
     elif len(others) == 1:
         given = others[0]
         cut = "validation" if given == "test" else "test"
         f_train, f_cut = fractions[0], fractions[names.index(cut)]
-        if f_train + f_cut <= 0:
-            raise DataError(f"split {split!r} leaves nothing to cut {cut} from {main_paths}", path=main.path)
         total = f_train + f_cut
-        train_rows, cut_rows = permutation_split(num_main, (f_train / total, f_cut / total), seed)
-        given_paths = ", ".join(role_paths[given])
-        splits = {"train": role_rows["main"][train_rows], cut: role_rows["main"][cut_rows], given: role_rows[given]}
-        sources = {"train": f"part of {main_paths}", cut: f"part of {main_paths}", given: given_paths}
+        if total <= 0:
+            raise DataError(f"split {split!r} leaves nothing to cut {cut} from {main_paths}", path=main.path)
+        train_rows, cut_rows = permutation_split(len(main_rows), (f_train / total, f_cut / total), seed)
+        splits = {"train": main_rows[train_rows], cut: main_rows[cut_rows], given: role_rows[given]}
+        sources = {"train": f"part of {main_paths}", cut: f"part of {main_paths}", given: role_paths[given]}
         protocol = f"random train/{cut} split of one file, {given} file"
-        description = (
-            f"{main_paths} permuted with default_rng({seed}) and cut train:{cut} = {f_train:g}:{f_cut:g}; "
-            f"{given} = {given_paths}"
-        )
+        description = (f"{main_paths} permuted with default_rng({seed}) and cut train:{cut} = {f_train:g}:{f_cut:g}; "
+                       f"{given} = {role_paths[given]}")  # fmt: skip
     else:
-        idx = permutation_split(num_main, fractions, seed)
-        splits = dict(zip(names, idx))
+        splits = dict(zip(names, permutation_split(len(main_rows), fractions, seed)))
         sources = {k: f"{k} part of {main_paths}" for k in names}
         protocol = "random split"
-        description = (
-            f"{main_paths} permuted with default_rng({seed}) and cut "
-            f"{'/'.join(f'{x:g}' for x in fractions)} into train/validation/test"
-        )
-    info = {
-        "dataset": "tabular",
-        "protocol": protocol,
-        "protocol_description": description,
-        "seed": seed,
-        "files": [h.path for h in headers],
-        "delimiter": main.delimiter,
-        "label_columns": labels,
-        "column_types": {c: kinds[c] for c in features},
-        "dropped_columns": dropped,
-        "user_column": user_column or None,
-        "min_count": min_count,
-        "text_columns_dropped": texts,
-        "joins": [[s.key, s.header.path] for s in sides],
-        "split_column": split_column or None,
-        "label_transforms": transforms,
-    }
+        description = (f"{main_paths} permuted with default_rng({seed}) and cut "
+                       f"{'/'.join(f'{x:g}' for x in fractions)} into train/validation/test")  # fmt: skip
+    info = {"dataset": "tabular", "protocol": protocol, "protocol_description": description, "seed": seed,
+            "files": [h.path for h in headers], "delimiter": main.delimiter, "label_columns": labels,
+            "column_types": {c: kinds[c] for c in features}, "dropped_columns": dropped,
+            "user_column": user_column or None, "min_count": min_count, "text_columns_dropped": texts,
+            "joins": [[s.key, s.header.path] for s in sides], "split_column": split_column or None,
+            "label_transforms": transforms}  # fmt: skip
+    hint = ("use more rows, another split (split=..., seed=...), separate files (validation_path=, test_path=), or "
+            "allow_single_class=True.")  # fmt: skip
+    encoding = ("hash_buckets", "hash_threshold", "missing_indicators", "allow_single_class", "standardize_labels")
     data = build_multitask_data(
-        frame,
-        splits,
-        labels=label_matrix,
-        tasks=tasks,
-        categorical=[c for c in features if kinds[c] == "categorical"],
-        numeric=[c for c in features if kinds[c] == "numeric"],
-        info=info,
-        hash_buckets=int(hash_buckets),
-        hash_threshold=None if hash_threshold in (None, 0, "") else int(hash_threshold),
-        missing_indicators=missing_indicators,
-        allow_single_class=allow_single_class,
-        split_sources=sources,
-        single_class_hint=(
-            "use more rows, another split (split=..., seed=...), separate files (validation_path=, test_path=), "
-            "or allow_single_class=True."
-        ),
-        users=users,
-        standardize_labels=standardize_labels,
-        min_count=min_count,
-        out=out,
-    )
+        frame, splits, labels=label_matrix, tasks=tasks, categorical=[c for c in features if kinds[c] == "categorical"],
+        numeric=[c for c in features if kinds[c] == "numeric"], info=info, split_sources=sources,
+        single_class_hint=hint, users=users, min_count=min_count, out=out, **{k: args[k] for k in encoding},
+    )  # fmt: skip
     return data, text
-
-
-def _format_name(header: Header) -> str:
-    if header.types:
-        return FORMAT_NAMES[header.format]
-    return f"delimiter {delimiter_name(header.delimiter)}"
 
 
 # ---------------------------------------------------------------- free text
@@ -486,10 +369,6 @@ def _take(factor: Factor, index: np.ndarray, missing_value: str) -> Factor:
     return sorted_factor(pa.array(np.append(factor.values, missing_value), pa.string()), codes)
 
 
-def _key_factor(table: Table, key: str) -> Factor:
-    return table.categorical[key] if key in table.categorical else table.auto[key].factor
-
-
 def _match(log: Factor, side: Factor, *, key: str, side_path: str, side_lines: np.ndarray) -> np.ndarray:
     """For each log row, the side-table row with the same key (as text), or -1."""
     values = side.values
@@ -516,8 +395,8 @@ def _match(log: Factor, side: Factor, *, key: str, side_path: str, side_lines: n
 def _join(table: Table, side: _Side, spec) -> None:
     """Adds ``side``'s columns to ``table``, row by row on the key."""
     st = side.table
-    index = _match(_key_factor(table, side.key), st.auto[side.key].factor, key=side.key, side_path=side.header.path,
-                   side_lines=st.lines)  # fmt: skip
+    log = table.categorical[side.key] if side.key in table.categorical else table.auto[side.key].factor
+    index = _match(log, st.auto[side.key].factor, key=side.key, side_path=side.header.path, side_lines=st.lines)
     absent = index < 0
     rows = np.maximum(index, 0)
     for c in side.columns:

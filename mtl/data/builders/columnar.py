@@ -1,10 +1,7 @@
-"""The TFDS builder base for tabular rows (``array_record``, usable without TensorFlow), and the read-back.
-
-Rows are stored as ``row`` (index in the split's files: TFDS shuffles records on write),
-``line`` (1-based line in the source file), ``categorical`` (strings) and ``numeric``
-(float32): two vectors per row write and read several times faster than one feature per
-column. :func:`read_frame` reads a split back in batches into a :class:`~mtl.data.frame.Frame`,
-cached beside the ``array_record`` files. Details in ``docs/data.md``, *TFDS builders*.
+"""The TFDS builder base for tabular rows (``array_record``, usable without TensorFlow) and :func:`read_frame`,
+the read-back into a :class:`~mtl.data.frame.Frame` cached beside the ``array_record`` files. A row is its
+index in the split's files (TFDS shuffles records), its line and two vectors, strings and float32, which
+write and read several times faster than one feature per column: ``docs/data.md``, *TFDS builders*.
 """
 
 from __future__ import annotations
@@ -30,11 +27,13 @@ class ColumnarConfig(tfds.core.BuilderConfig):
 class ColumnarBuilder(tfds.core.GeneratorBasedBuilder):
     """Rows as ``{row, line, categorical[C] (str), numeric[D] (float32)}``, ``array_record`` by default.
 
-    Subclasses set ``BUILDER_CONFIGS``, ``HOMEPAGE``, ``FOLDER`` (the dataset's folder name) and
-    ``files(folder) -> {split: [paths]} or None`` and ``read(path) -> Frame``.
+    Subclasses set ``BUILDER_CONFIGS``, ``HOMEPAGE``, ``MANUAL_DOWNLOAD_INSTRUCTIONS``,
+    ``files(manual folder or None, dl_manager) -> {split: [paths]} or None`` and ``read(path) -> Frame``.
     """
 
-    HOMEPAGE = FOLDER = ""
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release: raw rows as two vectors (strings, float32)."}
+    HOMEPAGE = ""
 
     def __init__(self, *, file_format: str | None = None, **kwargs):
         super().__init__(file_format=file_format or "array_record", **kwargs)
@@ -74,14 +73,6 @@ class ColumnarBuilder(tfds.core.GeneratorBasedBuilder):
             yield i, {"row": i, "line": int(frame.lines[i]), "categorical": cats[i], "numeric": nums[i]}
 
 
-def candidate_dirs(manual_dir: pathlib.Path | None, folder: str) -> list[pathlib.Path]:
-    """Where a builder looks for its files: the manual folder, ``<manual>/<folder>``, and their subfolders."""
-    if manual_dir is None:
-        return []
-    tops = [d for d in (manual_dir, manual_dir / folder) if d.is_dir()]
-    return tops + [sub for d in tops for sub in sorted(d.iterdir()) if sub.is_dir()]
-
-
 def prepare(builder_cls, *, data_dir: str | os.PathLike, manual_dir: str | os.PathLike | None = None,
             config: str | None = None) -> ColumnarBuilder:  # fmt: skip
     """Instantiates a builder and runs ``download_and_prepare`` (a no-op when already built)."""
@@ -104,8 +95,7 @@ def _read_split(builder: ColumnarBuilder, split: str, batch_size: int) -> Frame:
     source = builder.as_data_source(split)
     records = [r for start in range(0, len(source), batch_size)
                for r in source.__getitems__(list(range(start, min(len(source), start + batch_size))))]  # fmt: skip
-    order = np.argsort([r["row"] for r in records], kind="stable")
-    records = [records[i] for i in order]
+    records.sort(key=lambda r: int(r["row"]))  # file order
     cfg = builder.builder_config
     text = lambda v: v.decode() if isinstance(v, bytes) else str(v)
     categorical = {name: factorize([text(r["categorical"][j]) for r in records])

@@ -29,8 +29,7 @@ COLUMNS = ((ID_COLUMN,) + CATEGORICAL, NUMERICAL + LABELS)
 def files_in(folder: pathlib.Path, country: str, sample: bool) -> dict[str, pathlib.Path] | None:
     """``{"train", "test"}`` files of a country (or the sample) in ``folder``, or ``None``."""
     sub = folder if folder.name == f"AliExpress_{country}" else folder / f"AliExpress_{country}"
-    train, test = (folder / SAMPLE_FILES[0], folder / SAMPLE_FILES[1]) if sample else (sub / "train.csv",
-                                                                                      sub / "test.csv")
+    train, test = (folder / name for name in SAMPLE_FILES) if sample else (sub / "train.csv", sub / "test.csv")
     return {"train": train, "test": test} if train.is_file() and test.is_file() else None
 
 

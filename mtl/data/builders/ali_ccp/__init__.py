@@ -1,5 +1,3 @@
 """TFDS builder for Ali-CCP; see :mod:`.ali_ccp_dataset_builder`."""
 
-from mtl.data.builders.ali_ccp.ali_ccp_dataset_builder import AliCcp
-
-__all__ = ["AliCcp"]
+from mtl.data.builders.ali_ccp.ali_ccp_dataset_builder import AliCcp as AliCcp

@@ -1,22 +1,17 @@
-"""Ali-CCP as a TFDS dataset; manual download only (:mod:`mtl.data.ali_ccp`).
-
-Configs ``torch_rechub`` (splits train / validation / test) and ``paddlerec`` (train / test),
-from the full files anywhere in the manual folder first, then the public samples.
-"""
+"""Ali-CCP as a TFDS dataset, manual download only (:mod:`mtl.data.ali_ccp`): configs ``torch_rechub``
+(splits train / validation / test) and ``paddlerec`` (train / test), from the full files anywhere in the
+manual folder first, then the public samples."""
 
 from __future__ import annotations
 
-import tensorflow_datasets as tfds
-
-from mtl.data.builders.columnar import ColumnarBuilder, ColumnarConfig, candidate_dirs
+from mtl.data import paths
+from mtl.data.builders.columnar import ColumnarBuilder, ColumnarConfig
 from mtl.data.formats import ali_ccp
 
 
 class AliCcp(ColumnarBuilder):
     """Ali-CCP (Alibaba Click and Conversion Prediction), the ESMM dataset."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release: torch-rechub CSV and PaddleRec ESMM formats."}
     BUILDER_CONFIGS = [ColumnarConfig(name=fmt, description=f"Ali-CCP in {fmt} format",
                                       categorical_columns=ali_ccp.COLUMNS[fmt][0],
                                       numeric_columns=ali_ccp.COLUMNS[fmt][1])
@@ -28,7 +23,7 @@ class AliCcp(ColumnarBuilder):
         fmt = self.builder_config.name
         finder = ali_ccp.torch_rechub_files_in if fmt == "torch_rechub" else ali_ccp.paddlerec_files_in
         for sample in (False, True):
-            for candidate in candidate_dirs(manual, ali_ccp.DATASET):
+            for candidate in paths.candidate_dirs(manual, ali_ccp.DATASET):
                 if found := finder(candidate, sample):
                     return {split: p if isinstance(p, list) else [p] for split, p in found.items()}
         return None

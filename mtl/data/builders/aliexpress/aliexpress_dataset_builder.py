@@ -1,22 +1,17 @@
-"""AliExpress (MTReclib format) as a TFDS dataset; manual download only (:mod:`mtl.data.aliexpress`).
-
-One config per country (the manual folder, or its ``aliexpress/`` subfolder, holds
-``AliExpress_<country>/{train,test}.csv`` or is that folder) and ``sample`` (the public sample).
-"""
+"""AliExpress (MTReclib format) as a TFDS dataset, manual download only (:mod:`mtl.data.aliexpress`): one
+config per country (the manual folder, or its ``aliexpress/`` subfolder, holds
+``AliExpress_<country>/{train,test}.csv`` or is that folder) and ``sample`` (the public sample)."""
 
 from __future__ import annotations
 
-import tensorflow_datasets as tfds
-
-from mtl.data.builders.columnar import ColumnarBuilder, ColumnarConfig, candidate_dirs
+from mtl.data import paths
+from mtl.data.builders.columnar import ColumnarBuilder, ColumnarConfig
 from mtl.data.formats import aliexpress
 
 
 class AliExpress(ColumnarBuilder):
     """AliExpress search-session data with click and conversion labels (MTReclib / AITM)."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release: MTReclib CSV format."}
     BUILDER_CONFIGS = [ColumnarConfig(name=name, description=f"AliExpress {name}",
                                       categorical_columns=aliexpress.COLUMNS[0], numeric_columns=aliexpress.COLUMNS[1])
                        for name in aliexpress.COUNTRIES + ("sample",)]  # fmt: skip
@@ -25,9 +20,8 @@ class AliExpress(ColumnarBuilder):
 
     def files(self, manual, dl_manager):
         name = self.builder_config.name
-        for candidate in candidate_dirs(manual, aliexpress.DATASET):
-            found = aliexpress.files_in(candidate, "NL" if name == "sample" else name, name == "sample")
-            if found:
+        for candidate in paths.candidate_dirs(manual, aliexpress.DATASET):
+            if found := aliexpress.files_in(candidate, "NL" if name == "sample" else name, name == "sample"):
                 return {split: [path] for split, path in found.items()}
         return None
 

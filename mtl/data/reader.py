@@ -41,7 +41,6 @@ _HEAD_BYTES = 1 << 20
 _SCAN_BYTES = 16 << 20
 _SNIFF_LINES = 20
 _GROUP_ROWS = 1 << 16  # Parquet rows read per column at a time (whole row groups)
-_GROUP_VALUES = 1 << 22  # Parquet values decoded at a time: as many columns of a run as fit (at least one)
 _CONVERSION = re.compile(r"In CSV column #(\d+): .*CSV conversion error to (\w+)")
 _TEXT = pa.dictionary(pa.int32(), pa.string())
 
@@ -372,10 +371,9 @@ def _arrow_table(path: str) -> pa.Table:
 
 
 def _typed_batches(h: Header, names: list[str]):
-    """``(first row, batch)`` of a Parquet file, a run of row groups (at least ``_GROUP_ROWS`` rows, or
-    one group) at a time and of it as many columns as hold ``_GROUP_VALUES`` values (at least one, which
-    pyarrow decodes side by side), so that memory stays bounded with huge row groups too; or of an Arrow
-    file's record batches."""
+    """``(first row, batch)`` of a Parquet file, one column of a run of row groups (at least
+    ``_GROUP_ROWS`` rows, or one group) at a time, so that one decoded column is in memory at once;
+    or of an Arrow file's record batches."""
     where = ""
     try:
         if h.format == "arrow":
@@ -388,10 +386,9 @@ def _typed_batches(h: Header, names: list[str]):
             while stop < len(sizes) and rows < _GROUP_ROWS:
                 stop, rows = stop + 1, rows + sizes[stop]
             where = f" (row group {start})" if stop == start + 1 else f" (row groups {start}-{stop - 1})"
-            width = max(1, _GROUP_VALUES // rows)
-            for cols in (names[k : k + width] for k in range(0, len(names), width)):
-                part = parquet.read_row_groups(range(start, stop), columns=cols)
-                yield row, pa.RecordBatch.from_arrays([part.column(c).combine_chunks() for c in cols], cols)
+            for c in names:
+                column = parquet.read_row_groups(range(start, stop), columns=[c]).column(0).combine_chunks()
+                yield row, pa.RecordBatch.from_arrays([column], [c])
             row, start = row + rows, stop
     except (pa.ArrowException, OSError) as e:
         raise DataError(f"cannot be read as {FORMAT_NAMES[h.format]}{where}: {e}", path=h.path) from None

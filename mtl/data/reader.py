@@ -729,11 +729,23 @@ def _integer_factor(x: np.ndarray) -> Factor:
     """The factor of integer ids, coded against their decimal texts (what reading them as text gives)."""
     encoded = pc.dictionary_encode(pa.array(x))
     ids = encoded.dictionary.to_numpy()
-    order = np.argsort(ids.astype(f"<U{max(len(str(ids.min())), len(str(ids.max())))}"), kind="stable") if len(
-        ids) else np.zeros(0, np.int64)  # fmt: skip
+    order = np.argsort(_text_order_key(ids), kind="stable")
     rank = np.empty(len(order), np.int32)
     rank[order] = np.arange(len(order), dtype=np.int32)
     return Factor(rank[encoded.indices.to_numpy(zero_copy_only=False)], ids[order])
+
+
+def _text_order_key(ids: np.ndarray) -> np.ndarray:
+    """A key that sorts integers as their decimal texts do: ``-`` first, then digit by digit, a prefix
+    first (``"10" < "100" < "2"``): the magnitude padded with zeros to the longest, then the digit
+    count; the texts themselves when the padded magnitude would not fit 63 bits."""
+    magnitude = np.abs(ids).astype(np.uint64)
+    digits = np.searchsorted(10 ** np.arange(1, 20, dtype=np.uint64), magnitude, side="right").astype(np.uint64) + 1
+    longest = int(digits.max()) if len(ids) else 1
+    if longest > 17:
+        return ids.astype(f"<U{longest + 1}")
+    key = magnitude * np.uint64(10) ** (np.uint64(longest) - digits) * np.uint64(20) + digits
+    return key | (ids >= 0).astype(np.uint64) << np.uint64(63)
 
 
 def _combine(chunks: list[pa.DictionaryArray]) -> pa.DictionaryArray:

@@ -28,6 +28,16 @@ def test_integer_ids_are_coded_in_the_order_of_their_text(tmp_path):
     assert factor.strings().tolist() == ["9", "10", "100", "9", "2", "10"]
 
 
+@pytest.mark.parametrize("ids", [
+    [400, 5, -300, 0, -30, 47, 40, -3, 7, 4],  # a prefix after its extension: the digit count decides
+    [10**18, 99, 9, 10**18 + 1, -(10**17), 123456789012345678],  # beyond 17 digits: the texts sort
+])  # fmt: skip
+def test_text_order_with_signs_and_long_ids(tmp_path, ids):
+    factor = _read(tmp_path, ids)
+    assert list(factor.values.astype(str)) == sorted(map(str, ids))  # Python's own string order
+    assert factor.strings().tolist() == [str(v) for v in ids]
+
+
 def test_ids_beyond_int32_are_kept_exactly(tmp_path):
     big = 2**40 + 7
     factor = _read(tmp_path, [1, big, -(2**35), 1])

@@ -434,10 +434,11 @@ def _count_lines(h: Header) -> int:
     return count + (last not in (b"\n", b"\r"))
 
 
-def _record_lines(h: Header) -> tuple[np.ndarray, np.ndarray]:
-    """``(line, blank)`` of each non-empty record after the header: the line on which it ends and
-    whether it is whitespace only (one field), by Python's :mod:`csv` rules (pyarrow's too)."""
-    ends, blanks = [], []
+def _record_lines(h: Header) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(line, blank, fields)`` of each non-empty record after the header: the line on which it ends,
+    whether it is whitespace only (one field) and its number of fields, by Python's :mod:`csv` rules
+    (pyarrow's too)."""
+    ends, blanks, widths = [], [], []
     limit = csv.field_size_limit(2**31 - 1)
     try:
         with open(h.path, "rb") as f:
@@ -447,9 +448,10 @@ def _record_lines(h: Header) -> tuple[np.ndarray, np.ndarray]:
                 if record:
                     ends.append(h.line + records.line_num)
                     blanks.append(len(record) == 1 and not record[0].strip())
+                    widths.append(len(record))
     finally:
         csv.field_size_limit(limit)
-    return np.array(ends, np.int64), np.array(blanks, bool)
+    return np.array(ends, np.int64), np.array(blanks, bool), np.array(widths, np.int64)
 
 
 def _lines(h: Header, rows: int) -> np.ndarray:
@@ -458,7 +460,7 @@ def _lines(h: Header, rows: int) -> np.ndarray:
     were one line)."""
     first = h.line + 1
     if _count_lines(h) != rows:
-        ends, blank = _record_lines(h)
+        ends, blank, _ = _record_lines(h)
         if (~blank).sum() == rows:
             return ends[~blank].astype(np.int64)
     return np.arange(first, first + rows, dtype=np.int64)
@@ -495,28 +497,23 @@ def utf8_error(path: str, offset: int, line: int, h: Header | None = None) -> Da
 # ---------------------------------------------------------------- the reader
 
 
-def _open(h: Header, types: Mapping[str, pa.DataType], *, block_size: int | None = None, problems=None):
+def _open(h: Header, types: Mapping[str, pa.DataType], *, block_size: int):
     """pyarrow's streaming reader over the data records: batches of the columns in ``types``."""
     if h.data_offset >= h.size:
         return iter(())
 
     def invalid(row):
         try:
-            if not row.text.strip():
-                return "skip"  # a whitespace-only line
+            return "skip" if not row.text.strip() else "error"  # skips a whitespace-only line
         except UnicodeDecodeError:
-            pass
-        if problems is not None:
-            problems.append(row)
-        return "error"
+            return "error"
 
     stream = pa.OSFile(h.path, "rb")
     stream.seek(h.data_offset)
     try:
         return iter(pacsv.open_csv(
             stream,
-            read_options=pacsv.ReadOptions(column_names=h.names, block_size=block_size or BLOCK_SIZE,
-                                           use_threads=problems is None),
+            read_options=pacsv.ReadOptions(column_names=h.names, block_size=block_size),
             parse_options=pacsv.ParseOptions(delimiter=h.delimiter, newlines_in_values=True,
                                              invalid_row_handler=invalid),
             convert_options=pacsv.ConvertOptions(column_types=dict(types), include_columns=list(types),
@@ -528,24 +525,18 @@ def _open(h: Header, types: Mapping[str, pa.DataType], *, block_size: int | None
         raise
 
 
-def _located(h: Header, error: pa.ArrowInvalid, block_size: int) -> DataError:
-    """A DataError naming the place of a problem pyarrow reported without one."""
-    if "invalid UTF8" in str(error):
-        return utf8_error(h.path, h.data_offset, h.line + 1, h)
-    problems = []
-    try:
-        for _ in _open(h, {}, block_size=block_size, problems=problems):
-            pass
-    except pa.ArrowInvalid:
-        pass
-    if not problems:
-        utf8 = utf8_error(h.path, h.data_offset, h.line + 1, h)
-        return utf8 if utf8.line is not None else DataError(f"cannot be read as delimited text: {error}", path=h.path)
-    row = problems[-1]
-    ends, _ = _record_lines(h)
-    line = int(ends[row.number - 1]) if row.number and row.number <= len(ends) else None
-    return DataError(f"has {row.actual_columns} fields, the header has {row.expected_columns} "
-                     f"(delimiter {delimiter_name(h.delimiter)})", path=h.path, line=line)  # fmt: skip
+def _located(h: Header, error: pa.ArrowInvalid) -> DataError:
+    """A DataError naming the place of a problem pyarrow reported without one: the first undecodable
+    byte, else the first record whose number of fields is not the header's."""
+    utf8 = utf8_error(h.path, h.data_offset, h.line + 1, h)
+    if utf8.line is not None:
+        return utf8
+    ends, blank, widths = _record_lines(h)
+    bad = np.flatnonzero(~blank & (widths != len(h.names)))
+    if not len(bad):
+        return DataError(f"cannot be read as delimited text: {error}", path=h.path)
+    return DataError(f"has {widths[bad[0]]} fields, the header has {len(h.names)} (delimiter "
+                     f"{delimiter_name(h.delimiter)})", path=h.path, line=int(ends[bad[0]]))  # fmt: skip
 
 
 class _AsText(Exception):
@@ -596,7 +587,7 @@ def read_columns(header: Header | Sequence[Header], columns: Mapping[str, Column
                 elif h.types:
                     raise DataError(f"cannot be read as {FORMAT_NAMES[h.format]}: {message}", path=h.path) from None
                 else:
-                    raise _located(h, failed.error, block_size) from None
+                    raise _located(h, failed.error) from None
     except OSError as e:
         raise DataError(f"cannot be read: {e}", path=files[0].path) from None
     finally:

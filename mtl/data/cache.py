@@ -1,8 +1,8 @@
-"""Crash-safe caches of parsed and prepared data: folders of ``.npy`` files and ``meta.json``, memory-mapped.
+"""Crash-safe caches of prepared data: folders of ``.npy`` files and ``meta.json``, memory-mapped.
 
-:func:`cached_dataset` keeps prepared :class:`~mtl.data.base.MultiTaskData` (``<dataset>/prepared/<key>/``),
-:func:`mtl.data.frame.cached` raw frames. Writes are atomic, a source that changed while read caches
-nothing, a damaged entry is rebuilt: ``docs/data.md``, *Caches*.
+:func:`cached_dataset` keeps prepared :class:`~mtl.data.base.MultiTaskData` (``<dataset>/prepared/<key>/``).
+Writes are atomic, a source that changed while read caches nothing, a damaged entry is rebuilt:
+``docs/data.md``, *Caches*.
 """
 
 from __future__ import annotations

@@ -1,26 +1,21 @@
 """Raw columns of one or more files, before any split, vocabulary or scaling.
 
-A :class:`Frame` is what every reader produces and what the cache and the TFDS
-builders store: categorical columns as :class:`Factor` s (int32 codes into the
-sorted distinct string values) and numeric columns as float32 arrays with NaN for
-missing values. Each row remembers its source file and 1-based line so that later
-checks can say where a bad value came from. Turning a frame into model inputs is
-:mod:`mtl.data.preprocess`'s job; :func:`cached` keeps frames in the cache.
+A :class:`Frame` is what every reader produces and what the TFDS builders store:
+categorical columns as :class:`Factor` s (int32 codes into the sorted distinct values)
+and numeric columns as float32 arrays with NaN for missing values. Each row remembers its
+source file and 1-based line so that later checks can say where a bad value came from.
+Turning a frame into model inputs is :mod:`mtl.data.preprocess`'s job.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import pathlib
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from mtl.data import cache
 
 #: The value of a missing categorical entry, a category of its own.
 MISSING_TOKEN = "<missing>"
@@ -179,39 +174,3 @@ def concat_frames(frames: Sequence[Frame], *, consume: bool = False) -> tuple[Fr
     numeric = {k: np.concatenate([take(f.numeric, k) for f in frames]) for k in list(frames[0].numeric)}
     frame = Frame(categorical, numeric, sources, np.concatenate(source_ids), np.concatenate([f.lines for f in frames]))
     return frame, [np.arange(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
-
-
-def _write_frame(frame: Frame, pack: cache.PackWriter) -> dict:
-    for i, f in enumerate(frame.categorical.values()):
-        pack.save(f"cat{i}_codes", f.codes)
-        pack.save(f"cat{i}_values", f.values)
-    for i, a in enumerate(frame.numeric.values()):
-        pack.save(f"num{i}", a)
-    pack.save("lines", frame.lines)
-    pack.save("source_ids", frame.source_ids)
-    return {"categorical_names": list(frame.categorical), "numeric_names": list(frame.numeric),
-            "frame_sources": list(frame.sources)}  # fmt: skip
-
-
-def save_frame(frame: Frame, folder: str | os.PathLike) -> None:
-    """Writes a frame as a cache entry, atomically."""
-    with cache.EntryWriter(pathlib.Path(folder), kind="frame") as writer:
-        writer.commit(_write_frame(frame, writer.pack))
-
-
-def cached(root: str | os.PathLike, *, name: str, sources: Sequence[str | os.PathLike], args: Mapping[str, Any],
-           build: Callable[[], Frame]) -> Frame:  # fmt: skip
-    """The frame ``build()`` makes from ``sources``, through the cache entry ``root/<name>-<key>``.
-
-    The key covers the sources' path, size and modification time and ``args``; a damaged
-    entry is rebuilt, and a source that changes while ``build()`` reads it raises a
-    :class:`~mtl.data.errors.DataError` and caches nothing.
-    """
-    states = [cache.SourceState.of(p) for p in sources]
-    folder = pathlib.Path(root) / f"{name}-{cache.entry_key('frame', args, states)}"
-    meta, arrays = cache.cached_entry(folder, kind="frame", states=states,
-                                      build=lambda pack: {**_write_frame(build(), pack), "args": args})  # fmt: skip
-    categorical = {name: Factor(arrays[f"cat{i}_codes"], arrays[f"cat{i}_values"])
-                   for i, name in enumerate(meta["categorical_names"])}  # fmt: skip
-    numeric = {name: arrays[f"num{i}"] for i, name in enumerate(meta["numeric_names"])}
-    return Frame(categorical, numeric, meta["frame_sources"], arrays["source_ids"], arrays["lines"])

@@ -11,8 +11,6 @@ import pytest
 
 from mtl.data import DataError, load, reader
 from mtl.data import cache as cache_lib
-from mtl.data.formats import aliexpress
-from mtl.data.frame import cached
 
 
 def _csv(path: pathlib.Path, n: int = 300, seed: int = 0) -> str:
@@ -121,18 +119,6 @@ def test_damaged_entries_are_rebuilt_not_trusted(tmp_path, how):
     again = _load(path, cache)
     _same(fresh, again)
     assert cache_lib.read_entry(entry, kind="prepared") is not None  # rebuilt in place
-
-
-def test_damaged_frame_entries_are_rebuilt(tmp_path, data_dir):
-    path = data_dir / "aliexpress" / "aliexpress_test_sample.csv"
-    fresh = aliexpress.read_aliexpress_file(path)
-    cached(tmp_path, name="t", sources=[path], args={}, build=lambda: fresh)
-    (entry,) = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
-    _damage(entry, "flipped byte")
-    back = cached(tmp_path, name="t", sources=[path], args={}, build=lambda: aliexpress.read_aliexpress_file(path))
-    for name in fresh.numeric:
-        np.testing.assert_array_equal(back.numeric[name], fresh.numeric[name])
-    assert cache_lib.read_entry(entry, kind="frame") is not None  # rebuilt in place
 
 
 def test_leftovers_of_killed_runs_are_never_read_and_are_cleaned(tmp_path):

@@ -9,7 +9,6 @@ import pytest
 from mtl.data import DataError, load
 from mtl.data import census_income as census
 from mtl.data.formats import census_income as census_format
-from mtl.data.frame import cached
 
 
 @pytest.fixture(scope="module")
@@ -201,26 +200,6 @@ def test_bad_income_label_is_named(tmp_path, data_dir):
         load("census_income", data_dir=tmp_path, cache_dir=tmp_path / "cache", check_row_counts=False)
 
 
-def test_cache_round_trip(tmp_path, data_dir):
-    lines = _write_subset(tmp_path, data_dir / "census_income_kdd" / "census-income.test.gz", 300)
-    path = tmp_path / "census-income.test.gz"
-    frame = cached(tmp_path / "frames", name="t", sources=[path], args={},
-                   build=lambda: census_format.read_census_file(path))
-
-    def never():
-        raise AssertionError("the cached entry was not used")
-
-    back = cached(tmp_path / "frames", name="t", sources=[path], args={}, build=never)
-    assert back.column_names() == frame.column_names() == [
-        c for j, c in enumerate(census_format.COLUMNS) if j not in census_format.RAW_NUMERIC
-    ] + [census_format.COLUMNS[j] for j in sorted(census_format.RAW_NUMERIC)]
-    for name in frame.categorical:
-        np.testing.assert_array_equal(back.categorical[name].strings(), frame.categorical[name].strings())
-    for name in frame.numeric:
-        np.testing.assert_array_equal(back.numeric[name], frame.numeric[name])
-    assert frame.categorical["marital_stat"].strings()[0] == lines[0].split(",")[7].strip()
-
-
 def test_tfds_builder_round_trip(tmp_path, data_dir):
     """download_and_prepare (array_record, no TensorFlow) from a manual folder, read back via data source."""
     pytest.importorskip("array_record")
@@ -242,7 +221,6 @@ def test_tfds_builder_round_trip(tmp_path, data_dir):
     assert cat == [raw[j] for j in range(42) if j not in census_format.RAW_NUMERIC]
     np.testing.assert_allclose(record["numeric"], [float(raw[j]) for j in census_format.RAW_NUMERIC], rtol=1e-6)
     frame = read_frame(builder, "test")
-    assert len(list((tmp_path / "tfds").glob("**/test.columns-*/meta.json"))) == 1  # cached beside the records
     direct = census_format.read_census_file(manual / "census-income.test.gz")
     assert frame.num_rows == direct.num_rows == 2_000
     for name in direct.categorical:

@@ -13,7 +13,7 @@ import pathlib
 import numpy as np
 import tensorflow_datasets as tfds
 
-from mtl.data.frame import Frame, cached, concat_frames, factorize
+from mtl.data.frame import Frame, concat_frames, factorize
 
 
 @dataclasses.dataclass
@@ -83,15 +83,7 @@ def prepare(builder_cls, *, data_dir: str | os.PathLike, manual_dir: str | os.Pa
 
 
 def read_frame(builder: ColumnarBuilder, split: str, *, batch_size: int = 8192) -> Frame:
-    """Reads a prepared split into columns once (batched), cached beside the array_record files."""
-    folder = pathlib.Path(builder.data_dir)
-    sources = sorted(p for p in folder.glob(f"*-{split}.array_record*") if p.is_file())
-    return cached(folder, name=f"{split}.columns", sources=sources,
-                  build=lambda: _read_split(builder, split, batch_size),
-                  args={"builder": builder.name, "version": str(builder.version), "split": split})  # fmt: skip
-
-
-def _read_split(builder: ColumnarBuilder, split: str, batch_size: int) -> Frame:
+    """Reads a prepared split into columns (records ``batch_size`` at a time, in file order)."""
     source = builder.as_data_source(split)
     records = [r for start in range(0, len(source), batch_size)
                for r in source.__getitems__(list(range(start, min(len(source), start + batch_size))))]  # fmt: skip

@@ -681,7 +681,7 @@ def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], bl
             table.labels[c] = x.astype(np.float32) if columns[c].task == "binary" else x  # 0 and 1: exact
     for c in [c for c in names if c in chunks or c in ints]:  # a column at a time: memory (two threads were no faster)
         try:
-            factor = _merge(chunks.pop(c)) if c in chunks else _integer_factor(ints.pop(c)[:at])
+            factor = merge_chunks(chunks.pop(c)) if c in chunks else _integer_factor(ints.pop(c)[:at])
         except TooWide as e:
             raise AutoColumn(c, None, table).error(e.row, str(e)) from None
         bad = _finish(table, c, columns[c], factor)
@@ -746,7 +746,7 @@ def _combine(chunks: list[pa.DictionaryArray]) -> pa.DictionaryArray:
     return pa.chunked_array(chunks, _TEXT).unify_dictionaries().combine_chunks()
 
 
-def _merge(chunks: list[pa.DictionaryArray]) -> Factor:
+def merge_chunks(chunks: list[pa.DictionaryArray], *, strip: bool = True) -> Factor:
     """The factor of a column's per-batch dictionary arrays (one dictionary for all of them,
     pyarrow's ``unify_dictionaries``), stripped, coded against sorted distinct values."""
     unified = pa.chunked_array(chunks, _TEXT).unify_dictionaries()
@@ -755,7 +755,7 @@ def _merge(chunks: list[pa.DictionaryArray]) -> Factor:
     for chunk in unified.chunks:
         codes[at : at + len(chunk)] = chunk.indices.to_numpy(zero_copy_only=False)
         at += len(chunk)
-    return sorted_factor(unified.chunk(0).dictionary if chunks else pa.array([], pa.string()), codes, strip=True)
+    return sorted_factor(unified.chunk(0).dictionary if chunks else pa.array([], pa.string()), codes, strip=strip)
 
 
 def _finish(table: Table, name: str, spec: Column, factor: Factor) -> tuple[int, str] | None:

@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mtl.data.errors import DataError
-from mtl.data.frame import MISSING_TOKEN, Frame, sorted_factor
-from mtl.data.reader import Column, read_dataset_files, utf8_error
+from mtl.data.frame import MISSING_TOKEN, Frame
+from mtl.data.reader import Column, merge_chunks, read_dataset_files, utf8_error
 
 DATASET = "ali_ccp"
 FORMATS = ("auto", "torch_rechub", "paddlerec")
@@ -95,8 +95,7 @@ def read_paddlerec_file(path: str | os.PathLike) -> Frame:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise DataError("file not found", path=path)
-    codes = [[] for _ in SPARSE_FIELDS]
-    dictionaries = [[] for _ in SPARSE_FIELDS]
+    firsts = [[] for _ in SPARSE_FIELDS]  # per field, each chunk's dictionary array
     counts, labels, lines = [], [], []
     line, offset, carry = 1, 0, b""  # the line and byte offset each chunk starts on
     with open(path, "rb") as f:
@@ -114,10 +113,9 @@ def read_paddlerec_file(path: str | os.PathLike) -> Frame:
                     text = data.decode("utf-8")
                 except UnicodeDecodeError:
                     raise utf8_error(path, offset, line) from None
-                firsts, chunk_counts, chunk_labels, chunk_lines, num_lines = _paddlerec_chunk(text, line, path)
-                for j, array in enumerate(firsts):
-                    codes[j].append(array.indices.to_numpy(zero_copy_only=False))
-                    dictionaries[j].append(array.dictionary)
+                chunk_firsts, chunk_counts, chunk_labels, chunk_lines, num_lines = _paddlerec_chunk(text, line, path)
+                for j, array in enumerate(chunk_firsts):
+                    firsts[j].append(array)
                 counts.append(chunk_counts)
                 labels.append(chunk_labels)
                 lines.append(chunk_lines)
@@ -127,13 +125,7 @@ def read_paddlerec_file(path: str | os.PathLike) -> Frame:
     lines = np.concatenate(lines) if lines else np.zeros(0, np.int64)
     if not len(lines):
         raise DataError("file is empty", path=path)
-    categorical = {}
-    for j, field in enumerate(SPARSE_FIELDS):  # per-chunk dictionaries: shift codes into their concatenation
-        shifts = np.cumsum([0] + [len(d) for d in dictionaries[j][:-1]])
-        chunk_codes = np.concatenate([c + s for c, s in zip(codes[j], shifts)]).astype(np.int32)
-        encoded = pc.dictionary_encode(pa.concat_arrays(dictionaries[j]))  # distinct values before sorting
-        chunk_codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int32)[chunk_codes]
-        categorical[field] = sorted_factor(encoded.dictionary, chunk_codes)
+    categorical = {field: merge_chunks(firsts[j], strip=False) for j, field in enumerate(SPARSE_FIELDS)}
     count_matrix = np.concatenate(counts)
     numeric = {f"n_{f}": count_matrix[:, j].astype(np.float32) for j, f in enumerate(MULTI_VALUED_FIELDS)}
     label_matrix = np.concatenate(labels)

@@ -1,10 +1,6 @@
-"""Where datasets are read from and where caches are written.
-
-Loaders take ``data_dir`` (else ``$MTL_DATA_DIR``): the dataset's own folder or a parent
-holding it under its usual name (``docs/data.md``, *Where the files go*); nothing is
-downloaded at load time. Caches go to ``cache_dir``, else ``$MTL_CACHE_DIR``, else
-``~/.cache/mtl``, never next to the raw data.
-"""
+"""Where datasets are read from (``data_dir`` or ``$MTL_DATA_DIR``; nothing is downloaded at load time) and
+where caches are written (``cache_dir``, ``$MTL_CACHE_DIR`` or ``~/.cache/mtl``): ``docs/data.md``, *Where
+the files go*."""
 
 from __future__ import annotations
 

@@ -216,11 +216,8 @@ _TASK_ALIASES = {"purchase": "conversion", "ctr": "click", "cvr": "conversion"}
 
 
 def esmm_task_labels(frame: Frame, tasks: str | Sequence[str]) -> tuple[np.ndarray, list[TaskSpec]]:
-    """Labels for click / conversion data from the frame's numeric ``click`` and ``conversion`` columns.
-
-    ``tasks`` picks any of ``click``, ``conversion`` (alias ``purchase``) and ``ctcvr``
-    (ESMM's click-AND-conversion label over all impressions), in order.
-    """
+    """Labels of ``tasks`` (in order, any of ``click``, ``conversion`` alias ``purchase``, and ``ctcvr``, ESMM's
+    click-AND-conversion over all impressions) from the frame's numeric ``click`` and ``conversion``."""
     names = split_list(tasks)
     if not names:
         raise DataError(f"tasks must name some of {ESMM_TASKS}, got {tasks!r}")

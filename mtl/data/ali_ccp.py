@@ -32,10 +32,9 @@ def find_ali_ccp_files(data_dir=None, *, format: str = "auto", sample: bool = Fa
             folder = paths.resolve_dataset_dir(data_dir, dataset="Ali-CCP", folder=ccp.DATASET, subfolders=True,
                                                has_files=lambda d, f=f: finders[f](d, sample) is not None,
                                                how_to_get=ccp.HOW_TO_GET)  # fmt: skip
+            return f, finders[f](folder, sample)
         except DataError as e:
             errors.append(e)
-            continue
-        return f, finders[f](folder, sample)
     message = str(errors[0])
     if not sample:
         with contextlib.suppress(DataError):

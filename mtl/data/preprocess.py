@@ -1,8 +1,5 @@
-"""From a raw :class:`~mtl.data.frame.Frame` and split indices to :class:`MultiTaskData`, by the rules every
-loader shares (``docs/data.md``, *Preprocessing rules*): training-split statistics only, categorical id 0 for
-out-of-vocabulary values, numeric columns standardised. Splits are encoded a block of rows at a time straight
-into a cache pack, so memory stays near the raw columns.
-"""
+"""From a raw :class:`~mtl.data.frame.Frame` and split indices to :class:`MultiTaskData` by the rules every loader
+shares (``docs/data.md``, *Preprocessing rules*), encoded a block of rows at a time straight into a cache pack."""
 
 from __future__ import annotations
 
@@ -42,10 +39,8 @@ def permutation_split(num_rows: int, fractions: Sequence[float], seed: int) -> l
 
 def categorical_encoder(factor: Factor, train_idx: np.ndarray, *, hash_buckets: int = 0,
                         hash_threshold: int | None = None, min_count: int = 1) -> tuple[np.ndarray, int, str]:
-    """``(mapping (V,), vocab_size, how)``: ``mapping[factor.codes]`` are the model ids of a column.
-
-    Values seen fewer than ``min_count`` times in training map to :data:`OOV_INDEX`
-    (hashed columns are not affected)."""
+    """``(mapping (V,), vocab_size, how)``: ``mapping[factor.codes]`` are the model ids of a column; values seen
+    fewer than ``min_count`` times in training map to :data:`OOV_INDEX` (hashed columns are not affected)."""
     counts = np.bincount(factor.codes[train_idx], minlength=factor.num_values)
     present = np.flatnonzero(counts)
     threshold = hash_buckets if hash_threshold is None else hash_threshold

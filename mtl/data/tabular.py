@@ -1,10 +1,8 @@
-"""Any table with a header (delimited text, Parquet or Arrow IPC / Feather) as a multi-task dataset.
+"""Any table with a header (delimited text, Parquet or Arrow IPC / Feather) as a multi-task dataset: read
+(:mod:`mtl.data.reader`), joined with side tables, feature types inferred (printed as a table), split and
+encoded (:mod:`mtl.data.preprocess`) into the cache; ``docs/data.md``, *The tabular loader*.
 
     data = mtl.data.load("tabular", path="clicks.csv", label_columns="click,purchase")
-
-Reads the files (:mod:`mtl.data.reader`), joins side tables, infers feature types (printed as a table),
-splits and encodes (:mod:`mtl.data.preprocess`) into the prepared-split cache: ``docs/data.md``, *The
-tabular loader*. Every problem raises a :class:`~mtl.data.errors.DataError` naming file, line and column.
 """
 
 from __future__ import annotations

@@ -228,6 +228,6 @@ def esmm_task_labels(frame: Frame, tasks: str | Sequence[str]) -> tuple[np.ndarr
 
 
 def split_list(value: str | Sequence[str] | None) -> list[str]:
-    """``"a,b"``, ``["a", "b"]``, ``""`` or ``None`` -> a list of stripped names."""
+    """``"a,b"``, ``["a", "b"]`` (names or paths), ``""`` or ``None`` -> a list of stripped names."""
     items = [] if value is None else value.split(",") if isinstance(value, str) else value
     return [str(s).strip() for s in items if str(s).strip()]

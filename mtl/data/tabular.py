@@ -50,11 +50,6 @@ def format_column_table(rows: list[tuple[str, str, str, str]]) -> str:
     return "\n".join("  ".join(f"{v:<{w}}" for v, w in zip(line, widths)) for line in lines)
 
 
-def file_list(value: str | Sequence[str] | None) -> list[str]:
-    """``"a.parquet,b.parquet"``, a list of paths, or ``""`` -> a list of paths."""
-    return split_list([os.fspath(v) for v in value] if isinstance(value, (list, tuple)) else value)
-
-
 def parse_joins(joins) -> list[tuple[str, str]]:
     """``"KEY=FILE,KEY=FILE"`` (or a list of such strings or ``(key, file)`` pairs) -> ``[(key, file)]``."""
     items = joins if isinstance(joins, (list, tuple)) else split_list(joins)
@@ -104,7 +99,7 @@ def load_tabular(*, path: str | Sequence[str] = "", label_columns: str | Sequenc
     """Loads a table as a multi-task dataset; see the module docstring. Every argument is a
     ``--config.data.*`` key, described in ``docs/data.md``, *The tabular loader*; lists may be
     comma-separated strings."""
-    mains = file_list(path)
+    mains = split_list(path)
     if not mains:
         raise DataError("tabular: no data file given; pass path=FILE (on the command line --config.data.path=FILE)")
     labels = split_list(label_columns)
@@ -121,7 +116,7 @@ def load_tabular(*, path: str | Sequence[str] = "", label_columns: str | Sequenc
     if int(min_count) < 1:
         raise DataError(f"min_count must be >= 1, got {min_count!r}")
 
-    validations, tests = file_list(validation_path), file_list(test_path)
+    validations, tests = split_list(validation_path), split_list(test_path)
     files = [("main", p) for p in mains] + [("validation", p) for p in validations] + [("test", p) for p in tests]
     headers: list[Header] = []
     for _, p in files:
@@ -428,4 +423,4 @@ def _split_by_column(column: AutoColumn, boundaries: Sequence[str]) -> tuple[np.
     return np.searchsorted(edges, keys, side="right")[f.codes], numeric
 
 
-__all__ = ["file_list", "infer_column_type", "load_tabular", "parse_joins"]
+__all__ = ["infer_column_type", "load_tabular", "parse_joins"]

@@ -72,8 +72,7 @@ def _check_labels(labels: np.ndarray, tasks: Sequence[TaskSpec], frame: Frame) -
         if (bad := np.flatnonzero(~ok)).size:
             path, line = frame.locate(int(bad[0]))
             value = "missing" if np.isnan(labels[bad[0], t]) else repr(_fmt(labels[bad[0], t]))
-            raise DataError(f"label value {value} {problem(bad.size)}", path=path, line=line,
-                            column=tasks[t].name)  # fmt: skip
+            raise DataError(f"label value {value} {problem(bad.size)}", path=path, line=line, column=tasks[t].name)
 
     if any(task.label_transform for task in tasks):
         labels = np.array(labels, np.float64)

@@ -109,8 +109,7 @@ def load_tabular(*, path: str | Sequence[str] = "", label_columns: str | Sequenc
     regression, dropped = split_list(regression_columns), split_list(drop_columns)
     forced_cat, forced_num = split_list(categorical_columns), split_list(numeric_columns)
     user_column, split_column = (user_column or "").strip(), (split_column or "").strip()
-    boundaries = split_list(split_boundaries if isinstance(split_boundaries, str)
-                            else [str(b) for b in split_boundaries])
+    boundaries = split_list(split_boundaries)  # numbers as their text
     join_specs = parse_joins(joins)
     transforms = parse_label_transforms(label_transforms)
     if int(min_count) < 1:

@@ -162,8 +162,8 @@ def read_entry(folder: pathlib.Path, *, kind: str) -> tuple[dict, dict[str, np.n
 
 
 class EntryWriter(contextlib.AbstractContextManager):
-    """Writes one entry atomically (``with EntryWriter(final, kind=...) as w: w.pack.save("x", x); w.commit(meta)``)
-    into a temporary folder beside ``final``, removed when the block is left without a commit; :meth:`commit`
+    """Writes one entry atomically: inside ``with EntryWriter(final, kind=...) as w``, arrays go through ``w.pack``
+    into a temporary folder beside ``final`` (removed when the block is left without a commit); :meth:`commit`
     completes the arrays, writes ``meta.json`` last, flushes and renames the folder into place (if another
     process committed the same entry first, theirs is kept)."""
 

@@ -1,6 +1,6 @@
 """Where datasets are read from (``data_dir`` or ``$MTL_DATA_DIR``; nothing is downloaded at load time) and
-where caches are written (``cache_dir``, ``$MTL_CACHE_DIR`` or ``~/.cache/mtl``): ``docs/data.md``, *Where
-the files go*."""
+where caches are written (``cache_dir``, ``$MTL_CACHE_DIR`` or ``~/.cache/mtl``, never beside the raw data):
+``docs/data.md``, *Where the files go*."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Any table with a header (delimited text, Parquet or Arrow IPC / Feather) as a multi-task dataset: read
 (:mod:`mtl.data.reader`), joined with side tables, feature types inferred (printed as a table), split and
-encoded (:mod:`mtl.data.preprocess`) into the cache; ``docs/data.md``, *The tabular loader*.
+encoded (:mod:`mtl.data.preprocess`) into the cache, every problem a :class:`~mtl.data.errors.DataError`
+naming file, line and column: ``docs/data.md``, *The tabular loader*.
 
     data = mtl.data.load("tabular", path="clicks.csv", label_columns="click,purchase")
 """

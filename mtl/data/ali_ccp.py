@@ -7,7 +7,6 @@ ESMM text (:mod:`mtl.data.formats.ali_ccp` reads them); tasks ``click``, ``conve
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 import numpy as np
@@ -26,22 +25,17 @@ def find_ali_ccp_files(data_dir=None, *, format: str = "auto", sample: bool = Fa
     if format not in ccp.FORMATS:
         raise ValueError(f"format must be one of {ccp.FORMATS}, got {format!r}")
     finders = {"torch_rechub": ccp.torch_rechub_files_in, "paddlerec": ccp.paddlerec_files_in}
-    errors = []
-    for f in ("torch_rechub", "paddlerec") if format == "auto" else (format,):  # torch-rechub anywhere first
+    formats, errors = ("torch_rechub", "paddlerec") if format == "auto" else (format,), []  # torch-rechub first
+    in_sample = None if sample else lambda d: any(finders[g](d, True) for g in formats)  # for the hint
+    for f in formats:
         try:
             folder = paths.resolve_dataset_dir(data_dir, dataset="Ali-CCP", folder=ccp.DATASET, subfolders=True,
                                                has_files=lambda d, f=f: finders[f](d, sample) is not None,
-                                               how_to_get=ccp.HOW_TO_GET)  # fmt: skip
+                                               has_sample=in_sample, how_to_get=ccp.HOW_TO_GET)  # fmt: skip
+            return f, finders[f](folder, sample)
         except DataError as e:
             errors.append(e)
-            continue
-        return f, finders[f](folder, sample)
-    message = str(errors[0])
-    if not sample:
-        with contextlib.suppress(DataError):
-            find_ali_ccp_files(data_dir, format=format, sample=True)
-            message += " Only the small public samples are there: pass sample=True to use them."
-    raise DataError(message)
+    raise errors[0]
 
 
 def load_ali_ccp(*, data_dir: str | os.PathLike | None = None, format: str = "auto", sample: bool = False,

@@ -7,7 +7,6 @@ format and the validation cut: ``docs/data.md``, *Ali-CCP and AliExpress*.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pathlib
 
@@ -25,17 +24,10 @@ def find_aliexpress_files(data_dir=None, *, country: str = "NL", sample: bool = 
     country = country.upper()
     if not sample and country not in fmt.COUNTRIES:
         raise ValueError(f"country must be one of {fmt.COUNTRIES}, got {country!r}")
-    try:
-        folder = paths.resolve_dataset_dir(data_dir, dataset=f"AliExpress ({'sample' if sample else country})",
-                                           has_files=lambda d: fmt.files_in(d, country, sample) is not None,
-                                           folder=fmt.DATASET, how_to_get=fmt.HOW_TO_GET, subfolders=True)  # fmt: skip
-    except DataError as e:
-        message = str(e)
-        if not sample:
-            with contextlib.suppress(DataError):
-                find_aliexpress_files(data_dir, sample=True)
-                message += " Only the small public sample is there: pass sample=True to use it."
-        raise DataError(message) from None
+    folder = paths.resolve_dataset_dir(data_dir, dataset=f"AliExpress ({'sample' if sample else country})",
+                                       has_files=lambda d: fmt.files_in(d, country, sample) is not None,
+                                       has_sample=None if sample else lambda d: fmt.files_in(d, "NL", True) is not None,
+                                       folder=fmt.DATASET, how_to_get=fmt.HOW_TO_GET, subfolders=True)  # fmt: skip
     return fmt.files_in(folder, country, sample)
 
 

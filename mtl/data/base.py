@@ -11,10 +11,8 @@ import numpy as np
 
 TASK_KINDS = ("binary", "regression")
 
-#: Transforms of regression labels, applied before standardisation: ``name -> (forward,
-#: inverse)``. ``forward`` maps the file's values (which must be >= 0) to what the model
-#: learns; ``inverse`` maps that back to the units metrics are reported in.
-#: ``log1p_seconds_from_ms`` takes milliseconds and reports seconds.
+#: Regression label transforms, ``name -> (forward on the file's values >= 0, inverse to reporting units)``
+#: applied before standardisation; ``log1p_seconds_from_ms`` takes milliseconds and reports seconds.
 LABEL_TRANSFORMS = {
     "log1p": (np.log1p, np.expm1),
     "log1p_seconds_from_ms": (lambda y: np.log1p(np.asarray(y, np.float64) / 1000.0), np.expm1),
@@ -23,17 +21,9 @@ LABEL_TRANSFORMS = {
 
 @dataclasses.dataclass(frozen=True)
 class TaskSpec:
-    """One prediction task: its name, whether it is binary or regression, and its label scale.
-
-    Regression labels may be stored standardised, ``(y - label_mean) / label_std``
-    with training-split statistics; ``label_mean + label_std * stored`` gives the
-    original units back (for predictions and labels alike), which is what metrics
-    should report. Binary tasks keep 0/1 labels (``label_mean = 0``, ``label_std = 1``).
-
-    ``label_transform`` (regression only) names an entry of :data:`LABEL_TRANSFORMS`
-    applied to the raw labels before standardisation (e.g. ``log1p`` of a heavy-tailed
-    watch time); :meth:`to_original_units` applies its inverse too.
-    """
+    """One prediction task: name, ``kind`` (binary or regression) and label scale: regression labels may be
+    stored as ``(transform(y) - label_mean) / label_std`` (``label_transform`` of :data:`LABEL_TRANSFORMS`),
+    undone by :meth:`to_original_units`; binary ones stay 0/1 (``docs/data.md``, *Preprocessing rules*)."""
 
     name: str
     kind: str  # "binary" or "regression"
@@ -75,17 +65,9 @@ def original_units(tasks, values: np.ndarray) -> np.ndarray:
 
 @dataclasses.dataclass
 class Split:
-    """One split as columns: ``numeric (N, F_num) float32``,
-    ``categorical (N, F_cat) int32`` (ids in ``[0, vocab_size)``) and
-    ``labels (N, T) float32``, each one C-contiguous block.
-
-    ``users`` is an optional ``(N,) int64`` user code per row (the same user has
-    the same code in every split), for per-user metrics such as GAUC. It stays on
-    the host: :meth:`as_dict`, what goes to the device, leaves it out.
-
-    Arrays may be read-only memory maps of a cache (see :mod:`mtl.data.cache`):
-    rows are read from disk when first touched.
-    """
+    """One split as C-contiguous columns: ``numeric (N, F_num) float32``, ``categorical (N, F_cat) int32``
+    (ids in ``[0, vocab_size)``), ``labels (N, T) float32`` and optional ``users (N,) int64`` (a user code
+    per row for per-user metrics, kept on the host); possibly read-only memory maps of a cache."""
 
     numeric: np.ndarray
     categorical: np.ndarray
@@ -115,15 +97,9 @@ class Split:
 
 @dataclasses.dataclass
 class MultiTaskData:
-    """A prepared multi-task dataset: train/validation/test splits and metadata.
-
-    Attributes:
-      tasks: one :class:`TaskSpec` per label column, in label order.
-      numeric_names, categorical_names: feature names in column order.
-      vocab_sizes: embedding table size of each categorical field (including
-        any out-of-vocabulary bucket).
-      info: free-form provenance recorded in summaries (e.g. ``protocol``).
-    """
+    """Train/validation/test splits plus one :class:`TaskSpec` per label column, the feature names in column
+    order, each categorical field's embedding table size (out-of-vocabulary bucket included) and ``info``,
+    free-form provenance recorded in summaries (e.g. ``protocol``)."""
 
     train: Split
     validation: Split

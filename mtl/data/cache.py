@@ -76,13 +76,6 @@ def _digest(x) -> str:
     return hashlib.sha256(json.dumps(x, sort_keys=True).encode()).hexdigest()
 
 
-def entry_key(kind: str, args: Mapping[str, Any], sources: Sequence[SourceState]) -> str:
-    """A hex key for an entry of ``kind`` built from ``sources`` with ``args``."""
-    key = {"format": FORMAT_VERSION, "kind": kind, "args": _plain(args),
-           "sources": [dataclasses.astuple(s) for s in sources]}  # fmt: skip
-    return _digest(key)[:24]
-
-
 def _fsync(path: pathlib.Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -169,16 +162,10 @@ def read_entry(folder: pathlib.Path, *, kind: str) -> tuple[dict, dict[str, np.n
 
 
 class EntryWriter(contextlib.AbstractContextManager):
-    """Writes one entry atomically::
-
-        with EntryWriter(final_folder, kind=...) as w:
-            w.pack.save("x", x)
-            w.commit(meta)
-
-    Files go to a temporary folder beside ``final_folder`` (removed when the block is left without
-    a commit); :meth:`commit` completes the arrays, writes ``meta.json`` last, flushes and renames
-    the folder into place (if another process committed the same entry first, theirs is kept).
-    """
+    """Writes one entry atomically: inside ``with EntryWriter(final, kind=...) as w``, arrays go through ``w.pack``
+    into a temporary folder beside ``final`` (removed when the block is left without a commit); :meth:`commit`
+    completes the arrays, writes ``meta.json`` last, flushes and renames the folder into place (if another
+    process committed the same entry first, theirs is kept)."""
 
     def __init__(self, final: pathlib.Path, *, kind: str):
         self.final, self.kind = pathlib.Path(final), kind
@@ -221,26 +208,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def cached_entry(folder: pathlib.Path, *, kind: str, states: Sequence[SourceState],
-                 build: Callable[[PackWriter], Mapping[str, Any]]) -> tuple[dict, dict[str, np.ndarray]]:  # fmt: skip
-    """``(meta, arrays)`` of the entry ``folder``, built first with ``build(pack) -> meta`` when absent
-    or damaged; a source (``states``) that changes meanwhile raises a :class:`DataError` and
-    nothing is written."""
-    entry = read_entry(folder, kind=kind)
-    if entry is not None:
-        return entry
-    with EntryWriter(folder, kind=kind) as writer:
-        try:
-            meta = build(writer.pack)
-        finally:
-            check_unchanged(states)  # a file that changed mid-read explains odd errors best
-        writer.commit({**meta, "sources": [dataclasses.asdict(s) for s in states]})
-    entry = read_entry(folder, kind=kind)
-    if entry is None:
-        raise RuntimeError(f"cache entry {folder} could not be read back after writing it")
-    return entry
-
-
 def cached_dataset(root: pathlib.Path, *, args: Mapping[str, Any], sources: Sequence[str | os.PathLike],
                    build: Callable[[PackWriter], MultiTaskData],
                    extra: Callable[[MultiTaskData], Mapping[str, Any]] | None = None):  # fmt: skip
@@ -250,15 +217,24 @@ def cached_dataset(root: pathlib.Path, *, args: Mapping[str, Any], sources: Sequ
     ``extra(data)`` stored with it. ``data.info`` is in JSON form (tuples become lists) on every load.
     """
     states = [SourceState.of(p) for p in sources]
-    folder = pathlib.Path(root) / "prepared" / entry_key("prepared", args, states)
-
-    def make(pack: PackWriter) -> dict:
-        data = build(pack)
-        return {"tasks": [dataclasses.asdict(t) for t in data.tasks], "numeric_names": data.numeric_names,
-                "categorical_names": data.categorical_names, "vocab_sizes": data.vocab_sizes, "info": data.info,
-                "extra": extra(data) if extra else {}, "args": args}  # fmt: skip
-
-    meta, arrays = cached_entry(folder, kind="prepared", states=states, build=make)
+    key = {"format": FORMAT_VERSION, "kind": "prepared", "args": _plain(args),
+           "sources": [dataclasses.astuple(s) for s in states]}  # fmt: skip
+    folder = pathlib.Path(root) / "prepared" / _digest(key)[:24]
+    entry = read_entry(folder, kind="prepared")
+    if entry is None:
+        with EntryWriter(folder, kind="prepared") as writer:
+            try:
+                data = build(writer.pack)
+            finally:
+                check_unchanged(states)  # a file that changed mid-read explains odd errors best
+            writer.commit({"tasks": [dataclasses.asdict(t) for t in data.tasks], "numeric_names": data.numeric_names,
+                           "categorical_names": data.categorical_names, "vocab_sizes": data.vocab_sizes,
+                           "info": data.info, "extra": extra(data) if extra else {}, "args": args,
+                           "sources": [dataclasses.asdict(s) for s in states]})  # fmt: skip
+        entry = read_entry(folder, kind="prepared")
+    if entry is None:
+        raise RuntimeError(f"cache entry {folder} could not be read back after writing it")
+    meta, arrays = entry
     splits = [Split(*(arrays.get(f"{name}.{k}") for k in ("numeric", "categorical", "labels", "users")))
               for name in ("train", "validation", "test")]  # fmt: skip
     data = MultiTaskData(*splits, tasks=tuple(TaskSpec(**t) for t in meta["tasks"]),

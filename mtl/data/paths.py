@@ -1,10 +1,6 @@
-"""Where datasets are read from and where caches are written.
-
-Loaders take ``data_dir`` (else ``$MTL_DATA_DIR``): the dataset's own folder or a parent
-holding it under its usual name (``docs/data.md``, *Where the files go*); nothing is
-downloaded at load time. Caches go to ``cache_dir``, else ``$MTL_CACHE_DIR``, else
-``~/.cache/mtl``, never next to the raw data.
-"""
+"""Where datasets are read from (``data_dir`` or ``$MTL_DATA_DIR``; nothing is downloaded at load time) and
+where caches are written (``cache_dir``, ``$MTL_CACHE_DIR`` or ``~/.cache/mtl``, never beside the raw data):
+``docs/data.md``, *Where the files go*."""
 
 from __future__ import annotations
 
@@ -26,9 +22,10 @@ def candidate_dirs(root: pathlib.Path | None, folder: str, *, subfolders: bool =
 
 
 def resolve_dataset_dir(data_dir: str | os.PathLike | None, *, dataset: str, folder: str, has_files,
-                        how_to_get: str, subfolders: bool = False) -> pathlib.Path:  # fmt: skip
+                        how_to_get: str, subfolders: bool = False, has_sample=None) -> pathlib.Path:  # fmt: skip
     """The first of :func:`candidate_dirs` for which ``has_files(path)`` holds; ``data_dir`` ``None``
-    or empty: ``$MTL_DATA_DIR``. Errors name ``dataset`` and say ``how_to_get`` the files."""
+    or empty: ``$MTL_DATA_DIR``. Errors name ``dataset``, say ``how_to_get`` the files and, when
+    ``has_sample(path)`` holds for a candidate, that the public sample is there."""
     source = "data_dir"
     if data_dir is None or str(data_dir) == "":
         data_dir, source = os.environ.get(ENV_DATA_DIR) or None, f"${ENV_DATA_DIR}"
@@ -39,10 +36,13 @@ def resolve_dataset_dir(data_dir: str | os.PathLike | None, *, dataset: str, fol
     root = pathlib.Path(data_dir).expanduser()
     if not root.is_dir():
         raise DataError(f"{dataset}: {source}={root} is not a folder. {how_to_get}")
-    found = next((d for d in candidate_dirs(root, folder, subfolders=subfolders) if has_files(d)), None)
+    candidates = candidate_dirs(root, folder, subfolders=subfolders)
+    found = next((d for d in candidates if has_files(d)), None)
     if found is None:
         where = f"{root} or {root / folder}" + (" (or a folder inside them)" if subfolders else "")
-        raise DataError(f"{dataset}: no dataset files in {where} ({source}). {how_to_get}")
+        hint = " Only the small public samples are there: pass sample=True to use them."
+        raise DataError(f"{dataset}: no dataset files in {where} ({source}). {how_to_get}"
+                        + (hint if has_sample and any(map(has_sample, candidates)) else ""))  # fmt: skip
     return found
 
 

@@ -1,8 +1,5 @@
-"""From a raw :class:`~mtl.data.frame.Frame` and split indices to :class:`MultiTaskData`, by the rules every
-loader shares (``docs/data.md``, *Preprocessing rules*): training-split statistics only, categorical id 0 for
-out-of-vocabulary values, numeric columns standardised. Splits are encoded a block of rows at a time straight
-into a cache pack, so memory stays near the raw columns.
-"""
+"""From a raw :class:`~mtl.data.frame.Frame` and split indices to :class:`MultiTaskData` by the rules every loader
+shares (``docs/data.md``, *Preprocessing rules*), encoded a block of rows at a time straight into a cache pack."""
 
 from __future__ import annotations
 
@@ -42,10 +39,8 @@ def permutation_split(num_rows: int, fractions: Sequence[float], seed: int) -> l
 
 def categorical_encoder(factor: Factor, train_idx: np.ndarray, *, hash_buckets: int = 0,
                         hash_threshold: int | None = None, min_count: int = 1) -> tuple[np.ndarray, int, str]:
-    """``(mapping (V,), vocab_size, how)``: ``mapping[factor.codes]`` are the model ids of a column.
-
-    Values seen fewer than ``min_count`` times in training map to :data:`OOV_INDEX`
-    (hashed columns are not affected)."""
+    """``(mapping (V,), vocab_size, how)``: ``mapping[factor.codes]`` are the model ids of a column; values seen
+    fewer than ``min_count`` times in training map to :data:`OOV_INDEX` (hashed columns are not affected)."""
     counts = np.bincount(factor.codes[train_idx], minlength=factor.num_values)
     present = np.flatnonzero(counts)
     threshold = hash_buckets if hash_threshold is None else hash_threshold
@@ -77,8 +72,7 @@ def _check_labels(labels: np.ndarray, tasks: Sequence[TaskSpec], frame: Frame) -
         if (bad := np.flatnonzero(~ok)).size:
             path, line = frame.locate(int(bad[0]))
             value = "missing" if np.isnan(labels[bad[0], t]) else repr(_fmt(labels[bad[0], t]))
-            raise DataError(f"label value {value} {problem(bad.size)}", path=path, line=line,
-                            column=tasks[t].name)  # fmt: skip
+            raise DataError(f"label value {value} {problem(bad.size)}", path=path, line=line, column=tasks[t].name)
 
     if any(task.label_transform for task in tasks):
         labels = np.array(labels, np.float64)
@@ -216,11 +210,8 @@ _TASK_ALIASES = {"purchase": "conversion", "ctr": "click", "cvr": "conversion"}
 
 
 def esmm_task_labels(frame: Frame, tasks: str | Sequence[str]) -> tuple[np.ndarray, list[TaskSpec]]:
-    """Labels for click / conversion data from the frame's numeric ``click`` and ``conversion`` columns.
-
-    ``tasks`` picks any of ``click``, ``conversion`` (alias ``purchase``) and ``ctcvr``
-    (ESMM's click-AND-conversion label over all impressions), in order.
-    """
+    """Labels of ``tasks`` (in order, any of ``click``, ``conversion`` alias ``purchase``, and ``ctcvr``, ESMM's
+    click-AND-conversion over all impressions) from the frame's numeric ``click`` and ``conversion``."""
     names = split_list(tasks)
     if not names:
         raise DataError(f"tasks must name some of {ESMM_TASKS}, got {tasks!r}")
@@ -236,6 +227,6 @@ def esmm_task_labels(frame: Frame, tasks: str | Sequence[str]) -> tuple[np.ndarr
 
 
 def split_list(value: str | Sequence[str] | None) -> list[str]:
-    """``"a,b"``, ``["a", "b"]``, ``""`` or ``None`` -> a list of stripped names."""
+    """``"a,b"``, ``["a", "b"]`` (names or paths), ``""`` or ``None`` -> a list of stripped names."""
     items = [] if value is None else value.split(",") if isinstance(value, str) else value
     return [str(s).strip() for s in items if str(s).strip()]

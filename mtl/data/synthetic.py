@@ -49,14 +49,8 @@ def mmoe_synthetic_arrays(num_rows: int, *, correlation: float, dim: int = 100, 
 def load_synthetic(*, correlation: float = 0.5, num_train: int = 10_000, num_validation: int = 1_000,
                    num_test: int = 1_000, dim: int = 100, scale: float = 1.0, num_sines: int = 10, noise: float = 0.01,
                    seed: int = 0, standardize_labels: bool = False) -> MultiTaskData:
-    """The synthetic benchmark as a :class:`MultiTaskData` (two regression tasks).
-
-    ``standardize_labels`` is off by default, a deliberate exception to the other
-    loaders: the paper trains on the raw labels (both tasks on the same scale by
-    construction), and its losses are reported on that scale. When on, labels are
-    stored as ``(y - mean) / std`` with training-split statistics, recorded in the
-    tasks (``label_mean``, ``label_std``).
-    """
+    """The synthetic benchmark as a :class:`MultiTaskData` (two regression tasks). ``standardize_labels`` is
+    off by default, as in the paper, unlike the other loaders: ``docs/data.md``, *Preprocessing rules*."""
     n = num_train + num_validation + num_test
     x, y = mmoe_synthetic_arrays(n, correlation=correlation, dim=dim, scale=scale, num_sines=num_sines, noise=noise,
                                  seed=seed)

@@ -1,10 +1,9 @@
-"""Any table with a header (delimited text, Parquet or Arrow IPC / Feather) as a multi-task dataset.
+"""Any table with a header (delimited text, Parquet or Arrow IPC / Feather) as a multi-task dataset: read
+(:mod:`mtl.data.reader`), joined with side tables, feature types inferred (printed as a table), split and
+encoded (:mod:`mtl.data.preprocess`) into the cache, every problem a :class:`~mtl.data.errors.DataError`
+naming file, line and column: ``docs/data.md``, *The tabular loader*.
 
     data = mtl.data.load("tabular", path="clicks.csv", label_columns="click,purchase")
-
-Reads the files (:mod:`mtl.data.reader`), joins side tables, infers feature types (printed as a table),
-splits and encodes (:mod:`mtl.data.preprocess`) into the prepared-split cache: ``docs/data.md``, *The
-tabular loader*. Every problem raises a :class:`~mtl.data.errors.DataError` naming file, line and column.
 """
 
 from __future__ import annotations
@@ -50,11 +49,6 @@ def format_column_table(rows: list[tuple[str, str, str, str]]) -> str:
     widths = [max(map(len, column)) for column in zip(head, *rows)]
     lines = [head, ["-" * w for w in widths], *rows]
     return "\n".join("  ".join(f"{v:<{w}}" for v, w in zip(line, widths)) for line in lines)
-
-
-def file_list(value: str | Sequence[str] | None) -> list[str]:
-    """``"a.parquet,b.parquet"``, a list of paths, or ``""`` -> a list of paths."""
-    return split_list([os.fspath(v) for v in value] if isinstance(value, (list, tuple)) else value)
 
 
 def parse_joins(joins) -> list[tuple[str, str]]:
@@ -106,7 +100,7 @@ def load_tabular(*, path: str | Sequence[str] = "", label_columns: str | Sequenc
     """Loads a table as a multi-task dataset; see the module docstring. Every argument is a
     ``--config.data.*`` key, described in ``docs/data.md``, *The tabular loader*; lists may be
     comma-separated strings."""
-    mains = file_list(path)
+    mains = split_list(path)
     if not mains:
         raise DataError("tabular: no data file given; pass path=FILE (on the command line --config.data.path=FILE)")
     labels = split_list(label_columns)
@@ -116,14 +110,13 @@ def load_tabular(*, path: str | Sequence[str] = "", label_columns: str | Sequenc
     regression, dropped = split_list(regression_columns), split_list(drop_columns)
     forced_cat, forced_num = split_list(categorical_columns), split_list(numeric_columns)
     user_column, split_column = (user_column or "").strip(), (split_column or "").strip()
-    boundaries = split_list(split_boundaries if isinstance(split_boundaries, str)
-                            else [str(b) for b in split_boundaries])
+    boundaries = split_list(split_boundaries)  # numbers as their text
     join_specs = parse_joins(joins)
     transforms = parse_label_transforms(label_transforms)
     if int(min_count) < 1:
         raise DataError(f"min_count must be >= 1, got {min_count!r}")
 
-    validations, tests = file_list(validation_path), file_list(test_path)
+    validations, tests = split_list(validation_path), split_list(test_path)
     files = [("main", p) for p in mains] + [("validation", p) for p in validations] + [("test", p) for p in tests]
     headers: list[Header] = []
     for _, p in files:
@@ -430,4 +423,4 @@ def _split_by_column(column: AutoColumn, boundaries: Sequence[str]) -> tuple[np.
     return np.searchsorted(edges, keys, side="right")[f.codes], numeric
 
 
-__all__ = ["file_list", "infer_column_type", "load_tabular", "parse_joins"]
+__all__ = ["infer_column_type", "load_tabular", "parse_joins"]

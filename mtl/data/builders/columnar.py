@@ -1,8 +1,6 @@
-"""The TFDS builder base for tabular rows (``array_record``, usable without TensorFlow) and :func:`read_frame`,
-the read-back into a :class:`~mtl.data.frame.Frame` cached beside the ``array_record`` files. A row is its
-index in the split's files (TFDS shuffles records), its line and two vectors, strings and float32, which
-write and read several times faster than one feature per column: ``docs/data.md``, *TFDS builders*.
-"""
+"""The TFDS builder base for tabular rows (``array_record``, usable without TensorFlow: a row is its index, line
+and two vectors, strings and float32) and :func:`read_frame`, the batched read-back into a
+:class:`~mtl.data.frame.Frame`: ``docs/data.md``, *TFDS builders*."""
 
 from __future__ import annotations
 

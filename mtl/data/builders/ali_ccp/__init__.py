@@ -1,3 +1,1 @@
-"""TFDS builder for Ali-CCP; see :mod:`.ali_ccp_dataset_builder`."""
-
 from mtl.data.builders.ali_ccp.ali_ccp_dataset_builder import AliCcp as AliCcp

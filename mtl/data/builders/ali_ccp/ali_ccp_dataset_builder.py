@@ -2,8 +2,6 @@
 (splits train / validation / test) and ``paddlerec`` (train / test), from the full files anywhere in the
 manual folder first, then the public samples."""
 
-from __future__ import annotations
-
 from mtl.data import paths
 from mtl.data.builders.columnar import ColumnarBuilder, ColumnarConfig
 from mtl.data.formats import ali_ccp

@@ -2,8 +2,6 @@
 splits ``train`` and ``test`` from the manual folder (or its ``census_income_kdd/`` subfolder; only the
 splits whose file is there), else both downloaded from UCI (:data:`URLS`)."""
 
-from __future__ import annotations
-
 from mtl.data import paths
 from mtl.data.builders.columnar import ColumnarBuilder, ColumnarConfig
 from mtl.data.formats import census_income as census

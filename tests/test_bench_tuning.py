@@ -166,6 +166,22 @@ def test_reference_point_leaves_out_the_fronts_vertices():
     np.testing.assert_allclose(fr.reference_point([vertex], M), fr.oriented(vertex, M) - 1e-3)
 
 
+def test_the_front_figure_leaves_out_the_vertices(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    vertex = _cell("v", 0.5, 0.9, "fixed")
+    vertex.config = {"balancer": {"name": "fixed", "hparams": {"weights": [0.0, 1.0]}}}
+    a, b = _cell("a", 0.7, 0.2, "fixed"), _cell("b", 0.8, 0.3, "fixed")
+    for c, w in ((a, [0.5, 0.5]), (b, [0.7, 0.3])):
+        c.config = {"balancer": {"name": "fixed", "hparams": {"weights": w}}}
+    lines, plot = [], matplotlib.axes.Axes.plot
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", lambda ax, x, *rest, **kw: lines.append(list(x)) or plot(
+        ax, x, *rest, **kw))  # fmt: skip
+    assert fr.figure([vertex, a, b, _cell("m", 0.75, 0.25)], tmp_path / "front.png", M) is not None
+    e = NOISE.mean()
+    np.testing.assert_allclose(lines, [[0.7 + e, 0.8 + e]])  # the two interior points, sorted; not the vertex's 0.5
+
+
 # ---- the paragraph -------------------------------------------------------------------------------------------------
 
 

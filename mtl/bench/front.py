@@ -133,8 +133,9 @@ def fronts(cells: Sequence[CellResults]) -> dict[str, list[CellResults]]:
 
 
 def figure(cells: Sequence[CellResults], path, metrics: Sequence[MetricSpec], *, split: str = "test"):
-    """Each model's front (line through its fixed weightings, sorted along the first metric), each method's
-    point with ± one std over seeds, and single-task; first two metric columns. None when no model has a front."""
+    """Each model's front (line through its fixed weightings, sorted along the first metric; the vertices left out,
+    as in :func:`classify`: a zero weight leaves a task untrained, far off the scale), each method's point with ± one
+    std over seeds, and single-task; first two metric columns. None when no model has a front."""
     from mtl.bench import figures as figs
 
     models = fronts(cells)
@@ -145,6 +146,7 @@ def figure(cells: Sequence[CellResults], path, metrics: Sequence[MetricSpec], *,
     ax = fig.add_subplot(1, 1, 1)
     colors = figs._palette(len(models) + len(cells))
     for i, (model, front) in enumerate(models.items()):
+        front = [f for f in front if not is_vertex(f)] or front
         xs = np.array([f.mean(mx, split) for f in front])
         ys = np.array([f.mean(my, split) for f in front])
         order = np.argsort(xs)
@@ -156,8 +158,8 @@ def figure(cells: Sequence[CellResults], path, metrics: Sequence[MetricSpec], *,
                     fmt=marker, ms=8 if c.is_stl else 5, color=colors[len(models) + j], capsize=2, label=c.label)
     ax.set_xlabel(figs._axis_label(mx, split, "↑" if mx.higher_is_better else "↓"))
     ax.set_ylabel(figs._axis_label(my, split, "↑" if my.higher_is_better else "↓"))
-    ax.set_title(f"Methods against the scalarization front ({mx.label} vs {my.label}; mean ± std over seeds)",
-                 fontsize=8)
+    ax.set_title(f"Methods against the scalarization front ({mx.label} vs {my.label}; mean ± std over seeds; "
+                 "weightings with a zero weight left out)", fontsize=8)
     ax.legend(fontsize=5, ncol=2, loc="best")
     return figs._save(fig, path)
 

@@ -158,8 +158,7 @@ def figure(cells: Sequence[CellResults], path, metrics: Sequence[MetricSpec], *,
                     fmt=marker, ms=8 if c.is_stl else 5, color=colors[len(models) + j], capsize=2, label=c.label)
     ax.set_xlabel(figs._axis_label(mx, split, "↑" if mx.higher_is_better else "↓"))
     ax.set_ylabel(figs._axis_label(my, split, "↑" if my.higher_is_better else "↓"))
-    ax.set_title(f"Methods against the scalarization front ({mx.label} vs {my.label}; mean ± std over seeds; "
-                 "weightings with a zero weight left out)", fontsize=8)
+    ax.set_title("Methods against the scalarization front (mean ± std over seeds; zero weights left out)", fontsize=8)
     ax.legend(fontsize=5, ncol=2, loc="best")
     return figs._save(fig, path)
 

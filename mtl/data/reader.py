@@ -138,8 +138,10 @@ def infer_column_type(values: np.ndarray, *, max_categorical_distinct: int) -> t
 
 
 def _replace_missing(factor: Factor, token: str | None) -> Factor:
-    missing = missing_mask(factor.values) if token is not None else None
-    if missing is None or not missing.any():
+    if token is None:
+        return factor
+    missing = missing_mask(factor.values)
+    if not missing.any():
         return factor
     values, merge = np.unique(np.where(missing, token, factor.values), return_inverse=True)
     return Factor(merge.astype(np.int32).reshape(-1)[factor.codes], values)
@@ -692,17 +694,16 @@ def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], bl
 
 
 def _put_compact(floats: dict, block: np.ndarray, j: int, name: str, at: int, x: np.ndarray) -> None:
-    """Stores a batch of an inexact auto column in the block, and its float64 digits until a finite
-    non-integer shows the column numeric (then they are let go); an infinity after that: read as text."""
+    """Stores a batch of an inexact auto column in the block, and its float64 digits until a
+    non-integer shows the column numeric (then they are let go). An infinity makes the column
+    categorical by its text: it is read again as text."""
+    if np.isinf(x).any():
+        raise _AsText(name)
     block[at : at + len(x), j] = x
     if name in floats:
         floats[name][at : at + len(x)] = x
-        with np.errstate(invalid="ignore"):  # an infinity minus itself
-            fraction = (np.abs(x - np.round(x)) > 0).any()
-        if fraction and not np.isinf(floats[name][: at + len(x)]).any():
+        if (x != np.round(x))[~np.isnan(x)].any():
             del floats[name]
-    elif np.isinf(x).any():
-        raise _AsText(name)  # non-finite numbers make it categorical, which needs the digits let go
 
 
 def _put_ints(ints: dict, name: str, at: int, array: pa.Array) -> None:

@@ -214,11 +214,12 @@ def _build(headers, roles, sides, features, args, *, out, verbose) -> tuple[Mult
     split, seed, min_count, max_distinct = (args[k] for k in ("split", "seed", "min_count", "max_categorical_distinct"))
     main, task_kind = headers[0], {c: "regression" if c in regression else "binary" for c in labels}
     factor, number, auto = Column("factor", missing_token=MISSING_TOKEN), Column("number"), Column("auto")
+    keys = {user_column, *(s.key for s in sides)}  # ids and keys keep every digit; other non-integer
+    inexact = Column("auto", exact=False)  # numbers of a typed file can be float32 at once
     spec = {c: Column("label", task=task_kind[c]) for c in labels}
     for c in features:
-        # ids and keys keep every digit; other non-integer numbers of a typed file are float32 at once
-        inexact = auto if c in {user_column, *(s.key for s in sides)} else Column("auto", exact=False)
-        spec[c] = factor if c in forced_cat else number if c in forced_num and c != user_column else inexact
+        feature = auto if c in keys else inexact
+        spec[c] = factor if c in forced_cat else number if c in forced_num and c != user_column else feature
     if user_column:
         spec.setdefault(user_column, factor)
     for c in filter(None, [split_column] + [s.key for s in sides]):

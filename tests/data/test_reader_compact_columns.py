@@ -76,7 +76,7 @@ def _auto(tmp_path, monkeypatch, values, exact):
 def test_inexact_auto_numbers(tmp_path, monkeypatch, values, kind, compact):
     column = _auto(tmp_path, monkeypatch, values, exact=False)
     assert column.infer(max_categorical_distinct=50)[0] == kind  # by hand: the rule in docs/data.md
-    assert (column.numbers.dtype == np.float32) == compact
+    assert (column.numbers is not None and column.numbers.dtype == np.float32) == compact
     np.testing.assert_array_equal(column.as_numbers()[0], np.array(values, np.float32))
     if not compact:
         assert column.factor.strings().tolist() == _auto(tmp_path, monkeypatch, values, True).factor.strings().tolist()

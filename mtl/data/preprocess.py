@@ -64,6 +64,28 @@ def statistics_of(train: np.ndarray) -> tuple[float, float]:
     return mean, std
 
 
+def _train_values(frame: Frame, names: Sequence[str], idx: np.ndarray, budget: int = 1 << 28, rows: int = 4096):
+    """``(name, its values at the rows idx)`` for each of ``names``; the block's columns gathered as whole
+    rows, ``rows`` at a time, into groups of columns of ``budget`` bytes (a gather per column is 4x slower)."""
+    inside = [name for name in names if frame.block_view(name) is not None]
+    yield from ((name, frame.numeric[name][idx]) for name in names if name not in inside)
+    size, buffer = max(1, budget // (4 * max(len(idx), 1))), np.empty((rows, len(frame.block_columns)), np.float32)
+    for g in range(0, len(inside), size):
+        group = inside[g : g + size]
+        columns, out = [frame.block_view(name) for name in group], np.empty((len(group), len(idx)), frame.block.dtype)
+        for a in range(0, len(idx), rows):
+            b = min(a + rows, len(idx))
+            np.take(frame.block, idx[a:b], axis=0, out=buffer[: b - a])
+            out[:, a:b] = buffer[: b - a].T[columns]
+        yield from zip(group, out)
+
+
+def _as_slice(index: np.ndarray) -> np.ndarray | slice:
+    """``index`` as a slice when it is a run of consecutive integers."""
+    run = len(index) and np.array_equal(index, np.arange(index[0], index[0] + len(index)))
+    return slice(int(index[0]), int(index[0]) + len(index)) if run else index
+
+
 def _check_labels(labels: np.ndarray, tasks: Sequence[TaskSpec], frame: Frame) -> np.ndarray:
     """``labels`` with each task's ``label_transform`` applied (a copy when there is one); a negative
     label of a transform, then a binary label that is not exactly 0 or 1, raises a :class:`DataError`."""
@@ -134,16 +156,14 @@ def build_multitask_data(frame: Frame, splits: Mapping[str, np.ndarray], *, labe
         vocab_sizes.append(size)
         if how != "vocabulary":
             encodings[name] = how
+    facts = {name: (*statistics_of(x), np.isnan(x).any()) for name, x in _train_values(frame, numeric, train_idx)}
     scalers, stats, indicators = [], {}, {}  # indicators: {"<name>:missing": column}
     for name in numeric:
-        x = frame.numeric[name]
-        train = x[train_idx]
-        mean, std = statistics_of(train)
+        x, (mean, std, missing) = frame.numeric[name], facts[name]
         scalers.append((x, mean, std))
         stats[name] = (round(mean, 6), round(std, 6))
-        if missing_indicators and np.isnan(train).any():
+        if missing_indicators and missing:
             indicators[f"{name}:missing"] = x
-        del train
     num_names = list(numeric) + list(indicators)
 
     tasks = list(tasks)
@@ -159,10 +179,11 @@ def build_multitask_data(frame: Frame, splits: Mapping[str, np.ndarray], *, labe
     block_out, block_in = (np.array(x, np.int64) for x in zip(*in_block)) if in_block else ([], [])
     block_mean, block_std = (np.array([scalers[j][k] for j in block_out], np.float64) for k in (1, 2))
     others = [j for j in range(len(scalers)) if j not in set(block_out)]
+    block_out, block_in = map(_as_slice, (block_out, block_in))  # a slice of columns: 5x faster than an index
 
     def encode(rows, num, cat):
         if in_block:  # in place: a missing value (the mean) becomes 0 after scaling
-            v = frame.block[rows][:, block_in].astype(np.float64)
+            v = np.take(frame.block, rows, axis=0)[:, block_in].astype(np.float64)
             v -= block_mean
             v /= block_std
             np.copyto(v, 0.0, where=np.isnan(v))

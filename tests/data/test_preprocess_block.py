@@ -24,12 +24,12 @@ def _frame(n: int = 257):
     return frame, labels
 
 
-@pytest.mark.parametrize("budget", [1 << 28, 1])  # every block column in one group, or one per group
-def test_train_values_match_a_gather_per_column(budget):
+@pytest.mark.parametrize("groups", [1, 2, 4])  # every block column in one group, or fewer per group
+def test_train_values_match_a_gather_per_column(groups):
     frame, _ = _frame()
     idx = np.random.default_rng(1).permutation(frame.num_rows)[:200]
     names = ["b2", "loose", "b0", "b1"]
-    got = dict(preprocess._train_values(frame, names, idx, budget=budget, rows=7))
+    got = dict(preprocess._train_values(frame, names, idx, groups=groups, rows=7))
     assert sorted(got) == sorted(names)
     for name in names:
         np.testing.assert_array_equal(got[name], frame.numeric[name][idx])

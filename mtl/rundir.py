@@ -63,7 +63,8 @@ def clear_workdir(workdir: pathlib.Path) -> None:
 
 def prepare_workdir(workdir: pathlib.Path, config_json: dict, overwrite: bool) -> dict | None:
     """Checks the workdir against the config: returns a finished run's summary (nothing
-    to do), ``None`` to train (fresh or resuming); refuses another config's workdir."""
+    to do), ``None`` to train (fresh or resuming); refuses another config's workdir. A sweep's
+    values may change (each point is checked in its own folder): a grid grows by its new points."""
     workdir.mkdir(parents=True, exist_ok=True)
     existing = workdir / "config.json"
     if overwrite:
@@ -73,15 +74,19 @@ def prepare_workdir(workdir: pathlib.Path, config_json: dict, overwrite: bool) -
             old = json.loads(existing.read_text())
         except json.JSONDecodeError:
             old = None
-        if old != config_json:
+        if _but_sweep_values(old) != _but_sweep_values(config_json):
             diff = _diff(old or {}, config_json)
             raise ConfigError(f"--workdir={workdir} holds a run of a different config ({'; '.join(diff[:4])}"
                               f"{'; ...' if len(diff) > 4 else ''}); use another --workdir, or --overwrite")
         status = run_status(workdir)
-        if status.finished:
+        if status.finished and old == config_json:
             return status.summary
     existing.write_text(json.dumps(config_json, indent=2, sort_keys=True))
     return None
+
+
+def _but_sweep_values(config_json: dict | None) -> dict | None:
+    return config_json and {**config_json, "sweep": sorted(config_json.get("sweep") or {})}
 
 
 class RunFiles:

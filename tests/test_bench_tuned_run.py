@@ -65,6 +65,16 @@ def test_tuned_bench_trains_selects_and_tabulates(tmp_path, capsys):
     (out / "g" / "table.md").unlink()
     run_bench(str(bench), workdir=str(work), outdir=str(out), tables_only=True)
     assert (out / "g" / "table.md").read_text() == table
+    # a grown grid trains only its new point; the points trained before are kept as they are
+    written = {lr: (d / "summary.json").stat().st_mtime_ns for lr, d in points.items()}
+    bench.write_text(BENCH.replace("(1e-3, 3e-2)", "(1e-3, 3e-2, 0.1)"))
+    capsys.readouterr()
+    assert run_bench(str(bench), workdir=str(work), outdir=str(out))["failures"] == {}
+    assert "g/mmoe__ew (sweep of 3 points): running its new sweep points" in capsys.readouterr().out
+    assert {lr: (d / "summary.json").stat().st_mtime_ns for lr, d in points.items()} == written
+    assert json.loads((g / "mmoe__ew" / "summary.json").read_text())["points"] == {
+        "learning_rate=0.001": "finished", "learning_rate=0.03": "finished", "learning_rate=0.1": "finished"}
+    assert "learning_rate ∈ {0.001, 0.03, 0.1}" in (out / "g" / "table.md").read_text()
 
 
 def test_workers_train_each_run_once_and_give_the_same_table(tmp_path, capfd):

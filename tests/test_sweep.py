@@ -174,6 +174,18 @@ def test_sweep_writes_one_run_directory_per_point_and_resumes(tmp_path):
     assert {n: (tmp_path / n / "summary.json").stat().st_mtime_ns for n in names} == written
 
 
+def test_a_grown_sweep_trains_only_its_new_points_and_another_change_is_refused(tmp_path):
+    first = train_and_evaluate(_sweep_config("0.5"), tmp_path, progress=False, resolved=True)
+    written = {n: (tmp_path / n / "summary.json").stat().st_mtime_ns for n in first["points"]}
+    grown = train_and_evaluate(_sweep_config("1e-3,0.5"), tmp_path, progress=False, resolved=True)
+    assert len(grown["points"]) == 4 and set(grown["points"].values()) == {"finished"}
+    assert grown["programs"] == 1  # the two new points, side by side
+    assert {n: (tmp_path / n / "summary.json").stat().st_mtime_ns for n in first["points"]} == written
+    assert json.loads((tmp_path / "config.json").read_text())["sweep"]["balancer"]["hparams"]["gamma"] == [1e-3, 0.5]
+    with pytest.raises(ConfigError, match="holds a run of a different config"):
+        train_and_evaluate(_sweep_config("1e-3,0.5", epochs=3), tmp_path, progress=False, resolved=True)
+
+
 def test_points_split_into_several_programs_give_the_one_program_results(tmp_path):
     one = train_and_evaluate(_sweep_config("0.5"), tmp_path / "one", progress=False, resolved=True)
     split = train_and_evaluate(_sweep_config("0.5", sweep_memory_mb=1e-6), tmp_path / "split", progress=False,

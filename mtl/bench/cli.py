@@ -412,8 +412,13 @@ def _seed_list(seeds) -> list[int]:
 def _run_jobs(jobs) -> dict[str, str]:
     """Trains each unfinished run of ``jobs`` (``(name, run_dir, config)``; interrupted ones resume);
     returns ``{name: why}`` of the failed."""
-    from mtl.rundir import run_status
+    from mtl.config import sweep_points
+    from mtl.rundir import point_name, run_status
     from mtl.train.run import train_and_evaluate
+
+    def finished(cell_dir, config) -> bool:  # a sweep: each of its points (a grown grid's summary lacks the new)
+        runs = [cell_dir / point_name(p) for p in sweep_points(config)] or [cell_dir]
+        return all(run_status(run).finished for run in runs)
 
     failures = {}
     t0 = time.perf_counter()
@@ -426,15 +431,16 @@ def _run_jobs(jobs) -> dict[str, str]:
             print(f"[{i + 1}/{len(jobs)}] {key}: {doing} (done {i}, left {left}, elapsed "
                   f"{_clock(time.perf_counter() - t0)}{eta})", flush=True)
 
-        if run_status(cell_dir).finished:
+        if finished(cell_dir, config):
             say("finished, skipped")
             continue
         with _claim(cell_dir) as mine:
-            status = run_status(cell_dir)  # after the claim: another process may have finished it meanwhile
-            if not mine or status.finished:
+            status = run_status(cell_dir)
+            if not mine or finished(cell_dir, config):  # after the claim: another process may have finished it
                 say("another process is training it, skipped" if not mine else "finished, skipped")
                 continue
-            say({"absent": "running"}.get(status.state, f"running again ({status})"))
+            say("running its new sweep points" if status.finished else
+                {"absent": "running"}.get(status.state, f"running again ({status})"))
             c0 = time.perf_counter()
             try:
                 summary = train_and_evaluate(config, cell_dir, progress=False, resolved=True)

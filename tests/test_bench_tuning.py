@@ -9,6 +9,7 @@ import pytest
 
 from mtl.bench import front as fr
 from mtl.bench import report
+from mtl.bench.grid import simplex
 from mtl.bench.results import CellResults, MetricSpec, SeedResult
 from mtl.bench.tuning import Point, Tuning, edge_keys, summary_score, tune
 from mtl.rundir import point_name
@@ -250,3 +251,15 @@ def test_a_grid_trains_as_one_sweep_only_when_it_is_a_numeric_product():
     assert _as_sweep(grid[:-1]) is None  # not the full product
     assert _as_sweep(grid[:1]) is None  # one point: an ordinary run
     assert _as_sweep([{"balancer.hparams.weights": (1.0, 0.0)}, {"balancer.hparams.weights": (0.5, 0.5)}]) is None
+
+
+def test_simplex_grid_by_hand_and_its_interior():
+    assert simplex(2, 0.5) == [(0.0, 1.0), (0.5, 0.5), (1.0, 0.0)]
+    assert simplex(2, 0.5, interior=True) == [(0.5, 0.5)]
+    assert len(simplex(4, 1 / 3)) == 20 and all(0.0 in w for w in simplex(4, 1 / 3))  # no interior at all
+    inner = simplex(4, 1 / 7, interior=True)  # 7 parts in 4 positive shares: C(6, 3) vectors
+    assert len(inner) == 20 and len(set(inner)) == 20
+    assert all(min(w) >= 1 / 7 - 1e-9 and abs(sum(w) - 1) < 1e-9 for w in inner)
+    assert np.allclose(inner[0], (1 / 7, 1 / 7, 1 / 7, 4 / 7)) and np.allclose(inner[-1], (4 / 7, 1 / 7, 1 / 7, 1 / 7))
+    with pytest.raises(ValueError, match="does not divide 1"):
+        simplex(2, 0.3)

@@ -121,11 +121,13 @@ def front(config: str, model: str, weights: Sequence[Sequence[float]], *, tune_f
     return cells
 
 
-def simplex(num_tasks: int, step: float) -> list[tuple[float, ...]]:
+def simplex(num_tasks: int, step: float, *, interior: bool = False) -> list[tuple[float, ...]]:
     """The weight vectors on the simplex grid of spacing ``step`` (each weight a multiple of it, sum 1), in
-    lexicographic order: ``simplex(2, 0.1)`` is ``(0, 1), (0.1, 0.9), ..., (1, 0)``."""
+    lexicographic order: ``simplex(2, 0.1)`` is ``(0, 1), (0.1, 0.9), ..., (1, 0)``. ``interior``: only
+    those with every weight > 0 (a zero weight leaves its task untrained; over 4 tasks at step 1/3 every
+    vector has one, at step 1/7 twenty have none)."""
     n = round(1 / step)
     if abs(n * step - 1) > 1e-9:
         raise ValueError(f"simplex: step {step} does not divide 1")
-    out = [c for c in itertools.product(range(n + 1), repeat=num_tasks) if sum(c) == n]
+    out = [c for c in itertools.product(range(int(interior), n + 1), repeat=num_tasks) if sum(c) == n]
     return [tuple(round(k / n, 10) for k in c) for c in out]

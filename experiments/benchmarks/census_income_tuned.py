@@ -21,7 +21,7 @@ from mtl.bench.grid import Benchmark, front, grid, simplex
 
 MODELS = ("mmoe",)
 BALANCERS = ("ew", "uw", "gradnorm", "pcgrad", "mgda", "cagrad", "nash_mtl", "famo", "fairgrad")
-LEARNING_RATES = (3e-4, 1e-3, 3e-3)
+LEARNING_RATES = (3e-4, 1e-3, 3e-3, 1e-2)
 TUNE_SEEDS = (100, 101, 102)  # disjoint from the final seeds 0-4: selection noise does not favour the reported runs
 FRONT_STEP = 0.1
 CONFIG = "experiments/configs/census_income.py"

@@ -67,6 +67,7 @@ def test_tuned_bench_trains_selects_and_tabulates(tmp_path, capsys):
     assert (out / "g" / "table.md").read_text() == table
     # a grown grid trains only its new point; the points trained before are kept as they are
     written = {lr: (d / "summary.json").stat().st_mtime_ns for lr, d in points.items()}
+    spent = json.loads((g / "mmoe__ew" / "bench_wall.json").read_text())["wall_seconds"]
     bench.write_text(BENCH.replace("(1e-3, 3e-2)", "(1e-3, 3e-2, 0.1)"))
     capsys.readouterr()
     assert run_bench(str(bench), workdir=str(work), outdir=str(out))["failures"] == {}
@@ -75,6 +76,7 @@ def test_tuned_bench_trains_selects_and_tabulates(tmp_path, capsys):
     assert json.loads((g / "mmoe__ew" / "summary.json").read_text())["points"] == {
         "learning_rate=0.001": "finished", "learning_rate=0.03": "finished", "learning_rate=0.1": "finished"}
     assert "learning_rate ∈ {0.001, 0.03, 0.1}" in (out / "g" / "table.md").read_text()
+    assert json.loads((g / "mmoe__ew" / "bench_wall.json").read_text())["wall_seconds"] > spent  # both growths' time
 
 
 def test_workers_train_each_run_once_and_give_the_same_table(tmp_path, capfd):

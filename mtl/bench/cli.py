@@ -329,7 +329,7 @@ def _spawn_workers(workers: int, flags: dict, workdir: pathlib.Path) -> dict[str
     argv = [sys.executable, "-m", "mtl.bench.cli", "--train_only"]
     argv += [f"--{k}={v}" for k, v in flags.items() if v and not isinstance(v, bool)]
     argv += [f"--{'' if v else 'no'}{k}" for k, v in flags.items() if isinstance(v, bool)]
-    trained_before = len(list(workdir.rglob("bench_wall.json")))
+    started = time.time()  # a run trained now writes (or, a grown sweep, rewrites) its bench_wall.json
     print(f"{n} workers, on cores " + " | ".join(",".join(map(str, c)) or "any" for c in shares), flush=True)
     t0 = time.perf_counter()
     procs, stopped = [], []
@@ -357,7 +357,7 @@ def _spawn_workers(workers: int, flags: dict, workdir: pathlib.Path) -> dict[str
     failures = {f"worker {i} (cores {shares[i]})": f"exited with status {c}, see its output above"
                 for i, c in enumerate(codes) if c != 0}
     elapsed = time.perf_counter() - t0
-    trained = len(list(workdir.rglob("bench_wall.json"))) - trained_before
+    trained = sum(p.stat().st_mtime >= started for p in workdir.rglob("bench_wall.json"))
     if trained:
         path = workdir / "bench_elapsed.json"
         log = json.loads(path.read_text()) if path.is_file() else []
@@ -451,7 +451,11 @@ def _run_jobs(jobs) -> dict[str, str]:
         wall = time.perf_counter() - c0
         compiling = summary.get("compile_seconds", 0.0)
         print(f"    done in {_clock(wall)}, {compiling:.1f} s of it compiling", flush=True)
-        (cell_dir / "bench_wall.json").write_text(json.dumps({"wall_seconds": wall, "compile_seconds": compiling}))
+        before = cell_dir / "bench_wall.json"
+        spent_before = json.loads(before.read_text()) if status.finished and before.is_file() else {}
+        (cell_dir / "bench_wall.json").write_text(json.dumps({  # a grown sweep: its earlier points' time too
+            "wall_seconds": wall + spent_before.get("wall_seconds", 0.0),
+            "compile_seconds": compiling + spent_before.get("compile_seconds", 0.0)}))
         done_here += 1
         spent += wall
     return failures

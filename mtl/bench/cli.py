@@ -451,9 +451,9 @@ def _run_jobs(jobs) -> dict[str, str]:
         wall = time.perf_counter() - c0
         compiling = summary.get("compile_seconds", 0.0)
         print(f"    done in {_clock(wall)}, {compiling:.1f} s of it compiling", flush=True)
-        before = cell_dir / "bench_wall.json"
-        spent_before = json.loads(before.read_text()) if status.finished and before.is_file() else {}
-        (cell_dir / "bench_wall.json").write_text(json.dumps({  # a grown sweep: its earlier points' time too
+        wall_file = cell_dir / "bench_wall.json"
+        spent_before = json.loads(wall_file.read_text()) if status.finished and wall_file.is_file() else {}
+        wall_file.write_text(json.dumps({  # a grown sweep: its earlier points' time too
             "wall_seconds": wall + spent_before.get("wall_seconds", 0.0),
             "compile_seconds": compiling + spent_before.get("compile_seconds", 0.0)}))
         done_here += 1

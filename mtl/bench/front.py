@@ -64,8 +64,7 @@ def oriented(cell: CellResults, metrics: Sequence[MetricSpec], split: str = "tes
 def reference_point(cells: Sequence[CellResults], metrics: Sequence[MetricSpec], split: str = "test") -> np.ndarray:
     """Componentwise minimum of the oriented means of the cells that are not a front vertex (:func:`is_vertex`)
     minus ``MARGIN`` of the range (of 1e-3 when flat); all cells when every one is a vertex."""
-    kept = [c for c in cells if not is_vertex(c)] or list(cells)
-    pts = np.stack([oriented(c, metrics, split) for c in kept])
+    pts = np.stack([oriented(c, metrics, split) for c in without_vertices(cells)])
     lo, hi = np.nanmin(pts, axis=0), np.nanmax(pts, axis=0)
     return lo - np.where(hi > lo, MARGIN * (hi - lo), 1e-3)
 
@@ -74,6 +73,11 @@ def is_vertex(cell: CellResults) -> bool:
     """A fixed weighting with a zero weight: some task is not trained at all."""
     weights = ((cell.config.get("balancer") or {}).get("hparams") or {}).get("weights")
     return cell.balancer == FRONT_BALANCER and bool(weights) and min(weights) <= 0
+
+
+def without_vertices(cells: Sequence[CellResults]) -> list[CellResults]:
+    """``cells`` but the front vertices (:func:`is_vertex`); all of them when every one is a vertex."""
+    return [c for c in cells if not is_vertex(c)] or list(cells)
 
 
 def better_one_sided(a: CellResults, b: CellResults, spec: MetricSpec, split: str = "test",
@@ -112,7 +116,7 @@ def classify(cell: CellResults, front: Sequence[CellResults], metrics: Sequence[
              alpha: float = ALPHA) -> Verdict:
     """beyond / on / inside ``front`` by the test in the module docstring, against the front's interior points
     (its vertices, with a task left untrained, are beaten by any reasonable point: that is not being beyond)."""
-    front = [f for f in front if not is_vertex(f)] or list(front)
+    front = without_vertices(front)
     over = [dominates(f, cell, metrics, split, alpha) for f in front]
     under = [dominates(cell, f, metrics, split, alpha) for f in front]
     if any(x is None for x in over + under):
@@ -146,7 +150,7 @@ def figure(cells: Sequence[CellResults], path, metrics: Sequence[MetricSpec], *,
     ax = fig.add_subplot(1, 1, 1)
     colors = figs._palette(len(models) + len(cells))
     for i, (model, front) in enumerate(models.items()):
-        front = [f for f in front if not is_vertex(f)] or front
+        front = without_vertices(front)
         xs = np.array([f.mean(mx, split) for f in front])
         ys = np.array([f.mean(my, split) for f in front])
         order = np.argsort(xs)

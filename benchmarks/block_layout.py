@@ -6,8 +6,7 @@ On synthetic arrays of the AliExpress Parquet copy's shapes (``benchmarks.data_l
 alternating round by round, the best of the rounds printed with its ratio:
 
 - ``write``: writing 63 float64 columns into fresh ``np.empty`` pages column by column, against the
-  same after the rows were first written with zeros in order (``mtl.data.reader._read`` did that for a
-  while: beside a training job it measured 3x faster, on a quiet machine it is no faster, so it went);
+  same after the rows were first written with zeros in order (``mtl.data.reader._read`` does that);
 - ``gather``: the training rows of each column gathered one column at a time (``x[idx]``), against
   :func:`mtl.data.preprocess._train_values` (whole rows, a quarter of the columns per pass);
 - ``encode``: the training rows scaled 16,384 at a time, the rows and columns picked as

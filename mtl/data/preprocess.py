@@ -67,7 +67,8 @@ def statistics_of(train: np.ndarray) -> tuple[float, float]:
 def _train_values(frame: Frame, names: Sequence[str], idx: np.ndarray, groups: int = 4, rows: int = 4096):
     """``(name, its values at the rows idx)`` for each of ``names``. The block's columns are gathered as whole
     rows, ``rows`` at a time, in ``groups`` passes (a quarter of the block's memory held at a time; a gather
-    per column is 2.5x slower), so that each column comes out in ``idx``'s order, as a gather would give it."""
+    per column is 3x slower: benchmarks/block_layout), so that each column comes out in ``idx``'s order, as a
+    gather would give it."""
     inside = [name for name in names if frame.block_view(name) is not None]
     yield from ((name, frame.numeric[name][idx]) for name in names if name not in inside)
     size, buffer = max(1, -(-len(inside) // groups)), np.empty((rows, len(frame.block_columns)), np.float32)
@@ -180,7 +181,7 @@ def build_multitask_data(frame: Frame, splits: Mapping[str, np.ndarray], *, labe
     block_out, block_in = (np.array(x, np.int64) for x in zip(*in_block)) if in_block else ([], [])
     block_mean, block_std = (np.array([scalers[j][k] for j in block_out], np.float64) for k in (1, 2))
     others = [j for j in range(len(scalers)) if j not in set(block_out)]
-    block_out, block_in = map(_as_slice, (block_out, block_in))  # a slice of columns: 5x faster than an index
+    block_out, block_in = map(_as_slice, (block_out, block_in))  # slices: 2.3-2.5x faster (block_layout)
 
     def encode(rows, num, cat):
         if in_block:  # in place: a missing value (the mean) becomes 0 after scaling

@@ -644,7 +644,7 @@ def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], bl
         try:
             for row, batch in _batches(h, names, text, ints, block_size):
                 at, n = start + row, batch.num_rows
-                if at + n > touched:  # fresh pages first touched in order: column writes to them cost 3x more
+                if at + n > touched:  # pages first touched in row order (docs/data.md: its evidence is mixed)
                     block[touched : at + n] = 0
                     touched = at + n
                 for c, array in zip(batch.schema.names, batch.columns):

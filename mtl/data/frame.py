@@ -54,17 +54,6 @@ class TooWide(ValueError):
         self.row = row
 
 
-def factorize(values: Sequence[str] | np.ndarray | pa.Array, *, strip: bool = False) -> Factor:
-    """Codes strings (optionally stripped of surrounding whitespace) against their sorted distinct values."""
-    if not isinstance(values, (pa.Array, pa.ChunkedArray)):
-        values = pa.array(np.asarray(values, str), pa.string())
-    encoded = pc.dictionary_encode(values)
-    if isinstance(encoded, pa.ChunkedArray):
-        encoded = encoded.combine_chunks() if encoded.num_chunks != 1 else encoded.chunk(0)
-    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int32)
-    return sorted_factor(encoded.dictionary, codes, strip=strip)
-
-
 def sorted_factor(dictionary: pa.Array, codes: np.ndarray, *, strip: bool = False) -> Factor:
     """The factor of ``dictionary[codes]`` (``dictionary`` may repeat values); ``codes`` is recoded in place."""
     dictionary = dictionary.cast(pa.string())

@@ -5,8 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
-from mtl.data import DataError, load
-from mtl.data.formats import ali_ccp, aliexpress
+from mtl.data import DataError, ali_ccp, aliexpress, load
 
 
 def same(a, b):

@@ -26,8 +26,7 @@ import time
 import numpy as np
 import pytest
 
-from mtl.data import DataError, load
-from mtl.data.formats import ali_ccp, aliexpress, census_income
+from mtl.data import DataError, ali_ccp, aliexpress, census_income, load
 from mtl.data.reader import CANDIDATE_DELIMITERS, MISSING_VARIANTS, Column, read_columns, read_header
 
 NUM_RANDOM_FILES = 240
@@ -403,7 +402,14 @@ def test_paddlerec_reader_agrees_with_the_rules(tmp_path):
 def test_factors_agree_with_plain_sorting():
     """Integer ids (plain, with leading zeros, signs, beyond int64) and text: a factor's values are
     the sorted distinct strings and its codes point at each row's value; stacking factors too."""
-    from mtl.data.frame import concat_factors, factorize
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from mtl.data.frame import concat_factors
+    from mtl.data.reader import merge_chunks
+
+    def factorize(rows, strip=False):  # one dictionary-encoded chunk, as the TFDS read-back makes it
+        return merge_chunks([pc.dictionary_encode(pa.array(rows, pa.string()))], strip=strip)
 
     rng = np.random.default_rng(11)
     pool = ["0", "7", "-3", "12", "100", "99", "2147483648", "9223372036854775807", "99999999999999999999",
@@ -422,8 +428,6 @@ def test_factors_agree_with_plain_sorting():
         assert merged.strings().tolist() == [v.rstrip("\x00") for v in rows]
         assert merged.values.tolist() == sorted(set(merged.values.tolist()))
     # pyarrow keeps a trailing NUL that numpy strings drop: such values merge with their prefix
-    import pyarrow as pa
-
     from mtl.data.frame import sorted_factor
 
     got = sorted_factor(pa.array(["a\x00", "b", "a"]), np.array([0, 1, 2, 0], np.int32))

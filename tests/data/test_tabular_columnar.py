@@ -12,7 +12,7 @@ import pytest
 
 from mtl.data import DataError, load, reader
 from mtl.data.base import TaskSpec, original_units
-from mtl.data.frame import factorize
+from mtl.data.frame import Factor
 from mtl.data.preprocess import categorical_encoder
 from mtl.data.reader import file_format
 
@@ -149,7 +149,8 @@ def test_joins_fill_side_columns_the_log_wins_and_absent_keys_are_missing(tmp_pa
 
 
 def test_min_count_sends_rare_training_values_to_the_oov_id():
-    f = factorize(np.array(["a", "b", "a", "c", "c", "a", "d"]))  # training rows 0..5: a 3, b 1, c 2; d unseen
+    f = Factor(np.array([0, 1, 0, 2, 2, 0, 3], np.int32), np.array(["a", "b", "c", "d"]))  # a b a c c a d
+    # training rows 0..5: a 3 times, b once, c twice; d unseen
     train = np.arange(6)
     mapping, size, _ = categorical_encoder(f, train, min_count=2)
     ids = mapping[f.codes]

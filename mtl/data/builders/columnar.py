@@ -9,9 +9,12 @@ import os
 import pathlib
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import tensorflow_datasets as tfds
 
-from mtl.data.frame import Frame, concat_frames, factorize
+from mtl.data.frame import Frame, concat_frames
+from mtl.data.reader import merge_chunks
 
 
 @dataclasses.dataclass
@@ -88,8 +91,9 @@ def read_frame(builder: ColumnarBuilder, split: str, *, batch_size: int = 8192) 
     records.sort(key=lambda r: int(r["row"]))  # file order
     cfg = builder.builder_config
     text = lambda v: v.decode() if isinstance(v, bytes) else str(v)
-    categorical = {name: factorize([text(r["categorical"][j]) for r in records])
-                   for j, name in enumerate(cfg.categorical_columns)}
+    categorical = {name: merge_chunks([pc.dictionary_encode(pa.array([text(r["categorical"][j]) for r in records],
+                                                                     pa.string()))], strip=False)
+                   for j, name in enumerate(cfg.categorical_columns)}  # fmt: skip
     nums = np.array([r["numeric"] for r in records], np.float32).reshape(len(records), len(cfg.numeric_columns))
     numeric = {name: nums[:, j] for j, name in enumerate(cfg.numeric_columns)}
     lines = np.array([r["line"] for r in records], np.int64)

@@ -123,7 +123,8 @@ def paragraph(table, *, alpha: float, min_pairs: int, front_hv: dict, point_hv: 
         for r in methods:
             for m, st in zip(metrics, r.stats):
                 d = st.mean - ew.stats[metrics.index(m)].mean
-                item = f"{r.cell.balancer} on {m.label} ({d:+.4f}, p = {st.vs_ew.p:.3g})"
+                name = f"{r.cell.balancer} ({r.cell.variant})" if r.cell.variant else r.cell.balancer
+                item = f"{name} on {m.label} ({d:+.4f}, p = {st.vs_ew.p:.3g})"
                 (better if st.vs_ew.mark > 0 else worse if st.vs_ew.mark < 0 else []).append(item)
         if better:
             out.append(f"On {model}, beyond noise ({test}), methods beat {what}: {'; '.join(better)}.")

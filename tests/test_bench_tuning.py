@@ -223,6 +223,18 @@ def test_paragraph_says_plainly_when_nothing_beats_anything():
     assert "): no multi-task row. Losing to it that way: mmoe + ew (Δm -15.63%), mmoe + uw (Δm -15.63%)." in p
 
 
+def test_paragraph_names_a_method_rows_variant():
+    """Two rows of one method (defaults, and its own hyperparameter tuned) are told apart by the variant."""
+    variant = _tuned(_cell("pcgrad_c", 0.78, 0.25))
+    variant.variant = "c tuned"
+    cells = [_cell("stl", 0.80, 0.20, "ew", "single_task"), _tuned(_cell("ew", 0.75, 0.25, "ew")),
+             _tuned(_cell("pcgrad", 0.75, 0.25)), variant, _cell("f1", 0.74, 0.26, "fixed")]
+    p = report.build_table(cells, metrics=M).paragraph
+    assert "methods beat tuned equal weighting: pcgrad (c tuned) on a auc (+0.0300, p = 0)." in p
+    assert "beyond: pcgrad, pcgrad (c tuned), ew." in p
+    assert "The best method point's hypervolume is" in p and "(pcgrad (c tuned))" in p
+
+
 def test_bad_grids_and_tune_from_are_refused_before_training():
     from mtl.bench.cli import BenchError, _configs
     from mtl.bench.grid import Benchmark, CellSpec

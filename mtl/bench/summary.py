@@ -103,6 +103,11 @@ def _tuning_legend(cells) -> str:
             f"choice. {EDGE_MARK}: the chosen value is on the grid's edge (the optimum may lie outside the grid).")
 
 
+def _name(cell) -> str:
+    """A method row's name in the paragraph: its balancer, and its variant (``cagrad (c tuned)``) when it has one."""
+    return f"{cell.balancer} ({cell.variant})" if cell.variant else cell.balancer
+
+
 def _methods(rows, model):
     return [r for r in rows if r.cell.model == model and not r.cell.is_ew and r.cell.balancer != fr.FRONT_BALANCER]
 
@@ -123,8 +128,7 @@ def paragraph(table, *, alpha: float, min_pairs: int, front_hv: dict, point_hv: 
         for r in methods:
             for m, st in zip(metrics, r.stats):
                 d = st.mean - ew.stats[metrics.index(m)].mean
-                name = f"{r.cell.balancer} ({r.cell.variant})" if r.cell.variant else r.cell.balancer
-                item = f"{name} on {m.label} ({d:+.4f}, p = {st.vs_ew.p:.3g})"
+                item = f"{_name(r.cell)} on {m.label} ({d:+.4f}, p = {st.vs_ew.p:.3g})"
                 (better if st.vs_ew.mark > 0 else worse if st.vs_ew.mark < 0 else []).append(item)
         if better:
             out.append(f"On {model}, beyond noise ({test}), methods beat {what}: {'; '.join(better)}.")
@@ -136,14 +140,14 @@ def paragraph(table, *, alpha: float, min_pairs: int, front_hv: dict, point_hv: 
     for model, hv in front_hv.items():
         rel = {}
         for r in _methods(rows, model) + [r for r in rows if r.cell.model == model and r.cell.is_ew]:
-            rel.setdefault(r.extra[table.extra_columns.index(FRONT)], []).append(r.cell.balancer)
+            rel.setdefault(r.extra[table.extra_columns.index(FRONT)], []).append(_name(r.cell))
         parts = [f"{k}: {', '.join(v)}" for k, v in rel.items()]
         beyond = rel.get("beyond", [])
         s = (f"Against {model}'s scalarization front ({len(fronts[model])} fixed weightings, hypervolume {hv:.3g}; "
              f"one-sided paired t-tests in every metric, p < {alpha:g}): " + ("; ".join(parts) or "no method row")
              + ". " + (f"{', '.join(beyond)} lie{'s' if len(beyond) == 1 else ''} beyond it."
                        if beyond else "No method lies beyond it."))
-        scored = [(point_hv[r.cell.name], r.cell.balancer) for r in _methods(rows, model)]
+        scored = [(point_hv[r.cell.name], _name(r.cell)) for r in _methods(rows, model)]
         if scored:
             h, name = max(scored)
             s += f" The best method point's hypervolume is {h:.3g} ({name}), {h / hv:.1%} of the front's." if hv > 0 \

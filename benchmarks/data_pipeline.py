@@ -31,9 +31,9 @@ import numpy as np
 from absl import app, flags
 
 from mtl.data import census_income as census
-from mtl.data import census_income as census_format
 from mtl.data import load
 from mtl.data.base import Split
+from mtl.data.formats import census_income as census_format
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Folder with census_income_kdd/ (or the census files); default $MTL_DATA_DIR.")

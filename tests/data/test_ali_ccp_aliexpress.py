@@ -5,7 +5,8 @@ import shutil
 import numpy as np
 import pytest
 
-from mtl.data import DataError, ali_ccp, aliexpress, load
+from mtl.data import DataError, load
+from mtl.data.formats import ali_ccp, aliexpress
 
 
 def same(a, b):

@@ -8,7 +8,7 @@ import pytest
 
 from mtl.data import DataError, load
 from mtl.data import census_income as census
-from mtl.data import census_income as census_format
+from mtl.data.formats import census_income as census_format
 
 
 @pytest.fixture(scope="module")
@@ -252,7 +252,7 @@ def test_test_file_content_checksum(data_dir, caplog):
     import gzip
     import logging
 
-    from mtl.data.census_income import check_test_content
+    from mtl.data.formats.census_income import check_test_content
 
     raw = gzip.decompress((data_dir / "census_income_kdd" / "census-income.test.gz").read_bytes())
     assert check_test_content(raw, "census-income.test.gz")

@@ -9,7 +9,7 @@ import pytest
 
 from mtl.bench import front as fr
 from mtl.bench import report
-from mtl.bench.grid import simplex
+from mtl.bench.grid import own_hparam_rows, own_hparam_text, simplex
 from mtl.bench.results import CellResults, MetricSpec, SeedResult
 from mtl.bench.tuning import Point, Tuning, edge_keys, summary_score, tune
 from mtl.rundir import point_name
@@ -275,3 +275,16 @@ def test_simplex_grid_by_hand_and_its_interior():
     assert np.allclose(inner[0], (1 / 7, 1 / 7, 1 / 7, 4 / 7)) and np.allclose(inner[-1], (4 / 7, 1 / 7, 1 / 7, 1 / 7))
     with pytest.raises(ValueError, match="does not divide 1"):
         simplex(2, 0.3)
+
+
+def test_own_hyperparameter_rows_are_named_labelled_and_tuned_with_the_rate():
+    grids = {"cagrad": ("c", (0.2, 0.5)), "famo": ("gamma", (1e-4, 1e-3))}
+    cells = own_hparam_rows("cfg.py", "mmoe", grids, rates=(1e-3, 3e-3), extra={"epochs": 2})
+    assert [c.name for c in cells] == ["mmoe__cagrad_c", "mmoe__famo_gamma"]
+    assert [c.overrides["label"] for c in cells] == ["c tuned", "gamma tuned"]
+    assert cells[0].tune == {"learning_rate": (1e-3, 3e-3), "balancer.hparams.c": (0.2, 0.5)}
+    assert cells[1].overrides["balancer.name"] == "famo" and cells[1].overrides["epochs"] == 2
+    assert "diagnostics" in cells[0].overrides and "diagnostics" not in cells[1].overrides  # CAGrad takes gradients
+    assert own_hparam_rows("cfg.py", "mmoe", {}, rates=(1e-3,)) == [] and own_hparam_text({}) == ""
+    text = ", and in a second row tuned with the rate (cagrad c on {0.2, 0.5}; famo gamma on {0.0001, 0.001})"
+    assert own_hparam_text(grids) == text

@@ -21,9 +21,7 @@ Cost per group: 10 tuned rows x 5 rates x 3 seeds + 4 rows x 15 points x 3 seeds
 11 x 5 front seed-runs.
 """
 
-import dataclasses
-
-from mtl.bench.grid import Benchmark, front, grid, simplex
+from mtl.bench.grid import Benchmark, front, grid, own_hparam_rows, own_hparam_text, simplex
 
 MODELS = ("mmoe",)
 BALANCERS = ("ew", "uw", "gradnorm", "pcgrad", "mgda", "cagrad", "nash_mtl", "famo", "fairgrad")
@@ -40,23 +38,18 @@ CONFIG = "experiments/configs/census_income.py"
 def get_bench(smoke: bool = False) -> Benchmark:
     models, balancers = (MODELS, BALANCERS) if not smoke else (("mmoe",), ("ew", "pcgrad"))
     rates, step = (LEARNING_RATES, FRONT_STEP) if not smoke else ((1e-3, 3e-3), 0.5)
-    extra = {"checkpoint_every": 5} if not smoke else {"epochs": 1, "batch_size": 4096}
+    extra, own = ({"checkpoint_every": 5}, OWN_GRIDS) if not smoke else ({"epochs": 1, "batch_size": 4096}, {})
     groups = {}
     for g in (1, 2):
         spec = lambda m, g=g: f"{CONFIG}:group{g},test_split,{m}"  # noqa: E731
         cells = grid(CONFIG, models, balancers, extra=extra, model_config=spec, tune={"learning_rate": rates})
-        for name, (hp, values) in ({} if smoke else OWN_GRIDS).items():
-            (cell,) = grid(CONFIG, ("mmoe",), [(f"{name}_{hp}", name, {})], stl=None, extra=extra, model_config=spec,
-                           tune={"learning_rate": rates, f"balancer.hparams.{hp}": values})  # fmt: skip
-            cells.append(dataclasses.replace(cell, overrides={**cell.overrides, "label": f"{hp} tuned"}))
+        cells += own_hparam_rows(CONFIG, "mmoe", own, rates=rates, model_config=spec, extra=extra)
         cells += front(spec("mmoe"), "mmoe", simplex(2, step), tune_from="mmoe__ew", extra=extra)
         groups[f"group{g}"] = cells
     return Benchmark(title="Census-Income (KDD), test_split protocol, tuned", groups=groups,
                      seeds=5 if not smoke else 3, tune_seeds=TUNE_SEEDS if not smoke else 2,
                      tuning=f"learning rate of every row tuned on {{{', '.join(f'{r:g}' for r in rates)}}}; the "
                             "scalarization front at equal weighting's tuned rate; methods' own hyperparameters at the "
-                            "papers' defaults, and for four methods also tuned with the rate in a second row ("
-                            + "; ".join(f"{n} {hp} on {{{', '.join(f'{v:g}' for v in vs)}}}"
-                                        for n, (hp, vs) in OWN_GRIDS.items())
-                            + "); model sizes, batch size and weight decay not tuned",
+                            f"papers' defaults{own_hparam_text(own)}; model sizes, batch size and weight decay not "
+                            "tuned",
                      description=__doc__)

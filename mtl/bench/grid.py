@@ -108,6 +108,28 @@ def grid(config: str, models: Sequence, balancers: Sequence, *, stl: str | None 
     return cells
 
 
+def own_hparam_rows(config: str, model: str, grids: Mapping[str, tuple[str, Sequence]], *,
+                    rates: Sequence[float], model_config: Callable[[str], str] | None = None,
+                    extra: Mapping[str, object] | None = None) -> list[CellSpec]:
+    """A second row of ``model`` per method whose own hyperparameter is searched jointly with the learning
+    rate: ``grids[method] = (hyperparameter, values)`` gives the cell ``<model>__<method>_<hyperparameter>``,
+    labelled ``"<hyperparameter> tuned"``, tuned on ``rates`` x ``values`` (the issue's priority 4)."""
+    cells = []
+    for method, (hp, values) in grids.items():
+        (cell,) = grid(config, (model,), [(f"{method}_{hp}", method, {})], stl=None, extra=extra,
+                       model_config=model_config, tune={"learning_rate": rates, f"balancer.hparams.{hp}": values})
+        cells.append(dataclasses.replace(cell, overrides={**cell.overrides, "label": f"{hp} tuned"}))
+    return cells
+
+
+def own_hparam_text(grids: Mapping[str, tuple[str, Sequence]]) -> str:
+    """What :func:`own_hparam_rows` tuned, for a benchmark's ``tuning`` line (``""`` for no grids)."""
+    if not grids:
+        return ""
+    return (", and in a second row tuned with the rate ("
+            + "; ".join(f"{n} {hp} on {{{', '.join(f'{v:g}' for v in vs)}}}" for n, (hp, vs) in grids.items()) + ")")
+
+
 def front(config: str, model: str, weights: Sequence[Sequence[float]], *, tune_from: str = "",
           tune: Mapping[str, Sequence] | None = None, extra: Mapping[str, object] | None = None) -> list[CellSpec]:
     """The scalarization front of ``model``: one ``fixed``-weighting cell per weight vector, named

@@ -16,7 +16,7 @@ chosen on validation over ``TUNE_SEEDS``, then
 trained with 5 seeds (0-4). The methods' rows keep their own hyperparameters at the
 factories' defaults (as in ``census_income_tuned``); CAGrad, GradNorm, FairGrad and FAMO
 have a second row, "<hp> tuned", whose own main hyperparameter (``OWN_GRIDS``, census's
-grids, the default in the middle) is searched jointly with the learning rate (the issue's
+grids, around the default) is searched jointly with the learning rate (the issue's
 priority 4). Not tuned: embedding size, weight decay (0). The scalarization front of
 MMoE, at equal weighting's tuned rate: ``fixed`` weights on the simplex grid of step 1/7
 over the 4 tasks with every weight at least 1/7 (20 vectors; a zero weight leaves its task
@@ -26,6 +26,7 @@ front's test, its hypervolume and the figure use each task's AUC.
 
 import dataclasses
 
+from experiments.benchmarks.census_income_tuned import OWN_GRIDS  # census's grids
 from mtl.bench.grid import Benchmark, front, grid, own_hparam_rows, own_hparam_text, simplex
 
 BALANCERS = ("ew", "uw", "gradnorm", "pcgrad", "mgda", "cagrad", "nash_mtl", "famo", "fairgrad")
@@ -33,9 +34,6 @@ LEARNING_RATES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 #: Rows whose choice was the grid's top rate, with the rates added above it.
 WIDER = {"single_task__ew": (3e-2,)}
 TUNE_SEEDS = (100, 101, 102)
-#: A method's own main hyperparameter, searched jointly with the learning rate (census_income_tuned's grids).
-OWN_GRIDS = {"cagrad": ("c", (0.2, 0.5, 0.8)), "gradnorm": ("alpha", (0.5, 1.5, 3.0)),
-             "fairgrad": ("alpha", (0.5, 1.0, 2.0)), "famo": ("gamma", (1e-4, 1e-3, 1e-2))}  # fmt: skip
 FRONT_STEP = 1 / 7
 
 

@@ -30,10 +30,10 @@ TUNE_SEEDS = (100, 101, 102)  # disjoint from the final seeds 0-4: selection noi
 FRONT_STEP = 0.1
 #: A method's own main hyperparameter, searched jointly with the learning rate on a grid around its default
 #: (CAGrad's c 0.5, GradNorm's alpha 1.5, FairGrad's alpha 1, FAMO's gamma 1e-3); four methods, for the budget.
-#: CAGrad's and FairGrad's first grids, {0.2, 0.5, 0.8} and {0.5, 1, 2}, grew down by one value: a group chose
-#: their bottom.
+#: CAGrad's, FairGrad's and FAMO's first grids, {0.2, 0.5, 0.8}, {0.5, 1, 2} and {1e-4, 1e-3, 1e-2}, grew by one
+#: value past the end a group chose.
 OWN_GRIDS = {"cagrad": ("c", (0.1, 0.2, 0.5, 0.8)), "gradnorm": ("alpha", (0.5, 1.5, 3.0)),
-             "fairgrad": ("alpha", (0.25, 0.5, 1.0, 2.0)), "famo": ("gamma", (1e-4, 1e-3, 1e-2))}  # fmt: skip
+             "fairgrad": ("alpha", (0.25, 0.5, 1.0, 2.0)), "famo": ("gamma", (1e-4, 1e-3, 1e-2, 1e-1))}  # fmt: skip
 CONFIG = "experiments/configs/census_income.py"
 
 

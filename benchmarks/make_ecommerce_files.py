@@ -38,6 +38,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from absl import app, flags
 
+from mtl.data.formats import ali_ccp as ccp
+from mtl.data.formats import aliexpress
+
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("format", "aliexpress", ["aliexpress", "ali_ccp"], "Which dataset's file format.")
 flags.DEFINE_enum("layout", "torch_rechub", ["torch_rechub", "paddlerec"], "Ali-CCP file layout.")
@@ -51,14 +54,6 @@ flags.DEFINE_integer("chunk_rows", 250_000, "Rows generated and written at a tim
 flags.DEFINE_string("source_dir", "",
                     "Shared data root with the public samples (default $MTL_DATA_DIR or ../shared/data).")
 
-ALIEXPRESS_CATEGORICAL = tuple(f"categorical_{i}" for i in range(1, 17))
-ALIEXPRESS_NUMERICAL = tuple(f"numerical_{i}" for i in range(1, 64))
-ALI_CCP_SPARSE = (
-    "101", "121", "122", "124", "125", "126", "127", "128", "129", "205", "206", "207", "210", "216",
-    "508", "509", "702", "853", "301", "109_14", "110_14", "127_14", "150_14",
-)  # fmt: skip
-ALI_CCP_DENSE = ("D109_14", "D110_14", "D127_14", "D150_14", "D508", "D509", "D702", "D853")
-ALI_CCP_MULTI = ("109_14", "110_14", "127_14", "150_14", "210", "853")
 # Rough Ali-CCP cardinalities (full data); a field's ids are drawn from min(cardinality, rows // divisor).
 ALI_CCP_CARDINALITY = {
     "101": 400_000, "121": 98, "122": 14, "124": 3, "125": 8, "126": 4, "127": 4, "128": 3, "129": 5,
@@ -138,10 +133,10 @@ def _split_counts(total: int, fractions: list[float]) -> list[int]:
 
 def write_aliexpress(out: pathlib.Path, rows: int, rng: np.random.Generator) -> list[pathlib.Path]:
     sample = _sample_columns(_source_dir() / "aliexpress" / "aliexpress_train_sample.csv")
-    cat = {c: ColumnSampler(sample[c], categorical=True) for c in ALIEXPRESS_CATEGORICAL}
-    num = {c: ColumnSampler(sample[c], categorical=False) for c in ALIEXPRESS_NUMERICAL}
+    cat = {c: ColumnSampler(sample[c], categorical=True) for c in aliexpress.CATEGORICAL}
+    num = {c: ColumnSampler(sample[c], categorical=False) for c in aliexpress.NUMERICAL}
     folder = out / "aliexpress" / f"AliExpress_{FLAGS.country}"
-    names = ("search_id",) + ALIEXPRESS_CATEGORICAL + ALIEXPRESS_NUMERICAL + ("click", "conversion")
+    names = ("search_id",) + aliexpress.CATEGORICAL + aliexpress.NUMERICAL + ("click", "conversion")
     schema = pa.schema([(n, pa.float64() if n.startswith("numerical") else pa.int64()) for n in names])
     files = []
     next_search_id = 0
@@ -176,11 +171,11 @@ def _cardinalities(rows: int) -> dict[str, int]:
 
 def write_ali_ccp(out: pathlib.Path, rows: int, rng: np.random.Generator) -> list[pathlib.Path]:
     sample = _sample_columns(_source_dir() / "ali_ccp" / "torch_rechub_samples" / "ali_ccp_train_sample.csv")
-    dense = {c: ColumnSampler(sample[c], categorical=False) for c in ALI_CCP_DENSE}
+    dense = {c: ColumnSampler(sample[c], categorical=False) for c in ccp.DENSE_FIELDS}
     cards = _cardinalities(rows)
     folder = out / "ali_ccp"
     if FLAGS.layout == "torch_rechub":
-        names = ("click", "purchase") + ALI_CCP_SPARSE + ALI_CCP_DENSE
+        names = ("click", "purchase") + ccp.SPARSE_FIELDS + ccp.DENSE_FIELDS
         schema = pa.schema([(n, pa.float64() if n.startswith("D") else pa.int64()) for n in names])
         half = FLAGS.test_fraction / 2
         parts = zip(("ali_ccp_train.csv", "ali_ccp_val.csv", "ali_ccp_test.csv"),
@@ -197,8 +192,8 @@ def write_ali_ccp(out: pathlib.Path, rows: int, rng: np.random.Generator) -> lis
             fh = open(path, "wb")
         for start in range(0, count, FLAGS.chunk_rows):
             n = min(FLAGS.chunk_rows, count - start)
-            sparse = {f: _power_law_ids(rng, n, cards[f]) for f in ALI_CCP_SPARSE}
-            dense_values = {c: dense[c].draw(rng, n) for c in ALI_CCP_DENSE}
+            sparse = {f: _power_law_ids(rng, n, cards[f]) for f in ccp.SPARSE_FIELDS}
+            dense_values = {c: dense[c].draw(rng, n) for c in ccp.DENSE_FIELDS}
             score = dense_values["D508"] + dense_values["D109_14"] - np.log1p(sparse["205"]) / 10
             click, conversion = _labels(rng, score, 0.039, 0.06)
             if sink is not None:
@@ -226,7 +221,7 @@ def _paddlerec_lines(rng, first_id: int, click, conversion, sparse: dict[str, np
     )
     pieces = [prefix]
     for field, ids in sparse.items():
-        if field in ALI_CCP_MULTI:
+        if field in ccp.MULTI_VALUED_FIELDS:
             counts = rng.integers(0, 9, n)  # 0-8 ids; 0 = field absent on this line
             flat = np.repeat(ids, counts) + rng.integers(0, 50, counts.sum())
             items = pc.binary_join_element_wise(pa.scalar(field), pa.array(flat).cast(pa.string()), ":")

@@ -1,7 +1,7 @@
 """Tables with a header (delimited text, Parquet, Arrow IPC / Feather) read into typed columns.
 
-pyarrow hands over record batches (its streaming CSV reader; Parquet one column of one row group
-at a time; Arrow record batches) and :func:`read_columns` turns them into compact columns: text as
+pyarrow hands over record batches (its streaming CSV reader; a Parquet or Arrow file's columns
+one whole column at a time) and :func:`read_columns` turns them into compact columns: text as
 codes into sorted distinct values, numbers into one row-major float32 matrix. Column kinds
 (:class:`Column`): ``factor``, ``number``, ``label`` and ``auto`` (typed by the caller,
 :meth:`AutoColumn.infer`). Errors are :class:`~mtl.data.errors.DataError` s naming file, line and
@@ -40,7 +40,6 @@ BLOCK_SIZE = 1 << 20
 _HEAD_BYTES = 1 << 20
 _SCAN_BYTES = 16 << 20
 _SNIFF_LINES = 20
-_GROUP_ROWS = 1 << 16  # Parquet rows read per column at a time (whole row groups)
 _CONVERSION = re.compile(r"In CSV column #(\d+): .*CSV conversion error to (\w+)")
 _TEXT = pa.dictionary(pa.int32(), pa.string())
 
@@ -373,27 +372,14 @@ def _arrow_table(path: str) -> pa.Table:
 
 
 def _typed_batches(h: Header, names: list[str]):
-    """``(first row, batch)`` of a Parquet file, one column of a run of row groups (at least
-    ``_GROUP_ROWS`` rows, or one group) at a time, so that one decoded column is in memory at once;
-    or of an Arrow file's record batches."""
-    where = ""
+    """``(0, batch)`` of each column of a Parquet or Arrow file, whole: one decoded column in memory at a time."""
     try:
-        if h.format == "arrow":
-            yield from _numbered(_arrow_table(h.path).select(names).to_batches())
-            return
-        parquet, row, start = pq.ParquetFile(h.path), 0, 0
-        sizes = [parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)]
-        while start < len(sizes):
-            stop, rows = start + 1, sizes[start]
-            while stop < len(sizes) and rows < _GROUP_ROWS:
-                stop, rows = stop + 1, rows + sizes[stop]
-            where = f" (row group {start})" if stop == start + 1 else f" (row groups {start}-{stop - 1})"
-            for c in names:
-                column = parquet.read_row_groups(range(start, stop), columns=[c]).column(0).combine_chunks()
-                yield row, pa.RecordBatch.from_arrays([column], [c])
-            row, start = row + rows, stop
+        source = pq.ParquetFile(h.path) if h.format == "parquet" else _arrow_table(h.path)
+        for c in names:
+            column = (source.read(columns=[c]) if h.format == "parquet" else source.select([c])).column(0)
+            yield 0, pa.RecordBatch.from_arrays([column.combine_chunks()], [c])
     except (pa.ArrowException, OSError) as e:
-        raise DataError(f"cannot be read as {FORMAT_NAMES[h.format]}{where}: {e}", path=h.path) from None
+        raise DataError(f"cannot be read as {FORMAT_NAMES[h.format]}: {e}", path=h.path) from None
 
 
 def _as_type(array: pa.Array, text: bool) -> pa.Array:

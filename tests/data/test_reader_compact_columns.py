@@ -9,7 +9,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mtl.data import reader
 from mtl.data.reader import Column, read_columns, read_header
 
 
@@ -59,12 +58,15 @@ def test_same_codes_as_reading_text(tmp_path):
     assert np.array_equal(a.codes, b.codes) and a.values.astype(str).tolist() == b.values.tolist()
 
 
-def _auto(tmp_path, monkeypatch, values, exact):
-    monkeypatch.setattr(reader, "_GROUP_ROWS", 1)  # one batch per row group: two rows
-    path = tmp_path / "f.parquet"
-    pq.write_table(pa.table({"x": pa.array(values, pa.float64()), "y": [i % 2 for i in range(len(values))]}), path,
-                   row_group_size=2)  # fmt: skip
-    table = read_columns(read_header(path), {"x": Column("auto", exact=exact), "y": Column("label")})
+def _auto(tmp_path, values, exact):
+    """Column ``x`` of files of two rows each: one batch per file."""
+    headers = []
+    for i in range(0, len(values), 2):
+        path = tmp_path / f"f{i}.parquet"
+        x = pa.array(values[i : i + 2], pa.float64())
+        pq.write_table(pa.table({"x": x, "y": [0, 1][: len(x)]}), path)
+        headers.append(read_header(path))
+    table = read_columns(headers, {"x": Column("auto", exact=exact), "y": Column("label")})
     return table.auto["x"]
 
 
@@ -73,16 +75,16 @@ def _auto(tmp_path, monkeypatch, values, exact):
     ([1.0, np.inf, 0.5, 2.0, 1.5, 1.0], "categorical", False),  # an infinity before the fraction
     ([1.0, 2.0, 3.0, np.nan, 2.0, 1.0], "categorical", False),  # integers: their distinct values decide
 ])  # fmt: skip
-def test_inexact_auto_numbers(tmp_path, monkeypatch, values, kind, compact):
-    column = _auto(tmp_path, monkeypatch, values, exact=False)
+def test_inexact_auto_numbers(tmp_path, values, kind, compact):
+    column = _auto(tmp_path, values, exact=False)
     assert column.infer(max_categorical_distinct=50)[0] == kind  # by hand: the rule in docs/data.md
     assert (column.numbers is not None and column.numbers.dtype == np.float32) == compact
     np.testing.assert_array_equal(column.as_numbers()[0], np.array(values, np.float32))
     if not compact:
-        assert column.factor.strings().tolist() == _auto(tmp_path, monkeypatch, values, True).factor.strings().tolist()
+        assert column.factor.strings().tolist() == _auto(tmp_path, values, True).factor.strings().tolist()
 
 
-def test_an_infinity_after_a_fraction_reads_the_column_as_text(tmp_path, monkeypatch):
-    column = _auto(tmp_path, monkeypatch, [1.5, 2.0, 3.0, np.inf], exact=False)
+def test_an_infinity_after_a_fraction_reads_the_column_as_text(tmp_path):
+    column = _auto(tmp_path, [1.5, 2.0, 3.0, np.inf], exact=False)
     assert column.numbers is None and column.infer(max_categorical_distinct=50) == ("categorical", "non-finite numbers")
     assert column.factor.strings().tolist() == ["1.5", "2", "3", "inf"]

@@ -10,7 +10,7 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 
-from mtl.data import DataError, load, reader
+from mtl.data import DataError, load
 from mtl.data.base import TaskSpec, original_units
 from mtl.data.frame import Factor
 from mtl.data.preprocess import categorical_encoder
@@ -39,13 +39,12 @@ def _same(a, b):
         np.testing.assert_array_equal(x.labels, y.labels)
 
 
-def test_parquet_and_feather_load_like_the_csv_of_the_same_rows(tmp_path, monkeypatch):
+def test_parquet_and_feather_load_like_the_csv_of_the_same_rows(tmp_path):
     """The delimited reader is the independent reference: same types, vocabularies, arrays."""
-    monkeypatch.setattr(reader, "_GROUP_ROWS", 30)  # groups.parquet: runs of 2, 2 and 1 row groups
     table = _table()
     pacsv.write_csv(table, tmp_path / "d.csv")
     pq.write_table(table, tmp_path / "d.parquet")
-    pq.write_table(table, tmp_path / "groups.parquet", row_group_size=25)  # read column by column, runs of groups
+    pq.write_table(table, tmp_path / "groups.parquet", row_group_size=25)  # a column of several row groups
     feather.write_feather(table, tmp_path / "d.feather")
     kw = dict(label_columns="click,buy", verbose=False, min_count=1)
     csv = load("tabular", path=str(tmp_path / "d.csv"), **kw)
@@ -71,8 +70,7 @@ def test_the_format_comes_from_the_content_before_the_extension(tmp_path):
         load("tabular", path=str(tmp_path / "broken.parquet"), label_columns="click", verbose=False)
 
 
-def test_parquet_label_errors_name_file_row_and_column(tmp_path, monkeypatch):
-    monkeypatch.setattr(reader, "_GROUP_ROWS", 1)  # one row group at a time
+def test_parquet_label_errors_name_file_row_and_column(tmp_path):
     t = pa.table({"y": pa.array([0, 1, 2, 1], pa.int64()), "x": pa.array([1.5, 2.5, 3.5, 4.5])})
     pq.write_table(t, tmp_path / "bad.parquet", row_group_size=2)  # the bad value is in the second row group
     with pytest.raises(DataError, match=r"bad.parquet, line 3, column 'y': label value '2' is not 0 or 1 "

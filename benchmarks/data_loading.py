@@ -17,7 +17,10 @@ step's alone: ``VmHWM`` of ``/proc/self/status``, which, unlike ``getrusage``'s
   ratio to ``read_csv`` (target <= 2) and the peak resident memory of the process
   against the bytes of the final arrays (the train/validation/test ``numeric``,
   ``categorical`` and ``labels`` arrays; target <= 2). The process's memory after
-  importing ``mtl.data``, before reading anything, is shown too;
+  importing ``mtl.data``, before reading anything, is shown too, and the reader's share of
+  the first load (``read s``: every file into raw columns, ``mtl.data.reader.read_columns``;
+  the rest is statistics, encoding and writing the prepared arrays) with its ratio to the
+  reference (for information: the targets are on the whole first load);
 * the cached load (a new process, same cache): memory-mapped arrays, target < 2 s;
   and, for information, the time to read every array once from the page cache.
 
@@ -81,7 +84,18 @@ print(json.dumps({"seconds": time.perf_counter() - start, "rows": rows, "peak_mb
 _LOAD = _PRELUDE + """
 import numpy as np
 import mtl.data
+from mtl.data import reader, tabular
 name, kwargs, cache_dir, touch = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"
+read_seconds = [0.0]
+def timed(read_columns):  # the reader's share of the load: every file into raw columns
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return read_columns(*args, **kwargs)
+        finally:
+            read_seconds[0] += time.perf_counter() - start
+    return wrapper
+reader.read_columns, tabular.read_columns = timed(reader.read_columns), timed(tabular.read_columns)
 base_mb = peak_mb()
 start = time.perf_counter()
 data = mtl.data.load(name, cache_dir=cache_dir, **kwargs)
@@ -91,7 +105,7 @@ def mapped(a):
     while a is not None and not isinstance(a, np.memmap):
         a = a.base
     return a is not None
-out = {"seconds": seconds, "peak_mb": peak_mb(), "base_mb": base_mb,
+out = {"seconds": seconds, "read_seconds": read_seconds[0], "peak_mb": peak_mb(), "base_mb": base_mb,
        "array_mb": sum(a.nbytes for a in arrays) / 2**20, "rows": sum(len(s) for s in data.splits().values()),
        "memory_mapped": all(mapped(a) for a in arrays)}
 if touch:  # read every array once (from the page cache)
@@ -178,14 +192,15 @@ def main(argv):
     print(f"\nrows per dataset: {FLAGS.rows:,} (measured one after another in fresh processes; machine shared)\n")
     print("reference: pyarrow.csv.read_csv, or pyarrow.parquet.read_table for parquet")
     head = (f"{'format':<10} {'round':>5} {'file MiB':>9} {'pyarrow s':>10} {'first load s':>12} {'ratio':>6} "
-            f"{'peak RSS MiB':>12} {'arrays MiB':>10} {'RSS/arrays':>10} {'import MiB':>10} {'cached s':>8} "
-            f"{'read all s':>10}")  # fmt: skip
+            f"{'read s':>6} {'ratio':>6} {'peak RSS MiB':>12} {'arrays MiB':>10} {'RSS/arrays':>10} "
+            f"{'import MiB':>10} {'cached s':>8} {'read all s':>10}")  # fmt: skip
     print(head)
     print("-" * len(head))
     for fmt, r, size_mb, ref, first, again in results:
         ratio = first["seconds"] / ref["seconds"]
         mem = first["peak_mb"] / first["array_mb"]
         print(f"{fmt:<10} {r:>5} {size_mb:>9.0f} {ref['seconds']:>10.1f} {first['seconds']:>12.1f} {ratio:>6.2f} "
+              f"{first['read_seconds']:>6.1f} {first['read_seconds'] / ref['seconds']:>6.2f} "
               f"{first['peak_mb']:>12.0f} {first['array_mb']:>10.0f} {mem:>10.2f} {first['base_mb']:>10.0f} "
               f"{again['seconds']:>8.3f} {again.get('touch_seconds', float('nan')):>10.1f}")  # fmt: skip
     print(f"\ntargets: ratio <= {FIRST_LOAD_RATIO_TARGET:g}, RSS/arrays <= {MEMORY_RATIO_TARGET:g}, "

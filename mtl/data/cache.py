@@ -32,33 +32,25 @@ _SAMPLES, _PAGE = 8, 4096  # pages checksummed per array file
 _STALE_TMP_SECONDS = 24 * 3600
 
 
-@dataclasses.dataclass(frozen=True)
-class SourceState:
-    """What identifies a source file's content cheaply: absolute path, size, mtime (ns)."""
-
-    path: str
-    size: int
-    mtime_ns: int
-
-    @staticmethod
-    def of(path: str | os.PathLike) -> SourceState:
-        st = os.stat(path)
-        return SourceState(os.path.abspath(os.fspath(path)), int(st.st_size), int(st.st_mtime_ns))
+def source_state(path: str | os.PathLike) -> tuple[str, int, int]:
+    """What identifies a source file's content cheaply: ``(absolute path, size, mtime in ns)``."""
+    st = os.stat(path)
+    return os.path.abspath(os.fspath(path)), int(st.st_size), int(st.st_mtime_ns)
 
 
-def check_unchanged(before: Sequence[SourceState]) -> None:
-    """Raises a :class:`DataError` if a source file changed since ``before`` was taken."""
-    for old in before:
+def check_unchanged(before: Sequence[tuple[str, int, int]]) -> None:
+    """Raises a :class:`DataError` if a source file changed since its :func:`source_state` ``before``."""
+    for path, size, mtime_ns in before:
         try:
-            new = SourceState.of(old.path)
+            _, new_size, new_mtime_ns = source_state(path)
         except OSError:
             raise DataError("was removed while it was read; nothing was cached. Load it again once it is back.",
-                            path=old.path) from None  # fmt: skip
-        if new != old:
-            mtime = "changed" if new.mtime_ns != old.mtime_ns else "unchanged"
-            raise DataError(f"changed while it was read (size {old.size:,} -> {new.size:,} bytes, modification "
+                            path=path) from None  # fmt: skip
+        if (new_size, new_mtime_ns) != (size, mtime_ns):
+            mtime = "changed" if new_mtime_ns != mtime_ns else "unchanged"
+            raise DataError(f"changed while it was read (size {size:,} -> {new_size:,} bytes, modification "
                             f"time {mtime}); nothing was cached. Load it again once the file is complete.",
-                            path=old.path)  # fmt: skip
+                            path=path)  # fmt: skip
 
 
 def _plain(x):
@@ -161,11 +153,11 @@ def read_entry(folder: pathlib.Path, *, kind: str) -> tuple[dict, dict[str, np.n
         return None
 
 
-class EntryWriter(contextlib.AbstractContextManager):
-    """Writes one entry atomically: inside ``with EntryWriter(final, kind=...) as w``, arrays go through ``w.pack``
-    into a temporary folder beside ``final`` (removed when the block is left without a commit); :meth:`commit`
-    completes the arrays, writes ``meta.json`` last, flushes and renames the folder into place (if another
-    process committed the same entry first, theirs is kept)."""
+class EntryWriter(PackWriter, contextlib.AbstractContextManager):
+    """Writes one entry atomically: inside ``with EntryWriter(final, kind=...) as w``, arrays go through ``w``
+    (a :class:`PackWriter`) into a temporary folder beside ``final`` (removed when the block is left without a
+    commit); :meth:`commit` completes the arrays, writes ``meta.json`` last, flushes and renames the folder into
+    place (if another process committed the same entry first, theirs is kept)."""
 
     def __init__(self, final: pathlib.Path, *, kind: str):
         self.final, self.kind = pathlib.Path(final), kind
@@ -175,17 +167,16 @@ class EntryWriter(contextlib.AbstractContextManager):
             with contextlib.suppress(OSError):
                 if not pid.isdigit() or not _alive(int(pid)) or time.time() - p.stat().st_mtime > _STALE_TMP_SECONDS:
                     shutil.rmtree(p, ignore_errors=True)
-        self.folder = self.final.parent / f".tmp-{self.final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        super().__init__(self.final.parent / f".tmp-{self.final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         self.folder.mkdir()
-        self.pack = PackWriter(self.folder)
 
     def __exit__(self, *exc) -> None:
-        for f in self.pack.files.values():
+        for f in self.files.values():
             f.file.close()
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def commit(self, meta: Mapping[str, Any]) -> None:
-        full = {**_plain(meta), "format": FORMAT_VERSION, "kind": self.kind, "arrays": self.pack.close(),
+        full = {**_plain(meta), "format": FORMAT_VERSION, "kind": self.kind, "arrays": self.close(),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
         full["checksum"] = _digest(full)
         (self.folder / META).write_text(json.dumps(full, indent=1, sort_keys=True))
@@ -216,21 +207,20 @@ def cached_dataset(root: pathlib.Path, *, args: Mapping[str, Any], sources: Sequ
     ``args``, memory-mapped from the entry ``root/prepared/<key>``, and the JSON-able facts
     ``extra(data)`` stored with it. ``data.info`` is in JSON form (tuples become lists) on every load.
     """
-    states = [SourceState.of(p) for p in sources]
-    key = {"format": FORMAT_VERSION, "kind": "prepared", "args": _plain(args),
-           "sources": [dataclasses.astuple(s) for s in states]}  # fmt: skip
+    states = [source_state(p) for p in sources]
+    key = {"format": FORMAT_VERSION, "kind": "prepared", "args": _plain(args), "sources": states}
     folder = pathlib.Path(root) / "prepared" / _digest(key)[:24]
     entry = read_entry(folder, kind="prepared")
     if entry is None:
         with EntryWriter(folder, kind="prepared") as writer:
             try:
-                data = build(writer.pack)
+                data = build(writer)
             finally:
                 check_unchanged(states)  # a file that changed mid-read explains odd errors best
             writer.commit({"tasks": [dataclasses.asdict(t) for t in data.tasks], "numeric_names": data.numeric_names,
                            "categorical_names": data.categorical_names, "vocab_sizes": data.vocab_sizes,
                            "info": data.info, "extra": extra(data) if extra else {}, "args": args,
-                           "sources": [dataclasses.asdict(s) for s in states]})  # fmt: skip
+                           "sources": [dict(zip(("path", "size", "mtime_ns"), s)) for s in states]})  # fmt: skip
         entry = read_entry(folder, kind="prepared")
     if entry is None:
         raise RuntimeError(f"cache entry {folder} could not be read back after writing it")

@@ -89,27 +89,28 @@ def _as_slice(index: np.ndarray) -> np.ndarray | slice:
 
 
 def _check_labels(labels: np.ndarray, tasks: Sequence[TaskSpec], frame: Frame) -> np.ndarray:
-    """``labels`` with each task's ``label_transform`` applied (a copy when there is one); a negative
-    label of a transform, then a binary label that is not exactly 0 or 1, raises a :class:`DataError`."""
+    """``labels`` with each task's ``label_transform`` applied (a copy when there is one); the first
+    label of a task that is missing or not finite, negative under a transform or, for a binary task,
+    not 0 or 1 raises a :class:`DataError` naming its row."""
 
-    def first_bad(t: int, ok: np.ndarray, problem) -> None:  # problem(n): what n rows have wrong
+    def first_bad(t: int, ok: np.ndarray, problem: str) -> None:
         if (bad := np.flatnonzero(~ok)).size:
             path, line = frame.locate(int(bad[0]))
-            value = "missing" if np.isnan(labels[bad[0], t]) else repr(_fmt(labels[bad[0], t]))
-            raise DataError(f"label value {value} {problem(bad.size)}", path=path, line=line, column=tasks[t].name)
+            value = labels[bad[0], t]
+            what = "is missing" if np.isnan(value) else f"{_fmt(value)!r} {problem}"
+            raise DataError(f"label value {what} ({bad.size} such rows)" + ("" if "binary" not in problem else
+                            ". Use regression_columns for a real-valued label."), path=path, line=line,
+                            column=tasks[t].name)  # fmt: skip
 
     if any(task.label_transform for task in tasks):
         labels = np.array(labels, np.float64)
     for t, task in enumerate(tasks):
+        first_bad(t, np.isfinite(labels[:, t]), "is not a finite number")
         if task.label_transform:
-            first_bad(t, labels[:, t] >= 0, lambda n: f"is negative; label_transform {task.label_transform!r} needs "
-                                                      f"values >= 0 ({n} such rows)")  # fmt: skip
+            first_bad(t, labels[:, t] >= 0, f"is negative; label_transform {task.label_transform!r} needs values >= 0")
             labels[:, t] = LABEL_TRANSFORMS[task.label_transform][0](labels[:, t])
-    for t, task in enumerate(tasks):
         if task.kind == "binary":
-            ok = (labels[:, t] == 0) | (labels[:, t] == 1)
-            first_bad(t, ok, lambda n: f"is not 0 or 1 (binary task {task.name!r}; {n} such rows). Use "
-                                       "regression_columns for a real-valued label.")  # fmt: skip
+            first_bad(t, (labels[:, t] == 0) | (labels[:, t] == 1), f"is not 0 or 1 in binary task {task.name!r}")
     return labels
 
 

@@ -50,9 +50,10 @@ def delimiter_name(d: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Column:
-    """What to make of one column: ``kind`` is ``factor``, ``number``, ``label`` or ``auto``.
+    """What to make of one column: ``kind`` is ``factor``, ``number`` (float32), ``label`` (float64, its
+    values checked by :func:`mtl.data.preprocess.build_multitask_data`) or ``auto``.
 
-    ``task`` (labels): ``binary`` or ``regression``. ``missing_token`` (factor): missing
+    ``missing_token`` (factor): missing
     values become this one value (``None``: kept as they are). ``integers`` (factor): the values
     are integer ids, parsed as numbers (faster, and a quarter of the memory of text) and coded by
     their decimal text, so ``007`` is ``7``; a column with another or a missing value in a
@@ -61,7 +62,6 @@ class Column:
     """
 
     kind: str
-    task: str = "binary"
     missing_token: str | None = None
     integers: bool = False
     exact: bool = True
@@ -154,33 +154,14 @@ def _numbers(factor: Factor) -> tuple[np.ndarray, np.ndarray]:
     return x, ok
 
 
-def _bad_number(factor: Factor, ok: np.ndarray) -> tuple[int, str] | None:
-    """``(row, message)`` of the first value that is not a number."""
-    if ok.all():
-        return None
-    row = int(np.flatnonzero(~ok[factor.codes])[0])
-    return row, f"value {str(factor.values[factor.codes[row]])!r} in numeric column is not a number"
-
-
-def _is_bad_label(x: np.ndarray, task: str) -> np.ndarray:
-    return np.isnan(x) | (((x != 0) & (x != 1)) if task == "binary" else ~np.isfinite(x))
-
-
-def _label_column(factor: Factor, task: str) -> tuple[np.ndarray, tuple[int, str] | None]:
-    """``(float64 labels, (row, message) of the first bad one or None)`` of a column read as text."""
+def _number_column(factor: Factor, what: str = "value {!r} in numeric column") -> tuple[np.ndarray, tuple | None]:
+    """``(float64 values, (row, message) of the first value that is not a number or None)``; ``what``
+    names the value in the message."""
     x, ok = _numbers(factor)
-    missing = missing_mask(factor.values)
-    expect = "0 or 1 (binary task)" if task == "binary" else "a number (regression task)"
-    range_text = ("0 or 1 (binary task; {n} such rows). List the column in regression_columns if it is real-valued."
-                  if task == "binary" else "finite")  # fmt: skip
-    for bad, message in ((missing, "label value is missing ({v!r}; {n} such rows)"),
-                         (~ok, "label value {v!r} is not " + expect),
-                         (ok & ~missing & _is_bad_label(x, task), "label value {v!r} is not " + range_text)):
-        rows = np.flatnonzero(bad[factor.codes])
-        if len(rows):
-            value = str(factor.values[factor.codes[rows[0]]])
-            return x[factor.codes], (int(rows[0]), message.format(v=value, n=len(rows)))
-    return x[factor.codes], None
+    if ok.all():
+        return x[factor.codes], None
+    row = int(np.flatnonzero(~ok[factor.codes])[0])
+    return x[factor.codes], (row, what.format(str(factor.values[factor.codes[row]])) + " is not a number")
 
 
 class AutoColumn:
@@ -220,13 +201,14 @@ class AutoColumn:
             return "categorical", f"non-numeric values (e.g. {str(present[~ok][0])[:20]!r})"
         return _decide(x, max_categorical_distinct)
 
-    def as_numbers(self) -> tuple[np.ndarray, DataError | None]:
-        """``(float32 values with NaN for missing, the first bad value's error or None)``."""
+    def as_numbers(self) -> np.ndarray:
+        """The float32 values with NaN for missing; the first value that is not a number raises."""
         if self.numbers is not None:
-            return self.numbers.astype(np.float32, copy=False), None
-        x, ok = _numbers(self.factor)
-        bad = _bad_number(self.factor, ok)
-        return x.astype(np.float32)[self.factor.codes], None if bad is None else self.error(*bad)
+            return self.numbers.astype(np.float32, copy=False)
+        x, bad = _number_column(self.factor)
+        if bad is not None:
+            raise self.error(*bad)
+        return x.astype(np.float32)
 
     def as_factor(self, missing_token: str | None) -> Factor:
         return _replace_missing(self.factor, missing_token)
@@ -235,19 +217,11 @@ class AutoColumn:
 @dataclasses.dataclass
 class Table(Frame):
     """A :class:`~mtl.data.frame.Frame` of the columns asked for (``categorical``: the factor
-    columns, ``numeric``: the number columns) plus ``labels``, ``auto`` columns and the first
-    bad value of each column (``errors``, raised by callers in the order their checks run,
-    :meth:`raise_first`)."""
+    columns, ``numeric``: the number columns) plus ``labels`` and ``auto`` columns."""
 
     header: Header | None = None
     labels: dict = dataclasses.field(default_factory=dict)
     auto: dict = dataclasses.field(default_factory=dict)
-    errors: dict = dataclasses.field(default_factory=dict)
-
-    def raise_first(self, names: Sequence[str]) -> None:
-        for name in names:
-            if name in self.errors:
-                raise self.errors[name]
 
 
 # ---------------------------------------------------------------- the header
@@ -540,9 +514,9 @@ def read_columns(header: Header | Sequence[Header], columns: Mapping[str, Column
     """Reads the named columns of one file (or of several with the same columns, into one table,
     rows file by file); see the module docstring.
 
-    Structural problems (a record with the wrong number of fields, undecodable bytes, a
-    file without data rows) raise at once, since they come before any value check; the
-    first bad value of each column is returned in ``errors``.
+    Structural problems (a record with the wrong number of fields, undecodable bytes, a file
+    without data rows) raise first, then the first bad value of the first number or label
+    column (in the order of ``columns``) that has one.
     """
     files = [header] if isinstance(header, Header) else list(header)
     for h in files:
@@ -591,9 +565,7 @@ def read_dataset_files(paths: Sequence[str | os.PathLike], columns: Mapping[str,
         if missing:
             raise DataError(f"not {what} file: columns {missing} are missing; header: {', '.join(h.names)}",
                             path=h.path, line=h.line)  # fmt: skip
-    table = read_columns(headers, columns)
-    table.raise_first([c for c, spec in columns.items() if spec.kind in ("number", "label")])
-    return table
+    return read_columns(headers, columns)
 
 
 def _numbered(batches):
@@ -666,18 +638,14 @@ def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], bl
             x = floats.pop(c)[:at]
             if columns[c].kind == "auto":
                 table.auto[c] = AutoColumn(c, None, table, numbers=x)
-                continue
-            if _is_bad_label(x, columns[c].task).any():
-                raise _AsText(c)  # read it again as text, to name the bad value as written
-            table.labels[c] = x.astype(np.float32) if columns[c].task == "binary" else x  # 0 and 1: exact
+            else:
+                table.labels[c] = x
     for c in [c for c in names if c in chunks or c in ints]:  # a column at a time: memory (two threads were no faster)
         try:
             factor = merge_chunks(chunks.pop(c)) if c in chunks else _integer_factor(ints.pop(c)[:at])
         except TooWide as e:
             raise AutoColumn(c, None, table).error(e.row, str(e)) from None
-        bad = _finish(table, c, columns[c], factor)
-        if bad is not None:
-            table.errors[c] = AutoColumn(c, None, table).error(*bad)
+        _finish(table, c, columns[c], factor)
         pa.default_memory_pool().release_unused()  # the column's arrow buffers, before the next one's
     return table
 
@@ -748,17 +716,17 @@ def merge_chunks(chunks: list[pa.DictionaryArray], *, strip: bool = True) -> Fac
     return sorted_factor(unified.chunk(0).dictionary if chunks else pa.array([], pa.string()), codes, strip=strip)
 
 
-def _finish(table: Table, name: str, spec: Column, factor: Factor) -> tuple[int, str] | None:
-    """Files a column read as text under its kind; returns its first bad value's ``(row, message)``."""
+def _finish(table: Table, name: str, spec: Column, factor: Factor) -> None:
+    """Files a column read as text under its kind; its first bad number or label raises."""
     if spec.kind == "factor":
         table.categorical[name] = _replace_missing(factor, spec.missing_token)
     elif spec.kind == "auto":
         table.auto[name] = AutoColumn(name, factor, table)
-    elif spec.kind == "number":
-        x, ok = _numbers(factor)
-        table.numeric[name] = x.astype(np.float32)[factor.codes]
-        return _bad_number(factor, ok)
     else:
-        table.labels[name], bad = _label_column(factor, spec.task)
-        return bad
-    return None
+        x, bad = _number_column(factor, "label value {!r}" if spec.kind == "label" else "value {!r} in numeric column")
+        if bad is not None:
+            raise AutoColumn(name, None, table).error(*bad)
+        if spec.kind == "label":
+            table.labels[name] = x
+        else:
+            table.numeric[name] = x.astype(np.float32)

@@ -216,7 +216,7 @@ def _build(headers, roles, sides, features, args, *, out, verbose) -> tuple[Mult
     factor, number, auto = Column("factor", missing_token=MISSING_TOKEN), Column("number"), Column("auto")
     keys = {user_column, *(s.key for s in sides)}  # ids and keys keep every digit; other non-integer
     inexact = Column("auto", exact=False)  # numbers of a typed file can be float32 at once
-    spec = {c: Column("label", task=task_kind[c]) for c in labels}
+    spec = {c: Column("label") for c in labels}
     for c in features:
         feature = auto if c in keys else inexact
         spec[c] = factor if c in forced_cat else number if c in forced_num and c != user_column else feature
@@ -263,10 +263,7 @@ def _build(headers, roles, sides, features, args, *, out, verbose) -> tuple[Mult
 
     tasks = [TaskSpec(c, task_kind[c], label_transform=transforms.get(c, "")) for c in labels]
     if user_column and user_column in forced_num:  # read as strings for the user codes
-        table.numeric[user_column], error = table.auto[user_column].as_numbers()
-        if error is not None:
-            table.errors[user_column] = error
-    table.raise_first(labels + [c for c in features if kinds[c] == "numeric"])
+        table.numeric[user_column] = table.auto[user_column].as_numbers()
     label_matrix = np.stack([table.labels.pop(c) for c in labels], axis=1)
     factor_of = lambda c: table.categorical[c] if c in table.categorical else table.auto[c].as_factor(MISSING_TOKEN)
     categorical = {c: factor_of(c) for c in features if kinds[c] == "categorical"}
@@ -274,7 +271,7 @@ def _build(headers, roles, sides, features, args, *, out, verbose) -> tuple[Mult
     for c in features:
         if kinds[c] == "numeric":  # each float64 column is let go as soon as it is converted (peak memory)
             column = table.auto.get(c) if c in (user_column, split_column) else table.auto.pop(c, None)
-            numeric[c] = table.numeric[c] if c in table.numeric else column.as_numbers()[0]
+            numeric[c] = table.numeric[c] if c in table.numeric else column.as_numbers()
     users = factor_of(user_column).codes.astype(np.int64) if user_column else None
     frame = Frame(categorical, numeric, table.sources, table.source_ids, table.lines, table.block, table.block_columns)
     parts = file_parts(frame)
@@ -394,8 +391,6 @@ def _join(table: Table, side: _Side, spec) -> None:
     absent = index < 0
     rows = np.maximum(index, 0)
     for c in side.columns:
-        if c in st.errors:
-            table.errors[c] = st.errors[c]
         if c in st.categorical:
             table.categorical[c] = _take(st.categorical[c], index, spec[c].missing_token or "")
         elif c in st.numeric:

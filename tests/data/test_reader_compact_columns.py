@@ -79,7 +79,7 @@ def test_inexact_auto_numbers(tmp_path, values, kind, compact):
     column = _auto(tmp_path, values, exact=False)
     assert column.infer(max_categorical_distinct=50)[0] == kind  # by hand: the rule in docs/data.md
     assert (column.numbers is not None and column.numbers.dtype == np.float32) == compact
-    np.testing.assert_array_equal(column.as_numbers()[0], np.array(values, np.float32))
+    np.testing.assert_array_equal(column.as_numbers(), np.array(values, np.float32))
     if not compact:
         assert column.factor.strings().tolist() == _auto(tmp_path, values, True).factor.strings().tolist()
 

@@ -256,7 +256,7 @@ def test_error_label_outside_zero_one(tmp_path):
     assert msg.startswith(str(tmp_path / "l.csv") + ", line 4, column 'y': label value '2' is not 0 or 1")
     assert "regression_columns" in msg
     path = write(tmp_path / "l2.csv", "y,x\n0,1\nyes,2\n")
-    with pytest.raises(DataError, match=r"l2.csv, line 3, column 'y': label value 'yes' is not 0 or 1"):
+    with pytest.raises(DataError, match=r"l2.csv, line 3, column 'y': label value 'yes' is not a number"):
         load("tabular", path=path, label_columns="y", verbose=False)
     path = write(tmp_path / "l3.csv", "y,x\n0,1\n,2\n")
     with pytest.raises(DataError, match=r"l3.csv, line 3, column 'y': label value is missing"):

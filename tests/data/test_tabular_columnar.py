@@ -74,7 +74,7 @@ def test_parquet_label_errors_name_file_row_and_column(tmp_path):
     t = pa.table({"y": pa.array([0, 1, 2, 1], pa.int64()), "x": pa.array([1.5, 2.5, 3.5, 4.5])})
     pq.write_table(t, tmp_path / "bad.parquet", row_group_size=2)  # the bad value is in the second row group
     with pytest.raises(DataError, match=r"bad.parquet, line 3, column 'y': label value '2' is not 0 or 1 "
-                                        r"\(binary task; 1 such rows\)"):  # fmt: skip
+                                        r"in binary task 'y' \(1 such rows\)"):  # fmt: skip
         load("tabular", path=str(tmp_path / "bad.parquet"), label_columns="y", verbose=False)
     t = pa.table({"y": pa.array([0, None, 1], pa.int64()), "x": pa.array([1.5, 2.5, 3.5])})
     pq.write_table(t, tmp_path / "null.parquet")

@@ -146,18 +146,12 @@ def _replace_missing(factor: Factor, token: str | None) -> Factor:
     return Factor(merge.astype(np.int32).reshape(-1)[factor.codes], values)
 
 
-def _numbers(factor: Factor) -> tuple[np.ndarray, np.ndarray]:
-    """``(x float64 per distinct value, ok)`` of a column of distinct stripped strings (missing: NaN)."""
+def _number_column(factor: Factor, what: str = "value {!r} in numeric column") -> tuple[np.ndarray, tuple | None]:
+    """``(float64 values, NaN for missing; (row, message) of the first value that is not a number or
+    None)`` of a column read as text; ``what`` names the value in the message."""
     present = ~missing_mask(factor.values)
     x, ok = np.full(factor.num_values, np.nan), np.ones(factor.num_values, bool)
     x[present], ok[present] = _to_float(factor.values[present])
-    return x, ok
-
-
-def _number_column(factor: Factor, what: str = "value {!r} in numeric column") -> tuple[np.ndarray, tuple | None]:
-    """``(float64 values, (row, message) of the first value that is not a number or None)``; ``what``
-    names the value in the message."""
-    x, ok = _numbers(factor)
     if ok.all():
         return x[factor.codes], None
     row = int(np.flatnonzero(~ok[factor.codes])[0])
@@ -219,7 +213,6 @@ class Table(Frame):
     """A :class:`~mtl.data.frame.Frame` of the columns asked for (``categorical``: the factor
     columns, ``numeric``: the number columns) plus ``labels`` and ``auto`` columns."""
 
-    header: Header | None = None
     labels: dict = dataclasses.field(default_factory=dict)
     auto: dict = dataclasses.field(default_factory=dict)
 
@@ -346,12 +339,12 @@ def _arrow_table(path: str) -> pa.Table:
 
 
 def _typed_batches(h: Header, names: list[str]):
-    """``(0, batch)`` of each column of a Parquet or Arrow file, whole: one decoded column in memory at a time."""
+    """A batch of each column of a Parquet or Arrow file, whole: one decoded column in memory at a time."""
     try:
         source = pq.ParquetFile(h.path) if h.format == "parquet" else _arrow_table(h.path)
         for c in names:
             column = (source.read(columns=[c]) if h.format == "parquet" else source.select([c])).column(0)
-            yield 0, pa.RecordBatch.from_arrays([column.combine_chunks()], [c])
+            yield pa.RecordBatch.from_arrays([column.combine_chunks()], [c])
     except (pa.ArrowException, OSError) as e:
         raise DataError(f"cannot be read as {FORMAT_NAMES[h.format]}: {e}", path=h.path) from None
 
@@ -568,19 +561,13 @@ def read_dataset_files(paths: Sequence[str | os.PathLike], columns: Mapping[str,
     return read_columns(headers, columns)
 
 
-def _numbered(batches):
-    row = 0
-    for batch in batches:
-        yield row, batch
-        row += batch.num_rows
-
-
 def _batches(h: Header, names: list[str], text: set[str], ints: dict, block_size: int):
-    """``(first row in the file, batch)`` pairs of the columns ``names``."""
+    """Batches of the columns ``names``: a typed file's whole columns, one at a time, or a delimited
+    file's rows, a block at a time."""
     if h.types:
         return _typed_batches(h, names)
     types = {c: _TEXT if c in text else pa.int64() if c in ints else pa.float64() for c in names}
-    return _numbered(_open(h, types, block_size=block_size))
+    return _open(h, types, block_size=block_size)
 
 
 def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], block_size: int) -> Table:
@@ -600,8 +587,8 @@ def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], bl
     for h in files:
         start = end = at
         try:
-            for row, batch in _batches(h, names, text, ints, block_size):
-                at, n = start + row, batch.num_rows
+            for batch in _batches(h, names, text, ints, block_size):
+                n = batch.num_rows
                 if at + n > touched:  # pages first touched in row order (docs/data.md: its evidence is mixed)
                     block[touched : at + n] = 0
                     touched = at + n
@@ -621,6 +608,7 @@ def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], bl
                     else:
                         block[at : at + n, in_block.index(c)] = array.to_numpy(zero_copy_only=False)
                 end = max(end, at + n)
+                at = start if h.types else at + n  # a typed file's next batch is its next column
         except pa.ArrowInvalid as e:
             raise _Failed(h, e) from None
         at = end
@@ -630,7 +618,7 @@ def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], bl
         pa.default_memory_pool().release_unused()  # hand pyarrow's freed blocks back after each file
     lines = np.concatenate([np.arange(1, n + 1) if h.types else _lines(h, n) for h, n in zip(files, counts)])
     table = Table({}, {}, [h.path for h in files], np.repeat(np.arange(len(files), dtype=np.int16), counts),
-                  lines, block[:at], in_block, header=files[0])  # fmt: skip
+                  lines, block[:at], in_block)  # fmt: skip
     for c in names:
         if c in compact:  # every digit while type inference needs them, else the block's float32 column
             table.auto[c] = AutoColumn(c, None, table, numbers=floats.pop(c)[:at] if c in floats else table.numeric[c])

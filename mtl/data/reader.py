@@ -50,8 +50,8 @@ def delimiter_name(d: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Column:
-    """What to make of one column: ``kind`` is ``factor``, ``number`` (float32), ``label`` (float64, its
-    values checked by :func:`mtl.data.preprocess.build_multitask_data`) or ``auto``.
+    """What to make of one column: ``kind`` is ``factor``, ``number`` (float32), ``label`` (float64, or
+    float32 when all are 0 or 1; its values checked by :func:`mtl.data.preprocess.build_multitask_data`) or ``auto``.
 
     ``missing_token`` (factor): missing
     values become this one value (``None``: kept as they are). ``integers`` (factor): the values
@@ -626,8 +626,8 @@ def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], bl
             x = floats.pop(c)[:at]
             if columns[c].kind == "auto":
                 table.auto[c] = AutoColumn(c, None, table, numbers=x)
-            else:
-                table.labels[c] = x
+            else:  # 0/1 (and missing) labels as float32, exactly: half the memory
+                table.labels[c] = x.astype(np.float32) if ((x == 0) | (x == 1) | np.isnan(x)).all() else x
     for c in [c for c in names if c in chunks or c in ints]:  # a column at a time: memory (two threads were no faster)
         try:
             factor = merge_chunks(chunks.pop(c)) if c in chunks else _integer_factor(ints.pop(c)[:at])

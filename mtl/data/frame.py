@@ -95,7 +95,8 @@ class Frame:
       numeric: name -> (N,) float32, NaN where missing, in column order (a float64
         column given here is rounded to float32, what models and the builders see).
       sources: the source files; ``source_ids[i]`` indexes it for row ``i``.
-      lines: (N,) 1-based line of each row in its source file.
+      lines: (N,) 1-based line of each row in its source file, or minus its 1-based record number where
+        the file's lines are not counted (:func:`mtl.data.reader._lines`).
       block: optional (N, K) float32 row-major matrix holding the numeric columns named
         ``block_columns`` (``numeric[name]`` is a view of one of its columns), so that
         :mod:`mtl.data.preprocess` gathers whole rows of many numbers at once.

@@ -14,6 +14,7 @@ import codecs
 import csv
 import dataclasses
 import io
+import mmap
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -40,6 +41,7 @@ BLOCK_SIZE = 1 << 20
 _HEAD_BYTES = 1 << 20
 _SCAN_BYTES = 16 << 20
 _SNIFF_LINES = 20
+_REFUSED = re.compile(r"Expected \d+ columns, got (\d+): (.*)", re.S)
 _CONVERSION = re.compile(r"In CSV column #(\d+): .*CSV conversion error to (\w+)")
 _TEXT = pa.dictionary(pa.int32(), pa.string())
 
@@ -365,11 +367,12 @@ def _as_type(array: pa.Array, text: bool) -> pa.Array:
 # ---------------------------------------------------------------- locating problems in the bytes
 
 
-def _chunks(path: str, offset: int):
-    """The file's bytes from ``offset`` on, in chunks that never end between ``\\r`` and ``\\n``."""
+def _chunks(path: str, offset: int, stop: int | None = None):
+    """The file's bytes from ``offset`` to ``stop`` (default: its end), in chunks that never end between
+    ``\\r`` and ``\\n``."""
     with open(path, "rb") as f:
         f.seek(offset)
-        while chunk := f.read(_SCAN_BYTES):
+        while chunk := f.read(_SCAN_BYTES if stop is None else max(0, min(_SCAN_BYTES, stop - f.tell()))):
             yield chunk + f.read(1) if chunk.endswith(b"\r") else chunk
 
 
@@ -380,45 +383,34 @@ def _line_ends(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (b == 10) | ((b == 13) & ~cr_lf), cr_lf
 
 
-def _count_lines(h: Header) -> int:
-    """The number of lines after the header (a last line without a line end included)."""
-    count, last = 0, b"\n"
-    for chunk in _chunks(h.path, h.data_offset):
-        count += chunk.count(b"\n") + (chunk.count(b"\r") - chunk.count(b"\r\n") if b"\r" in chunk else 0)
-        last = chunk[-1:]
-    return count + (last not in (b"\n", b"\r"))
-
-
-def _record_lines(h: Header) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(line, blank, fields)`` of each non-empty record after the header: the line on which it ends,
-    whether it is whitespace only (one field) and its number of fields, by Python's :mod:`csv` rules
-    (pyarrow's too)."""
-    ends, blanks, widths = [], [], []
-    limit = csv.field_size_limit(2**31 - 1)
-    try:
-        with open(h.path, "rb") as f:
-            f.seek(h.data_offset)
-            records = csv.reader(io.TextIOWrapper(f, "utf-8", errors="replace", newline=""), delimiter=h.delimiter)
-            for record in records:
-                if record:
-                    ends.append(h.line + records.line_num)
-                    blanks.append(len(record) == 1 and not record[0].strip())
-                    widths.append(len(record))
-    finally:
-        csv.field_size_limit(limit)
-    return np.array(ends, np.int64), np.array(blanks, bool), np.array(widths, np.int64)
+def _ends(data: bytes) -> int:
+    """The number of line ends in ``data`` (``\\r\\n`` is one)."""
+    return data.count(b"\n") + (data.count(b"\r") - data.count(b"\r\n") if b"\r" in data else 0)
 
 
 def _lines(h: Header, rows: int) -> np.ndarray:
-    """Each data row's line: counted from the header when lines and rows correspond one to one,
-    else from the record ends (or, should they not match pyarrow's records, as if every record
-    were one line)."""
-    first = h.line + 1
-    if _count_lines(h) != rows:
-        ends, blank, _ = _record_lines(h)
-        if (~blank).sum() == rows:
-            return ends[~blank].astype(np.int64)
-    return np.arange(first, first + rows, dtype=np.int64)
+    """Each data row's line when the file's lines after the header, up to the last one that is not blank,
+    are as many as its rows (one count of line ends); else (quoted line breaks, blank lines among the
+    records) minus its 1-based record number: the line is not known cheaply (docs/data.md, *Errors*)."""
+    count = lines = 0
+    for chunk in _chunks(h.path, h.data_offset):
+        if stripped := chunk.rstrip():
+            lines = count + _ends(stripped) + 1
+        count += _ends(chunk)
+    if lines == rows:
+        return np.arange(h.line + 1, h.line + 1 + rows, dtype=np.int64)
+    return -np.arange(1, rows + 1, dtype=np.int64)
+
+
+def _line_of(h: Header, text: str, *, whole: bool) -> int | None:
+    """The line on which the first record after the header that is ``text`` (``whole``) or starts with it
+    starts (pyarrow quotes a record it refuses, not its place): a search of the bytes, not a second parse."""
+    pattern = rb"[\r\n]" + re.escape(text.encode()) + (rb"(?=[\r\n]|\Z)" if whole else b"")
+    with open(h.path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        found = re.compile(pattern).search(m, h.data_offset - 1)
+    if found is None:
+        return None
+    return h.line + 1 + sum(map(_ends, _chunks(h.path, h.data_offset, found.start() + 1)))
 
 
 def utf8_error(path: str, offset: int, line: int, h: Header | None = None) -> DataError:
@@ -482,16 +474,18 @@ def _open(h: Header, types: Mapping[str, pa.DataType], *, block_size: int):
 
 def _located(h: Header, error: pa.ArrowInvalid) -> DataError:
     """A DataError naming the place of a problem pyarrow reported without one: the first undecodable
-    byte, else the first record whose number of fields is not the header's."""
+    byte, else the record whose number of fields is not the header's (pyarrow quotes its first 100
+    characters)."""
     utf8 = utf8_error(h.path, h.data_offset, h.line + 1, h)
     if utf8.line is not None:
         return utf8
-    ends, blank, widths = _record_lines(h)
-    bad = np.flatnonzero(~blank & (widths != len(h.names)))
-    if not len(bad):
+    refused = _REFUSED.search(str(error))
+    if refused is None:
         return DataError(f"cannot be read as delimited text: {error}", path=h.path)
-    return DataError(f"has {widths[bad[0]]} fields, the header has {len(h.names)} (delimiter "
-                     f"{delimiter_name(h.delimiter)})", path=h.path, line=int(ends[bad[0]]))  # fmt: skip
+    text = refused.group(2).removesuffix(" ...")  # the first 100 characters of a longer record
+    line = _line_of(h, text, whole=text == refused.group(2))
+    return DataError(f"has {refused.group(1)} fields, the header has {len(h.names)} (delimiter "
+                     f"{delimiter_name(h.delimiter)})", path=h.path, line=line)  # fmt: skip
 
 
 class _AsText(Exception):

@@ -67,23 +67,30 @@ def reference(path: pathlib.Path, d: str):
         if others:
             return ("error", f"line {first + 1}: the header parses to a single column")
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=d)
-    records = []
-    for rec in reader:
-        if not rec or (len(rec) == 1 and not rec[0].strip()):
-            continue
-        records.append((rec, reader.line_num))
+    records, starts, start = [], [], 1
+    for rec in reader:  # a line of white space is skipped (before the header, or unless it has the header's width)
+        blank = not d.join(rec).strip() and (not records or len(rec) != len(records[0][0]))
+        if rec and not blank:
+            records.append((rec, reader.line_num))
+            starts.append(start)  # the line the record starts on
+        start = reader.line_num + 1
     header = [h.strip() for h in records[0][0]]
     if any(not h for h in header):
         return ("error", f"line {records[0][1]}: header has empty column names")
     if len(set(header)) != len(header):
         return ("error", f"line {records[0][1]}: header repeats column names")
-    for rec, line in records[1:]:
+    for (rec, _), line in zip(records[1:], starts[1:]):
         if len(rec) != len(header):
             return ("error", f"line {line}: has {len(rec)} fields, the header has {len(header)}")
     if len(records) == 1:
         return ("error", "has a header but no data rows")
     columns = {h: [rec[i].strip() for rec, _ in records[1:]] for i, h in enumerate(header)}
-    return ("ok", header, columns, [line for _, line in records[1:]])
+    # a row's line when the lines after the header, up to the last one holding more than ASCII white
+    # space, are as many as the rows; else minus its record number
+    after = list(io.StringIO(text, newline=""))[records[0][1] :]
+    counted = max((i + 1 for i, line in enumerate(after) if line.strip(" \t\r\n\x0b\x0c")), default=0)
+    n = len(records) - 1
+    return ("ok", header, columns, [line for _, line in records[1:]] if counted == n else list(range(-1, -n - 1, -1)))
 
 
 def reference_numbers(values: list[str], lines: list[int]):
@@ -122,6 +129,8 @@ def check_delimited(path: pathlib.Path, d: str) -> str:
         assert isinstance(got, DataError) and got.path == str(path), (path.read_bytes()[:300], expected)
         if expected[0] == "utf8" or expected[1].startswith("line "):
             assert got.line is not None, (str(got), expected)
+        if " fields, the header has " in expected[-1] and " fields, the header has " in str(got):  # its first line
+            assert f"line {got.line}:" == expected[1].split(" has ")[0], (str(got), expected)
         return "error"
     _, names, columns, lines = expected
     if len(names) == 1:  # the reader wants label and feature columns

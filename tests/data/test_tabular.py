@@ -209,12 +209,17 @@ def test_delimiters_detected(tmp_path):
 
 
 def test_quoted_fields_and_line_numbers(tmp_path):
+    """A row's line when every record is one line (blank lines at the end allowed); else its record number."""
     text = 'y,name,x\n0,"a, b",1\n1,"multi\nline",2\n\n0,c,oops\n'
     path = write(tmp_path / "q.csv", text)
     table = read_columns(read_header(path), {"name": Column("factor")})
     assert table.categorical["name"].strings().tolist() == ["a, b", "multi\nline", "c"]
-    assert table.lines.tolist() == [2, 4, 6]
-    with pytest.raises(DataError, match=r"q.csv, line 6, column 'x': value 'oops' in numeric column is not a number"):
+    assert table.lines.tolist() == [-1, -2, -3]  # a record spans two lines, a blank line: records
+    with pytest.raises(DataError, match=r"q.csv, record 3 after the header, column 'x': value 'oops' in numeric"):
+        load("tabular", path=path, label_columns="y", numeric_columns="x", verbose=False)
+    path = write(tmp_path / "one.csv", '\ny,name,x\r\n0,"a, b",1\r\n1,b,2\r0,c,oops\n \n\n')
+    assert read_columns(read_header(path), {"name": Column("factor")}).lines.tolist() == [3, 4, 5]
+    with pytest.raises(DataError, match=r"one.csv, line 5, column 'x': value 'oops' in numeric"):
         load("tabular", path=path, label_columns="y", numeric_columns="x", verbose=False)
 
 

@@ -43,7 +43,8 @@ class ColumnarBuilder(tfds.core.GeneratorBasedBuilder):
         cat, num = self.builder_config.categorical_columns, self.builder_config.numeric_columns
         features = tfds.features.FeaturesDict({
             "row": tfds.features.Scalar(np.int64, doc="0-based row index in the split's source files"),
-            "line": tfds.features.Scalar(np.int64, doc="1-based line number of the row in its source file"),
+            "line": tfds.features.Scalar(np.int64, doc="1-based line of the row in its source file (or minus its "
+                                                       "record number: mtl.data.reader._lines)"),
             "categorical": tfds.features.Tensor(shape=(len(cat),), dtype=np.object_, doc="strings: " + ", ".join(cat)),
             "numeric": tfds.features.Tensor(shape=(len(num),), dtype=np.float32,
                                             doc="numbers (NaN = missing): " + ", ".join(num)),

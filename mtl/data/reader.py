@@ -394,9 +394,13 @@ def _lines(h: Header, rows: int) -> np.ndarray:
     records) minus its 1-based record number: the line is not known cheaply (docs/data.md, *Errors*)."""
     count = lines = 0
     for chunk in _chunks(h.path, h.data_offset):
-        if stripped := chunk.rstrip():
-            lines = count + _ends(stripped) + 1
-        count += _ends(chunk)
+        tail = chunk[-4096:]  # the white space at a chunk's end, found without copying the chunk
+        kept = len(tail.rstrip())
+        end = len(chunk) - len(tail) + kept if kept else len(chunk.rstrip())
+        ends = _ends(chunk)
+        if end:  # the line of the last byte that is not white space
+            lines = count + ends - _ends(chunk[end:]) + 1
+        count += ends
     if lines == rows:
         return np.arange(h.line + 1, h.line + 1 + rows, dtype=np.int64)
     return -np.arange(1, rows + 1, dtype=np.int64)

@@ -259,6 +259,23 @@ def test_files_read_in_many_batches_agree_with_the_rules(tmp_path, monkeypatch):
     assert check_delimited(path, ",") == "ok"
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # as above
+@pytest.mark.parametrize("scan_bytes", [3, 64, None])
+def test_lines_counted_in_small_chunks_agree_with_the_rules(tmp_path, monkeypatch, scan_bytes):
+    """The byte scans (line counts, the search for a refused record, undecodable bytes) cut at chunk ends
+    still agree with the rules; white space longer than a chunk's 4096-byte tail ends a file."""
+    from mtl.data import reader
+
+    monkeypatch.setattr(reader, "_SCAN_BYTES", scan_bytes or reader._SCAN_BYTES)
+    rng = np.random.default_rng(5)
+    for i in range(60):
+        data, d = random_file(rng)
+        (tmp_path / f"s{i}.csv").write_bytes(data)
+        check_delimited(tmp_path / f"s{i}.csv", d)
+    (tmp_path / "trailing.csv").write_text("a,b\n1,2\n3,4\n" + " " * 5000 + "\n\n\t\n")
+    assert check_delimited(tmp_path / "trailing.csv", ",") == "ok"
+
+
 def test_an_enormous_value_among_many_is_refused_not_a_memory_blowup(tmp_path, monkeypatch):
     from mtl.data import frame
 

@@ -93,13 +93,12 @@ def _check_labels(labels: np.ndarray, tasks: Sequence[TaskSpec], frame: Frame) -
     label of a task that is missing or not finite, negative under a transform or, for a binary task,
     not 0 or 1 raises a :class:`DataError` naming its row."""
 
-    def first_bad(t: int, ok: np.ndarray, problem: str) -> None:
+    def first_bad(t: int, ok: np.ndarray, problem: str, hint: str = "") -> None:
         if (bad := np.flatnonzero(~ok)).size:
             path, line = frame.locate(int(bad[0]))
             value = labels[bad[0], t]
             what = "is missing" if np.isnan(value) else f"{_fmt(value)!r} {problem}"
-            raise DataError(f"label value {what} ({bad.size} such rows)" + ("" if "binary" not in problem else
-                            ". Use regression_columns for a real-valued label."), path=path, line=line,
+            raise DataError(f"label value {what} ({bad.size} such rows){hint}", path=path, line=line,
                             column=tasks[t].name)  # fmt: skip
 
     if any(task.label_transform for task in tasks):
@@ -110,7 +109,8 @@ def _check_labels(labels: np.ndarray, tasks: Sequence[TaskSpec], frame: Frame) -
             first_bad(t, labels[:, t] >= 0, f"is negative; label_transform {task.label_transform!r} needs values >= 0")
             labels[:, t] = LABEL_TRANSFORMS[task.label_transform][0](labels[:, t])
         if task.kind == "binary":
-            first_bad(t, (labels[:, t] == 0) | (labels[:, t] == 1), f"is not 0 or 1 in binary task {task.name!r}")
+            first_bad(t, (labels[:, t] == 0) | (labels[:, t] == 1), f"is not 0 or 1 in binary task {task.name!r}",
+                      ". Use regression_columns for a real-valued label.")
     return labels
 
 

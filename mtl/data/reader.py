@@ -376,13 +376,6 @@ def _chunks(path: str, offset: int, stop: int | None = None):
             yield chunk + f.read(1) if chunk.endswith(b"\r") else chunk
 
 
-def _line_ends(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(ends, cr_before_lf)`` masks: every ``\\n`` and every ``\\r`` not followed by ``\\n``."""
-    cr_lf = np.zeros(len(b), bool)
-    cr_lf[:-1] = (b[:-1] == 13) & (b[1:] == 10)
-    return (b == 10) | ((b == 13) & ~cr_lf), cr_lf
-
-
 def _ends(data: bytes) -> int:
     """The number of line ends in ``data`` (``\\r\\n`` is one)."""
     return data.count(b"\n") + (data.count(b"\r") - data.count(b"\r\n") if b"\r" in data else 0)
@@ -420,7 +413,18 @@ def _line_of(h: Header, text: str, *, whole: bool) -> int | None:
 def utf8_error(path: str, offset: int, line: int, h: Header | None = None) -> DataError:
     """The first undecodable byte of ``path`` after ``offset`` (which starts line ``line``), its
     line and, when the line is unquoted up to it, its column."""
-    carry = b""
+    carry, fields, quoted = b"", 0, False  # the current line so far: its delimiters, a quote in it
+    delimiter = h.delimiter.encode() if h is not None else b","
+
+    def read(text: bytes) -> None:  # moves the line, the field and the quote past ``text``
+        nonlocal line, fields, quoted
+        start = max(text.rfind(b"\n"), text.rfind(b"\r")) + 1  # where its last line starts
+        if start:
+            fields, quoted = 0, False
+        line += _ends(text)
+        fields += text[start:].count(delimiter)
+        quoted = quoted or b'"' in text[start:]
+
     for chunk in _chunks(path, offset):
         data = carry + chunk
         try:
@@ -429,16 +433,11 @@ def utf8_error(path: str, offset: int, line: int, h: Header | None = None) -> Da
         except UnicodeDecodeError as e:  # a character cut at the chunk's end is decoded with the next
             bad = e if e.reason != "unexpected end of data" or e.end < len(data) else None
             cut = e.start
+        read(data[: bad.start if bad is not None else cut])
         if bad is not None:
-            before = np.frombuffer(data[: bad.start], np.uint8)
-            ends = np.flatnonzero(_line_ends(before)[0])
-            prefix = data[int(ends[-1]) + 1 if len(ends) else 0 : bad.start]
-            column = None
-            if h is not None and b'"' not in prefix and prefix.count(h.delimiter.encode()) < len(h.names):
-                column = h.names[prefix.count(h.delimiter.encode())]
+            column = h.names[fields] if h is not None and not quoted and fields < len(h.names) else None
             return DataError(f"is not UTF-8 text: byte 0x{data[bad.start]:02x} cannot be decoded ({bad.reason})",
-                             path=path, line=line + len(ends), column=column)  # fmt: skip
-        line += int(_line_ends(np.frombuffer(data[:cut], np.uint8))[0].sum())
+                             path=path, line=line, column=column)  # fmt: skip
         carry = data[cut:]
     if carry:
         return DataError("is not UTF-8 text (cut inside a character at its end)", path=path, line=line)

@@ -274,6 +274,14 @@ def test_lines_counted_in_small_chunks_agree_with_the_rules(tmp_path, monkeypatc
         check_delimited(tmp_path / f"s{i}.csv", d)
     (tmp_path / "trailing.csv").write_text("a,b\n1,2\n3,4\n" + " " * 5000 + "\n\n\t\n")
     assert check_delimited(tmp_path / "trailing.csv", ",") == "ok"
+    # an undecodable byte: its line (three kinds of line end, a character cut at a chunk's end) and column
+    for data, line, column in ((b"a,b\r\n1,x\r\n2,y\r3,\xffz\n4,w\n", 4, "b"),
+                               (b"a,b\n1,\xc3\xa9\xc3\xa9\n\xc3\xa9,\xc3\xa9\xff\n", 3, "b"),
+                               (b'a,b\n1,"x\xff"\n', 2, None)):  # fmt: skip  (quoted before it: no column)
+        (tmp_path / "bad.csv").write_bytes(data)
+        with pytest.raises(DataError) as error:
+            _ours(tmp_path / "bad.csv", ",")
+        assert (error.value.line, error.value.column) == (line, column) and "not UTF-8" in str(error.value), data
 
 
 def test_an_enormous_value_among_many_is_refused_not_a_memory_blowup(tmp_path, monkeypatch):

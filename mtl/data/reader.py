@@ -399,12 +399,20 @@ def _lines(h: Header, rows: int) -> np.ndarray:
     return -np.arange(1, rows + 1, dtype=np.int64)
 
 
-def _line_of(h: Header, text: str, *, whole: bool) -> int | None:
-    """The line on which the first record after the header that is ``text`` (``whole``) or starts with it
-    starts (pyarrow quotes a record it refuses, not its place): a search of the bytes, not a second parse."""
+def _line_of(h: Header, text: str, fields: int, *, whole: bool) -> int | None:
+    """The line on which the first record after the header that is ``text`` (``whole``) starts, or, when
+    only its start is known, the first line that starts with ``text`` and splits into ``fields`` fields
+    (else the first that starts with it): pyarrow quotes a record it refuses, not its place. A search of
+    the bytes, not a second parse."""
     pattern = rb"[\r\n]" + re.escape(text.encode()) + (rb"(?=[\r\n]|\Z)" if whole else b"")
+    found = None
     with open(h.path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-        found = re.compile(pattern).search(m, h.data_offset - 1)
+        for match in re.compile(pattern).finditer(m, h.data_offset - 1):
+            found = found or match
+            end = min([i for i in (m.find(b"\n", match.end()), m.find(b"\r", match.end())) if i >= 0] or [len(m)])
+            if whole or _fields(m[match.start() + 1 : end].decode("utf-8", "replace"), h.delimiter) == fields:
+                found = match
+                break
     if found is None:
         return None
     return h.line + 1 + sum(map(_ends, _chunks(h.path, h.data_offset, found.start() + 1)))
@@ -486,7 +494,7 @@ def _located(h: Header, error: pa.ArrowInvalid) -> DataError:
     if refused is None:
         return DataError(f"cannot be read as delimited text: {error}", path=h.path)
     text = refused.group(2).removesuffix(" ...")  # the first 100 characters of a longer record
-    line = _line_of(h, text, whole=text == refused.group(2))
+    line = _line_of(h, text, int(refused.group(1)), whole=text == refused.group(2))
     return DataError(f"has {refused.group(1)} fields, the header has {len(h.names)} (delimiter "
                      f"{delimiter_name(h.delimiter)})", path=h.path, line=line)  # fmt: skip
 

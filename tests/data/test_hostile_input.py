@@ -274,6 +274,9 @@ def test_lines_counted_in_small_chunks_agree_with_the_rules(tmp_path, monkeypatc
         check_delimited(tmp_path / f"s{i}.csv", d)
     (tmp_path / "trailing.csv").write_text("a,b\n1,2\n3,4\n" + " " * 5000 + "\n\n\t\n")
     assert check_delimited(tmp_path / "trailing.csv", ",") == "ok"
+    # a refused record longer than the 100 characters pyarrow quotes of it, after one it starts like
+    (tmp_path / "long.csv").write_text("a,b,c\n" + "x" * 150 + ",1,2\n" + "x" * 150 + ",1\n4,5,6\n")
+    assert check_delimited(tmp_path / "long.csv", ",") == "error"
     # an undecodable byte: its line (three kinds of line end, a character cut at a chunk's end) and column
     for data, line, column in ((b"a,b\r\n1,x\r\n2,y\r3,\xffz\n4,w\n", 4, "b"),
                                (b"a,b\n1,\xc3\xa9\xc3\xa9\n\xc3\xa9,\xc3\xa9\xff\n", 3, "b"),

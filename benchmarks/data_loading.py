@@ -142,7 +142,7 @@ def _loader(fmt: str, data_dir: pathlib.Path, files: list[pathlib.Path]) -> tupl
     """The loader and its arguments for a format."""
     if fmt != "parquet":
         return fmt, {"data_dir": str(data_dir)}
-    from mtl.data.formats.aliexpress import CATEGORICAL, ID_COLUMN
+    from mtl.data.aliexpress import CATEGORICAL, ID_COLUMN
 
     return "tabular", dict(path=str(files[0]), test_path=str(files[1]), label_columns="click,conversion",
                            drop_columns=ID_COLUMN, categorical_columns=",".join(CATEGORICAL), split="0.9,0.1,0",

@@ -31,9 +31,9 @@ import numpy as np
 from absl import app, flags
 
 from mtl.data import census_income as census
+from mtl.data import census_income as census_format
 from mtl.data import load
 from mtl.data.base import Split
-from mtl.data.formats import census_income as census_format
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Folder with census_income_kdd/ (or the census files); default $MTL_DATA_DIR.")
@@ -113,9 +113,6 @@ def main(argv):
             t_read, _ = _time(lambda: read_frame(builder, "test"))
             rows.append(("prepare (TFDS): array_record build", t_build, f"< {PREPARE_TARGET_S:g}"))
             rows.append(("TFDS split -> columns (batched read, once)", t_read, ""))
-            t_tfds_load, _ = _time(lambda: load("census_income", data_dir=folder, cache_dir=tmp / "tfds_load_cache",
-                                                reader="tfds"))  # fmt: skip
-            rows.append(("load via TFDS reader (build + read + encode)", t_tfds_load, ""))
             rates = record_read_rates(builder, "test")
 
         gather = host_gather_rate(data.train, batch_size=FLAGS.batch_size, num_batches=FLAGS.num_batches)

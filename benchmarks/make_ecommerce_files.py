@@ -38,8 +38,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from absl import app, flags
 
-from mtl.data.formats import ali_ccp as ccp
-from mtl.data.formats import aliexpress
+from mtl.data import ali_ccp as ccp
+from mtl.data import aliexpress
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("format", "aliexpress", ["aliexpress", "ali_ccp"], "Which dataset's file format.")

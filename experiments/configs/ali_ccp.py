@@ -38,7 +38,6 @@ def get_config(arg: str | None = None):
     c.data.seed = 0
     c.data.validation_fraction = 0.1
     c.data.cache_dir = ""
-    c.data.reader = "fast"
     c.data.allow_single_class = False
     c.data.user_column = "101"  # the user id field: GAUC per user
     for token in (arg or "").replace("+", ",").split(","):

@@ -48,7 +48,6 @@ def get_config(arg: str | None = None):
     c.data.seed = 0
     c.data.validation_fraction = 0.1
     c.data.cache_dir = ""
-    c.data.reader = "fast"
     c.data.allow_single_class = False
     for token in (arg or "").replace("+", ",").split(","):
         token = token.strip()

@@ -64,7 +64,6 @@ def get_config(arg: str | None = None):
     c.data.protocol = "auto"
     c.data.seed = 0
     c.data.cache_dir = ""
-    c.data.reader = "fast"
     for token in (arg or "").replace("+", ",").split(","):
         token = token.strip()
         if not token:

@@ -4,10 +4,8 @@ where caches are written (``cache_dir``, ``$MTL_CACHE_DIR`` or ``~/.cache/mtl``,
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pathlib
-from collections.abc import Iterable
 
 from mtl.data.errors import DataError
 
@@ -53,11 +51,3 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> pathlib.Path:
     path = pathlib.Path(cache_dir).expanduser()
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def tfds_dir(cache_dir: str | os.PathLike | None, sources: Iterable[str | os.PathLike]) -> pathlib.Path:
-    """Where a TFDS builder built from ``sources`` goes: ``<cache root>/tfds/<key>``, the key changing
-    with any source file's path, size or modification time."""
-    states = [(os.path.abspath(p), os.stat(p)) for p in sources]
-    text = "".join(f"{p}|{st.st_size}|{st.st_mtime_ns}" for p, st in states) + "v1"
-    return cache_root(cache_dir) / "tfds" / hashlib.sha1(text.encode()).hexdigest()[:16]

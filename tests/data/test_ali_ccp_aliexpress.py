@@ -5,8 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
-from mtl.data import DataError, load
-from mtl.data.formats import ali_ccp, aliexpress
+from mtl.data import DataError, ali_ccp, aliexpress, load
 
 
 def same(a, b):
@@ -76,17 +75,29 @@ def test_ali_ccp_bad_inputs(tmp_path, data_dir, monkeypatch):
         load("ali_ccp", data_dir=tmp_path, cache_dir=tmp_path / "cache")
 
 
-def test_ali_ccp_tfds_builder_round_trip(data_dir, tmp_path):
-    from mtl.data.builders.ali_ccp import AliCcp
-    from mtl.data.builders.columnar import prepare
+def same_frame(built, direct, categorical, numeric):
+    """A split read back from a TFDS builder holds the direct reader's rows: text, numbers and lines."""
+    assert built.lines.tolist() == direct.lines.tolist()
+    for name in categorical:
+        np.testing.assert_array_equal(built.categorical[name].strings(), direct.categorical[name].strings())
+    for name in numeric:
+        np.testing.assert_array_equal(built.numeric[name], direct.numeric[name])
 
-    manual = data_dir / "ali_ccp" / "torch_rechub_samples"
-    builder = prepare(AliCcp, data_dir=tmp_path / "tfds", manual_dir=manual, config="torch_rechub")
-    assert {k: v.num_examples for k, v in builder.info.splits.items()} == {"train": 100, "validation": 50, "test": 50}
-    assert len(builder.as_data_source("validation")) == 50
-    for fmt, extra in (("torch_rechub", {}), ("paddlerec", {"allow_single_class": True})):
-        kwargs = dict(data_dir=data_dir, sample=True, format=fmt, cache_dir=tmp_path / "cache", **extra)
-        same(load("ali_ccp", **kwargs, reader="tfds"), load("ali_ccp", **kwargs))
+
+def test_ali_ccp_tfds_builder_round_trip(data_dir, tmp_path):
+    from mtl.data.ali_ccp import find_ali_ccp_files
+    from mtl.data.builders.ali_ccp import AliCcp
+    from mtl.data.builders.columnar import prepare, read_frame
+
+    sizes = {"torch_rechub": {"train": 100, "validation": 50, "test": 50}, "paddlerec": {"train": 10, "test": 10}}
+    for fmt, expected in sizes.items():
+        builder = prepare(AliCcp, data_dir=tmp_path / "tfds", manual_dir=data_dir / "ali_ccp", config=fmt)
+        assert {k: v.num_examples for k, v in builder.info.splits.items()} == expected
+        _, files = find_ali_ccp_files(data_dir, format=fmt, sample=True)
+        for split, path in files.items():
+            direct = ali_ccp.READERS[fmt](path[0] if isinstance(path, list) else path)
+            same_frame(read_frame(builder, split), direct, *ali_ccp.COLUMNS[fmt])
+    assert len(builder.as_data_source("test")) == 10
 
 
 # ---------------------------------------------------------------- AliExpress
@@ -140,11 +151,8 @@ def test_aliexpress_tfds_builder_round_trip(data_dir, tmp_path):
     assert {k: v.num_examples for k, v in builder.info.splits.items()} == {"train": 100, "test": 20}
     frame = read_frame(builder, "test")
     direct = aliexpress.read_aliexpress_file(data_dir / "aliexpress" / "aliexpress_test_sample.csv")
-    assert frame.lines.tolist() == direct.lines.tolist() == list(range(2, 22))
-    for name in direct.numeric:
-        np.testing.assert_array_equal(frame.numeric[name], direct.numeric[name])
-    kwargs = dict(data_dir=data_dir, sample=True, cache_dir=tmp_path / "cache")
-    same(load("aliexpress", **kwargs, reader="tfds"), load("aliexpress", **kwargs))
+    assert frame.lines.tolist() == list(range(2, 22))
+    same_frame(frame, direct, *aliexpress.COLUMNS)
 
 
 def test_ali_ccp_user_column(data_dir, tmp_path):

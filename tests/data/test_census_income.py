@@ -1,14 +1,13 @@
 """Census-Income (KDD): the real test file through the fast loader, the TFDS builder on a subset."""
 
 import gzip
-import os
 
 import numpy as np
 import pytest
 
 from mtl.data import DataError, load
 from mtl.data import census_income as census
-from mtl.data.formats import census_income as census_format
+from mtl.data import census_income as census_format
 
 
 @pytest.fixture(scope="module")
@@ -22,9 +21,8 @@ def group1(data_dir, cache):
 
 
 @pytest.fixture(scope="module")
-def raw_test(data_dir, cache):
-    folder, _, test = census.find_census_files(data_dir)
-    return census.prepared_frames(folder, None, test, cache_dir=cache)["test"]
+def raw_test(data_dir):
+    return census_format.read_census_file(census.find_census_files(data_dir)[2])
 
 
 @pytest.fixture(scope="module")
@@ -234,25 +232,11 @@ def test_tfds_builder_round_trip(tmp_path, data_dir):
         np.testing.assert_array_equal(frame.numeric[name], direct.numeric[name])
 
 
-def test_tfds_reader_gives_the_same_dataset(tmp_path, data_dir):
-    _write_subset(tmp_path / "census", data_dir / "census_income_kdd" / "census-income.test.gz", 1_500)
-    kwargs = dict(data_dir=tmp_path / "census", cache_dir=tmp_path / "cache", check_row_counts=False)
-    fast = load("census_income", **kwargs)
-    tfds_data = load("census_income", **kwargs, reader="tfds")
-    assert fast.vocab_sizes == tfds_data.vocab_sizes
-    for name in ("train", "validation", "test"):
-        a, b = getattr(fast, name), getattr(tfds_data, name)
-        np.testing.assert_array_equal(a.categorical, b.categorical)
-        np.testing.assert_array_equal(a.numeric, b.numeric)
-        np.testing.assert_array_equal(a.labels, b.labels)
-    assert os.listdir(tmp_path / "cache" / "tfds")
-
-
 def test_test_file_content_checksum(data_dir, caplog):
     import gzip
     import logging
 
-    from mtl.data.formats.census_income import check_test_content
+    from mtl.data.census_income import check_test_content
 
     raw = gzip.decompress((data_dir / "census_income_kdd" / "census-income.test.gz").read_bytes())
     assert check_test_content(raw, "census-income.test.gz")

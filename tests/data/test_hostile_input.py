@@ -26,8 +26,7 @@ import time
 import numpy as np
 import pytest
 
-from mtl.data import DataError, load
-from mtl.data.formats import ali_ccp, aliexpress, census_income
+from mtl.data import DataError, ali_ccp, aliexpress, census_income, load
 from mtl.data.reader import CANDIDATE_DELIMITERS, MISSING_VARIANTS, Column, read_columns, read_header
 
 NUM_RANDOM_FILES = 240

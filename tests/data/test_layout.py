@@ -1,5 +1,6 @@
-"""Who imports whom: the TFDS builders (and tensorflow_datasets) only when a loader is asked for them
-(import cycles are ruled out for all of mtl by tests/test_layering.py)."""
+"""Who imports whom: the TFDS builders import the loaders' modules (each dataset's columns and raw
+reader), never the other way round, and only they import tensorflow_datasets (import cycles are ruled
+out for all of mtl by tests/test_layering.py)."""
 
 import ast
 import pathlib
@@ -20,10 +21,10 @@ def _imports(path: pathlib.Path, *, top_level_only: bool) -> set[str]:
     return names
 
 
-def test_loaders_import_builders_only_when_asked_for_tfds():
-    for name in ("aliexpress", "ali_ccp", "census_income"):
-        path = DATA / f"{name}.py"
-        assert not any(m.startswith("mtl.data.builders") for m in _imports(path, top_level_only=True)), path
-        assert any(m.startswith("mtl.data.builders") for m in _imports(path, top_level_only=False)), path
-    for path in DATA.glob("*.py"):  # tensorflow_datasets is imported by the builders alone
-        assert not any(m.startswith("tensorflow") for m in _imports(path, top_level_only=False)), path
+def test_builders_import_the_loaders_modules_and_loaders_never_import_builders():
+    for path in DATA.glob("*.py"):
+        imported = _imports(path, top_level_only=False)
+        assert not any(m.startswith(("mtl.data.builders", "tensorflow")) for m in imported), path
+    for name in ("aliexpress", "ali_ccp", "census_income_kdd"):
+        path = DATA / "builders" / name / f"{name}_dataset_builder.py"
+        assert "mtl.data" in _imports(path, top_level_only=True), path

@@ -1,2 +1,2 @@
-"""TFDS dataset builders (``array_record``, usable without TensorFlow; :mod:`.columnar`), imported by the
-loaders only for ``reader="tfds"``. Use: ``docs/data.md``, *TFDS builders*."""
+"""TFDS dataset builders (``array_record``, usable without TensorFlow; :mod:`.columnar`) over the loaders'
+raw readers; no loader imports them. Use: ``docs/data.md``, *TFDS builders*."""

@@ -2,9 +2,8 @@
 (splits train / validation / test) and ``paddlerec`` (train / test), from the full files anywhere in the
 manual folder first, then the public samples."""
 
-from mtl.data import paths
+from mtl.data import ali_ccp, paths
 from mtl.data.builders.columnar import ColumnarBuilder, ColumnarConfig
-from mtl.data.formats import ali_ccp
 
 
 class AliCcp(ColumnarBuilder):

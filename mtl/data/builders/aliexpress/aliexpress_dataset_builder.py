@@ -2,9 +2,8 @@
 config per country (the manual folder, or its ``aliexpress/`` subfolder, holds
 ``AliExpress_<country>/{train,test}.csv`` or is that folder) and ``sample`` (the public sample)."""
 
-from mtl.data import paths
+from mtl.data import aliexpress, paths
 from mtl.data.builders.columnar import ColumnarBuilder, ColumnarConfig
-from mtl.data.formats import aliexpress
 
 
 class AliExpress(ColumnarBuilder):

@@ -2,9 +2,9 @@
 splits ``train`` and ``test`` from the manual folder (or its ``census_income_kdd/`` subfolder; only the
 splits whose file is there), else both downloaded from UCI (:data:`URLS`)."""
 
+from mtl.data import census_income as census
 from mtl.data import paths
 from mtl.data.builders.columnar import ColumnarBuilder, ColumnarConfig
-from mtl.data.formats import census_income as census
 
 URLS = {"train": census.URL_BASE + census.TRAIN_FILE + ".gz", "test": census.URL_BASE + census.TEST_FILE + ".gz"}
 

@@ -1,1 +1,0 @@
-"""Dataset file formats (names, layouts, raw readers), shared by the loaders and the TFDS builders."""

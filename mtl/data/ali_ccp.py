@@ -41,21 +41,13 @@ LABELS = ("click", "conversion")
 #: The user id field (in both formats).
 USER_FIELD = "101"
 
-TORCH_RECHUB_FILES = {
-    False: {"train": "ali_ccp_train.csv", "validation": "ali_ccp_val.csv", "test": "ali_ccp_test.csv"},
-    True: {
-        "train": "ali_ccp_train_sample.csv",
-        "validation": "ali_ccp_val_sample.csv",
-        "test": "ali_ccp_test_sample.csv",
-    },
-}
+TORCH_RECHUB_FILES = {sample: {split: f"ali_ccp_{name}{'_sample' * sample}.csv" for split, name in (
+    ("train", "train"), ("validation", "val"), ("test", "test"))} for sample in (False, True)}  # sample: *_sample.csv
 PADDLEREC_FILES = {False: ("train.txt", "test.txt"), True: ("train_small.txt", "test_small.txt")}
 
 #: Raw frame columns (also the TFDS builder's columns) per format: (categorical, numeric).
-COLUMNS = {
-    "torch_rechub": (SPARSE_FIELDS, DENSE_FIELDS + LABELS),
-    "paddlerec": (SPARSE_FIELDS, tuple(f"n_{f}" for f in MULTI_VALUED_FIELDS) + LABELS),
-}
+COLUMNS = {"torch_rechub": (SPARSE_FIELDS, DENSE_FIELDS + LABELS),
+           "paddlerec": (SPARSE_FIELDS, tuple(f"n_{f}" for f in MULTI_VALUED_FIELDS) + LABELS)}
 
 
 def torch_rechub_files_in(folder: pathlib.Path, sample: bool) -> dict[str, pathlib.Path] | None:

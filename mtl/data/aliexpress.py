@@ -53,11 +53,6 @@ def read_aliexpress_files(paths: Sequence[str | os.PathLike], *, with_id: bool =
     return table
 
 
-def read_aliexpress_file(path: str | os.PathLike, *, with_id: bool = True) -> Frame:
-    """One MTReclib AliExpress CSV as a frame."""
-    return read_aliexpress_files([path], with_id=with_id)
-
-
 def find_aliexpress_files(data_dir=None, *, country: str = "NL", sample: bool = False) -> dict[str, pathlib.Path]:
     """``{"train": path, "test": path}`` for a country (or the sample)."""
     country = country.upper()

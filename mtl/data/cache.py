@@ -120,10 +120,6 @@ class PackWriter:
         self.files[name] = ArrayFile(self.folder / f"{name}.npy", shape, dtype)
         return self.files[name]
 
-    def save(self, name: str, array: np.ndarray) -> None:
-        array = np.asarray(array)
-        self.add(name, array.shape, array.dtype).write(array)
-
     def close(self) -> dict:
         """Completes every file; returns what :func:`read_entry` checks."""
         for f in self.files.values():

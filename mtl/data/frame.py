@@ -127,9 +127,6 @@ class Frame:
     def num_rows(self) -> int:
         return int(self.lines.shape[0])
 
-    def column_names(self) -> list[str]:
-        return list(self.categorical) + list(self.numeric)
-
     def locate(self, row: int) -> tuple[str, int]:
         """``(file, 1-based line)`` of a row."""
         return self.sources[int(self.source_ids[row])], int(self.lines[row])
@@ -153,8 +150,7 @@ def concat_frames(frames: Sequence[Frame], *, consume: bool = False) -> tuple[Fr
     ``consume=True`` empties the given frames column by column as it goes, so that at
     most one column is held twice (the frames must not be used afterwards).
     """
-    names = frames[0].column_names()
-    if any(f.column_names() != names for f in frames):
+    if any([*f.categorical, *f.numeric] != [*frames[0].categorical, *frames[0].numeric] for f in frames):
         raise ValueError("frames to concatenate have different columns")
     sources = list(dict.fromkeys(s for f in frames for s in f.sources))
     source_ids = [np.array([sources.index(s) for s in f.sources], np.int16)[f.source_ids] for f in frames]

@@ -566,15 +566,6 @@ def read_dataset_files(paths: Sequence[str | os.PathLike], columns: Mapping[str,
     return read_columns(headers, columns)
 
 
-def _batches(h: Header, names: list[str], text: set[str], ints: dict, block_size: int):
-    """Batches of the columns ``names``: a typed file's whole columns, one at a time, or a delimited
-    file's rows, a block at a time."""
-    if h.types:
-        return _typed_batches(h, names)
-    types = {c: _TEXT if c in text else pa.int64() if c in ints else pa.float64() for c in names}
-    return _open(h, types, block_size=block_size)
-
-
 def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], block_size: int) -> Table:
     names = list(columns)
     # kept as float32 in the block once known to be non-integer numbers: a typed file's inexact autos
@@ -589,10 +580,11 @@ def _read(files: list[Header], columns: Mapping[str, Column], text: set[str], bl
     floats = {c: np.empty(capacity, np.float64) for c in names
               if c not in text and c not in ints and (c not in in_block or c in compact)}  # fmt: skip
     at, counts, touched = 0, [], 0
+    types = {c: _TEXT if c in text else pa.int64() if c in ints else pa.float64() for c in names}  # delimited files
     for h in files:
         start = end = at
-        try:
-            for batch in _batches(h, names, text, ints, block_size):
+        try:  # a typed file's whole columns, one at a time, or a delimited file's rows, a block at a time
+            for batch in _typed_batches(h, names) if h.types else _open(h, types, block_size=block_size):
                 n = batch.num_rows
                 if at + n > touched:  # pages first touched in row order (docs/data.md: its evidence is mixed)
                     block[touched : at + n] = 0

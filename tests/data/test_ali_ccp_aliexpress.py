@@ -150,7 +150,7 @@ def test_aliexpress_tfds_builder_round_trip(data_dir, tmp_path):
     builder = prepare(AliExpress, data_dir=tmp_path / "tfds", manual_dir=data_dir, config="sample")  # data root
     assert {k: v.num_examples for k, v in builder.info.splits.items()} == {"train": 100, "test": 20}
     frame = read_frame(builder, "test")
-    direct = aliexpress.read_aliexpress_file(data_dir / "aliexpress" / "aliexpress_test_sample.csv")
+    direct = aliexpress.read_aliexpress_files([data_dir / "aliexpress" / "aliexpress_test_sample.csv"])
     assert frame.lines.tolist() == list(range(2, 22))
     same_frame(frame, direct, *aliexpress.COLUMNS)
 

@@ -218,10 +218,10 @@ def test_two_writers_of_one_entry_keep_the_first(tmp_path):
     first = cache_lib.EntryWriter(final, kind="prepared")
     second = cache_lib.EntryWriter(final, kind="prepared")
     with first:
-        first.save("a", np.arange(5))
+        first.add("a", (5,), np.int64).write(np.arange(5))
         first.commit({"who": 1})
     with second:
-        second.save("a", np.arange(6))
+        second.add("a", (6,), np.int64).write(np.arange(6))
         second.commit({"who": 2})
     meta, arrays = cache_lib.read_entry(final, kind="prepared")
     assert meta["who"] == 1 and arrays["a"].tolist() == list(range(5))

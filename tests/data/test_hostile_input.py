@@ -358,7 +358,8 @@ def _expect_data_error_or_frame(read, path: pathlib.Path):
 def test_dataset_readers_on_cut_and_corrupted_files(tmp_path, data_dir, fmt):
     rng = np.random.default_rng(hash(fmt) % 2**32)
     source, read = {
-        "aliexpress": (data_dir / "aliexpress" / "aliexpress_test_sample.csv", aliexpress.read_aliexpress_file),
+        "aliexpress": (data_dir / "aliexpress" / "aliexpress_test_sample.csv",
+                       lambda p: aliexpress.read_aliexpress_files([p])),
         "torch_rechub": (data_dir / "ali_ccp" / "torch_rechub_samples" / "ali_ccp_val_sample.csv",
                          ali_ccp.READERS["torch_rechub"]),
         "paddlerec": (data_dir / "ali_ccp" / "paddlerec_esmm_samples" / "test_small.txt", ali_ccp.read_paddlerec_file),

@@ -23,4 +23,4 @@ class AliExpress(ColumnarBuilder):
         return None
 
     def read(self, path):
-        return aliexpress.read_aliexpress_file(path)
+        return aliexpress.read_aliexpress_files([path])

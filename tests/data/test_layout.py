@@ -28,3 +28,9 @@ def test_builders_import_the_loaders_modules_and_loaders_never_import_builders()
     for name in ("aliexpress", "ali_ccp", "census_income_kdd"):
         path = DATA / "builders" / name / f"{name}_dataset_builder.py"
         assert "mtl.data" in _imports(path, top_level_only=True), path
+
+
+def test_the_data_layer_stays_within_3000_lines():
+    """Issue 17's size target for mtl/data, TFDS builders included (``wc -l`` of its ``.py`` files)."""
+    lines = sum(len(path.read_text().splitlines()) for path in DATA.rglob("*.py"))
+    assert lines <= 3000, f"mtl/data has {lines} lines, over the 3,000 of its target"

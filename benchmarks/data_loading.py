@@ -36,7 +36,10 @@ flushed to disk), holding everything in memory at once, once on one thread and o
 its columns and arrays spread over two (``bare 2t``): how much of our first load is the
 work itself (``ours / bare``), and how far that work alone is from ``read_table``. Its
 numeric and label arrays are byte-identical to ours and its categorical ids group the rows
-as ours do (numbered in another order).
+as ours do (numbered in another order). For the delimited formats each round also times
+``stream``: pyarrow's streaming CSV reader alone (``open_csv``, 1 MiB blocks, as our loads
+read), its batches dropped, against ``read_csv``, which reads faster but holds the whole
+table (its peak memory is printed with it in the JSON lines).
 
 The measurements alternate ``--repeats`` times (read_csv, first load, cached load)
 and the table shows each round; the machine is shared, so compare within a row.
@@ -79,6 +82,17 @@ import pyarrow.csv
 files = json.loads(sys.argv[1])
 start = time.perf_counter()
 rows = sum(pyarrow.csv.read_csv(f).num_rows for f in files)
+print(json.dumps({"seconds": time.perf_counter() - start, "rows": rows, "peak_mb": peak_mb()}))
+"""
+
+_STREAM_CSV = _PRELUDE + """
+import pyarrow.csv
+files = json.loads(sys.argv[1])
+start = time.perf_counter()
+rows = 0
+for f in files:  # the streaming reader our loads use (1 MiB blocks), batches dropped as they come
+    for batch in pyarrow.csv.open_csv(f, read_options=pyarrow.csv.ReadOptions(block_size=1 << 20)):
+        rows += batch.num_rows
 print(json.dumps({"seconds": time.perf_counter() - start, "rows": rows, "peak_mb": peak_mb()}))
 """
 
@@ -256,7 +270,9 @@ def main(argv):
             use_ref = FLAGS.read_csv or fmt == "parquet"
             ref = _run(reference, json.dumps([str(f) for f in files])) if use_ref else {"seconds": float("nan")}
             name, kwargs = _loader(fmt, data_dir, files)
-            bare = bare2 = {"seconds": float("nan")}
+            bare = bare2 = stream = {"seconds": float("nan")}
+            if fmt != "parquet":
+                stream = _run(_STREAM_CSV, json.dumps([str(f) for f in files]))
             if fmt == "parquet":
                 from mtl.data.aliexpress import CATEGORICAL, LABELS, NUMERICAL
 
@@ -272,19 +288,19 @@ def main(argv):
                 shutil.rmtree(bare_out, ignore_errors=True)
             if not FLAGS.keep_cache:
                 shutil.rmtree(cache, ignore_errors=True)
-            results.append((fmt, r, size_mb, ref, first, again, bare, bare2))
+            results.append((fmt, r, size_mb, ref, first, again, bare, bare2, stream))
             print(json.dumps({"format": fmt, "round": r, "read_csv": ref, "first": first, "cached": again,
-                              "bare": bare, "bare2": bare2}), flush=True)  # fmt: skip
+                              "bare": bare, "bare2": bare2, "stream": stream}), flush=True)  # fmt: skip
 
     print(f"\nrows per dataset: {FLAGS.rows:,} (measured one after another in fresh processes; machine shared)\n")
     print("reference: pyarrow.csv.read_csv, or pyarrow.parquet.read_table for parquet")
     head = (f"{'format':<10} {'round':>5} {'file MiB':>9} {'pyarrow s':>10} {'first load s':>12} {'ratio':>6} "
             f"{'read s':>6} {'ratio':>6} {'peak RSS MiB':>12} {'arrays MiB':>10} {'RSS/arrays':>10} "
             f"{'import MiB':>10} {'cached s':>8} {'read all s':>10} {'bare s':>6} {'ratio':>6} {'ours/bare':>9} "
-            f"{'bare 2t s':>9} {'ratio':>6}")  # fmt: skip
+            f"{'bare 2t s':>9} {'ratio':>6} {'stream s':>8} {'ratio':>6}")  # fmt: skip
     print(head)
     print("-" * len(head))
-    for fmt, r, size_mb, ref, first, again, bare, bare2 in results:
+    for fmt, r, size_mb, ref, first, again, bare, bare2, stream in results:
         ratio = first["seconds"] / ref["seconds"]
         mem = first["peak_mb"] / first["array_mb"]
         print(f"{fmt:<10} {r:>5} {size_mb:>9.0f} {ref['seconds']:>10.1f} {first['seconds']:>12.1f} {ratio:>6.2f} "
@@ -292,7 +308,8 @@ def main(argv):
               f"{first['peak_mb']:>12.0f} {first['array_mb']:>10.0f} {mem:>10.2f} {first['base_mb']:>10.0f} "
               f"{again['seconds']:>8.3f} {again.get('touch_seconds', float('nan')):>10.1f} {bare['seconds']:>6.1f} "
               f"{bare['seconds'] / ref['seconds']:>6.2f} {first['seconds'] / bare['seconds']:>9.2f} "
-              f"{bare2['seconds']:>9.1f} {bare2['seconds'] / ref['seconds']:>6.2f}")  # fmt: skip
+              f"{bare2['seconds']:>9.1f} {bare2['seconds'] / ref['seconds']:>6.2f} {stream['seconds']:>8.1f} "
+              f"{stream['seconds'] / ref['seconds']:>6.2f}")  # fmt: skip
     print(f"\ntargets: ratio <= {FIRST_LOAD_RATIO_TARGET:g}, RSS/arrays <= {MEMORY_RATIO_TARGET:g}, "
           f"cached < {CACHED_LOAD_TARGET_S:g} s; arrays memory-mapped on the cached load: "
           f"{all(a[5]['memory_mapped'] for a in results)}")  # fmt: skip

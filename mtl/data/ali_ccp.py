@@ -72,11 +72,11 @@ def paddlerec_files_in(folder: pathlib.Path, sample: bool) -> dict[str, list[pat
     return None
 
 
-def read_torch_rechub_files(paths) -> Frame:
+def read_torch_rechub_files(files) -> Frame:
     """Several torch-rechub CSVs (train, val, test) as one frame, rows file by file (``frame.source_ids``)."""
     columns = {f: Column("factor", integers=True) for f in SPARSE_FIELDS} | {f: Column("number") for f in DENSE_FIELDS}
     columns |= {c: Column("label") for c in ("click", "purchase")}
-    table = read_dataset_files(paths, columns, what="a torch-rechub Ali-CCP")
+    table = read_dataset_files(files, columns, what="a torch-rechub Ali-CCP")
     table.numeric.update(click=table.labels["click"], conversion=table.labels["purchase"])
     return table
 

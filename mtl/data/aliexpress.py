@@ -43,12 +43,12 @@ def files_in(folder: pathlib.Path, country: str, sample: bool) -> dict[str, path
     return {"train": train, "test": test} if train.is_file() and test.is_file() else None
 
 
-def read_aliexpress_files(paths: Sequence[str | os.PathLike], *, with_id: bool = True) -> Frame:
+def read_aliexpress_files(files: Sequence[str | os.PathLike], *, with_id: bool = True) -> Frame:
     """Several AliExpress CSVs (e.g. train and test) as one frame, rows file by file
     (``frame.source_ids`` says which); ``with_id=False`` skips ``search_id``."""
     columns = {c: Column("factor", integers=True) for c in (COLUMNS[0] if with_id else CATEGORICAL)}
     columns.update({c: Column("number") for c in NUMERICAL} | {c: Column("label") for c in LABELS})
-    table = read_dataset_files(paths, columns, what="an MTReclib AliExpress")
+    table = read_dataset_files(files, columns, what="an MTReclib AliExpress")
     table.numeric.update(table.labels)
     return table
 
